@@ -1,0 +1,247 @@
+/*
+ * proto/ -- the OML Measurement Stream Protocol (OMSP v1-v5) as pure
+ * functions: header lines, experiment names, schema declarations, the text
+ * and binary tuple decoders, and the encoder used by the server's
+ * self-reporting and by the test and benchmark clients.  Nothing here does
+ * I/O; section numbers refer to PROTOCOL.md.
+ */
+#ifndef PROTO_H
+#define PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* Types (§3.3).  The order is part of no wire format. */
+enum oml_type {
+	OML_INT32,
+	OML_UINT32,
+	OML_INT64,
+	OML_UINT64,
+	OML_DOUBLE,
+	OML_STRING,
+	OML_BLOB,
+	OML_GUID,
+	OML_BOOL,
+	OML_VINT32,
+	OML_VUINT32,
+	OML_VINT64,
+	OML_VUINT64,
+	OML_VDOUBLE,
+	OML_VBOOL,
+	OML_TYPE_MAX
+};
+
+const char	*oml_type_name(enum oml_type);	/* canonical, for table_* rows */
+int		 oml_type_parse(const char *, size_t, enum oml_type *);
+int		 oml_type_is_vector(enum oml_type);
+
+/*
+ * A decoded or to-be-encoded value.
+ *  - Scalars use the matching union member (guid uses u64, bool uses b).
+ *  - string and blob use s (not NUL-terminated; may point into the
+ *    caller's input buffer).  null is set for a blob whose base64 was
+ *    invalid (§5.2); the decoders never set it otherwise.
+ *  - Vectors: the DECODERS yield them already rendered in the storage
+ *    text form of §8.4 ("[ 1, -2, 300 ]", "" when empty) in s; the
+ *    ENCODER takes them as native arrays in vec (int32_t, uint32_t,
+ *    int64_t, uint64_t, double, or uint8_t 0/1 for bool).
+ * Double NaN and guid 0 are passed through as values; each storage
+ * backend decides how to store them.
+ */
+struct oml_value {
+	enum oml_type	type;
+	int		null;
+	union {
+		int32_t		i32;
+		uint32_t	u32;
+		int64_t		i64;
+		uint64_t	u64;
+		double		d;
+		int		b;
+		struct {
+			const char	*p;
+			size_t		 len;
+		} s;
+		struct {
+			const void	*p;
+			uint32_t	 n;
+		} vec;
+	} u;
+};
+
+/* Header lines (§2.1) */
+
+/*
+ * The next '\n'-terminated line in buf[0..len).  Returns its length
+ * without the terminator and without one trailing '\r', and sets *used to
+ * the bytes it occupies including the '\n'; returns -1 if no complete
+ * line is buffered.
+ */
+long	 line_next(const char *buf, size_t len, size_t *used);
+
+/*
+ * Split a header line at its first ':'.  The key is verbatim; the value
+ * starts after any spaces and tabs and has trailing white space (space,
+ * \t, \r, \v, \f) removed.  Returns -1 if there is no ':'.
+ */
+int	 header_split(const char *line, size_t len, const char **key,
+	    size_t *klen, const char **val, size_t *vlen);
+
+/* §10.5: 1-63 bytes, no '/', '\\', quotes, white space or control bytes,
+ * not starting with '.'.  On failure *why says which rule. */
+#define EXPNAME_MAX	63
+int	 expname_valid(const char *, size_t, const char **why);
+
+/* §3.2: [A-Za-z_][A-Za-z0-9_]* */
+int	 oml_name_valid(const char *, size_t);
+
+/*
+ * Incremental experiment-id sniffer for the master: feed it the bytes read
+ * so far (from the connection's first byte).  Returns SNIFF_MORE until a
+ * complete "domain:" or "experiment-id:" line is seen (SNIFF_FOUND, name
+ * in name[]), or the header can no longer name one (SNIFF_BAD, *why).
+ * Limits on total bytes and time are the caller's.
+ */
+enum sniff_result { SNIFF_MORE, SNIFF_FOUND, SNIFF_BAD };
+struct sniff {
+	size_t	scanned;		/* bytes of complete lines examined */
+	char	name[EXPNAME_MAX + 1];
+};
+enum sniff_result sniff_expid(struct sniff *, const char *buf, size_t len,
+	    const char **why);
+
+/* Schemas (§3) */
+struct oml_field {
+	char		*name;
+	enum oml_type	 type;
+};
+
+struct oml_schema {
+	long		  index;
+	char		 *name;
+	int		  nfields;
+	struct oml_field *fields;
+};
+
+#define SCHEMA_MAX_INDEX	65535
+
+/*
+ * Parse "index name f:t f:t ..." (§3.1) with white-space runs as
+ * separators.  Rejects: no or non-integer index, index outside
+ * 0..SCHEMA_MAX_INDEX, invalid names, unknown types, zero fields, more than
+ * maxfields fields, duplicate field names and field names that collide with
+ * the built-in columns (oml_tuple_id, oml_sender_id, oml_seq, oml_ts_client,
+ * oml_ts_server).  On error returns -1 and writes a reason into err.
+ */
+int	 schema_parse(const char *, size_t, int maxfields,
+	    struct oml_schema *, char *err, size_t errlen);
+char	*schema_format(const struct oml_schema *);	/* canonical, malloc'd */
+int	 schema_same(const struct oml_schema *, const struct oml_schema *);
+void	 schema_copy(struct oml_schema *dst, const struct oml_schema *src);
+void	 schema_rename(struct oml_schema *, const char *);
+void	 schema_free(struct oml_schema *);
+int	 schema_field(const struct oml_schema *, const char *name);
+
+/* Text data (§5) */
+struct text_line {
+	int	 n;		/* number of TAB-separated fields */
+	int	 cap;
+	char	**f;		/* field starts (inside the caller's line) */
+	size_t	*len;		/* field lengths */
+};
+
+void	 text_line_free(struct text_line *);
+
+/*
+ * Split a data line (without '\n'; the caller strips one '\r') on every
+ * TAB, keeping empty fields.  The line must be writable: values are later
+ * decoded in place.  Then parse the three leading fields like atof, atol
+ * and atol truncated to int.  Returns -1 if there are fewer than 3 fields.
+ */
+int	 text_split(char *line, size_t len, struct text_line *,
+	    double *ts, long *stream, int32_t *seq);
+
+/*
+ * Convert the value fields (f[3..n-1]) against the column types (§5.2 -
+ * §5.4).  Strings are backslash-decoded and blobs base64-decoded in place;
+ * vectors are rendered into scratch (which is reset first).  Returns 0, or
+ * -1 with a reason in *why when the row must be dropped; the caller checks
+ * the field count first.
+ */
+int	 text_values(struct text_line *, const enum oml_type *types, int n,
+	    struct oml_value *out, struct buf *scratch, const char **why);
+
+/* Binary data (§6) */
+enum bin_status {
+	BIN_NEED,	/* incomplete: wait for more bytes; *used is 0 */
+	BIN_SKIP,	/* *used bytes of garbage precede the next sync */
+	BIN_PACKET,	/* a complete packet of *used bytes, in *pkt */
+	BIN_BAD,	/* a complete but malformed packet of *used bytes */
+	BIN_TOOBIG	/* its length field exceeds maxpkt */
+};
+
+struct bin_packet {
+	int		 stream;
+	int		 count;
+	int32_t		 seq;
+	double		 ts;
+	const uint8_t	*values;	/* the typed values, after the ts */
+	size_t		 vlen;
+};
+
+/*
+ * Frame the next packet in buf[0..len) (§6.5, recommended variant: the
+ * length field delimits the packet).  An unknown packet type skips the
+ * two sync bytes; garbage without a sync is skipped except for a trailing
+ * 0xAA that may start one.  BIN_BAD covers a zero count and a seq-no or
+ * timestamp of the wrong type (*why).
+ */
+enum bin_status bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
+	    struct bin_packet *pkt, size_t *used, const char **why);
+
+/*
+ * Decode pkt's values against the column types.  The values must match in
+ * number (count), in type (LONG_T is accepted for int32) and must consume
+ * the packet exactly.  Returns 0, or -1 with *why.
+ */
+int	 bin_values(const struct bin_packet *, const enum oml_type *types,
+	    int n, struct oml_value *out, struct buf *scratch,
+	    const char **why);
+
+double	 bin_double_decode(int32_t mant, int8_t exp);
+
+/* Encoder (used by self-reporting and the test clients) */
+struct enc_header {
+	int			  protocol;	/* 1..5 */
+	const char		 *domain;
+	long			  start_time;
+	const char		 *sender;	/* may be NULL */
+	const char		 *app;		/* may be NULL */
+	const struct oml_schema	 *schemas;
+	int			  nschemas;
+	int			  binary;
+};
+
+void	 enc_header(struct buf *, const struct enc_header *);
+void	 enc_schema_text(struct buf *, const struct oml_schema *);
+
+/*
+ * Append one tuple.  Text: "ts\tstream\tseq\tv1..." with strings escaped
+ * (§5.3), blobs in base64, bools T/F, doubles %.17g.  Binary: a short
+ * packet, or a long one when it would exceed 65535 bytes or force_long is
+ * set; doubles as DOUBLE_T (§6.3), vector doubles as DOUBLE64_T, strings
+ * cut to 255 bytes.
+ */
+void	 enc_text_row(struct buf *, int stream, int32_t seq, double ts,
+	    const struct oml_value *, int n);
+void	 enc_bin_row(struct buf *, int stream, int32_t seq, double ts,
+	    const struct oml_value *, int n, int force_long);
+void	 enc_bin_double(uint8_t out[6], double);
+
+/* base64 (standard alphabet, '=' padding) */
+size_t	 b64_encode(char *out, const void *in, size_t len);
+long	 b64_decode_inplace(char *s, size_t len);	/* -1 if invalid */
+
+#endif /* PROTO_H */
