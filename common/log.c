@@ -87,36 +87,42 @@ log_fd(void)
 	return log_fdesc;
 }
 
+/* Append to a fixed line, silently truncating. */
+static void
+lineadd(char *line, size_t size, size_t *n, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 k;
+
+	if (*n >= size - 1)
+		return;
+	va_start(ap, fmt);
+	k = vsnprintf(line + *n, size - *n, fmt, ap);
+	va_end(ap);
+	if (k < 0)
+		return;
+	*n = (size_t)k < size - *n ? *n + (size_t)k : size - 1;
+}
+
 static void
 vlog(int lvl, int with_errno, const char *fmt, va_list ap)
 {
-	char		 line[2048];
+	char		 line[2048], msg[1800];
 	struct timeval	 tv;
 	struct tm	 tm;
 	size_t		 n;
-	int		 saved = errno, k;
+	int		 saved = errno;
 
 	if (lvl > log_lvl)
 		return;
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
-	k = snprintf(line + n, sizeof(line) - n, ".%03ld %-5s %s: ",
-	    (long)tv.tv_usec / 1000, lvlname[lvl], log_proc);
-	n += (size_t)k;
-	k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	n = (k < 0 || (size_t)k >= sizeof(line) - n) ? sizeof(line) - 1 :
-	    n + (size_t)k;
-	if (with_errno) {
-		k = snprintf(line + n, sizeof(line) - n, ": %s",
-		    strerror(saved));
-		if (k > 0 && (size_t)k < sizeof(line) - n)
-			n += (size_t)k;
-		else
-			n = sizeof(line) - 1;
-	}
-	if (n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	lineadd(line, sizeof(line) - 1, &n, ".%03ld %-5s %s: %s",
+	    (long)tv.tv_usec / 1000, lvlname[lvl], log_proc, msg);
+	if (with_errno)
+		lineadd(line, sizeof(line) - 1, &n, ": %s", strerror(saved));
 	line[n++] = '\n';
 	/* a failed log write has nowhere to be reported */
 	if (write(log_fdesc, line, n) == -1)
