@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <bsd/string.h>	/* strlcpy, strlcat */
+
 #define OML2_VERSION	"2.11.0+ng1"
 
 #ifndef __dead
@@ -28,6 +30,7 @@ void		 log_setproc(const char *fmt, ...) PRINTFLIKE(1, 2);
 const char	*log_procname(void);
 int		 log_level(void);
 int		 log_fd(void);
+void		 log_startup(int);
 void		 log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
 void		 log_warnx(const char *fmt, ...) PRINTFLIKE(1, 2);
 void		 log_error(const char *fmt, ...) PRINTFLIKE(1, 2);
@@ -137,5 +140,6 @@ uint64_t now_mono_ms(void);
 long	 rss_kb(void);
 int	 count_open_fds(void);
 int	 parse_uint(const char *, unsigned long max, unsigned long *);
+void	 close_except(int, int);
 
 #endif /* COMMON_H */

@@ -19,6 +19,7 @@ static int	 log_fdesc = STDERR_FILENO;
 static int	 log_lvl = LOG_LVL_INFO;
 static char	*log_path;
 static char	 log_proc[96] = "oml2-server";
+static int	 log_tty;	/* also show errors on stderr (start-up) */
 
 static const char *const lvlname[] = { "", "ERROR", "WARN", "INFO", "DEBUG" };
 
@@ -57,6 +58,13 @@ log_reopen(void)
 	r = log_open(p, log_lvl);
 	free(p);
 	return r;
+}
+
+/* While starting up, errors also go to stderr, where the operator looks. */
+void
+log_startup(int on)
+{
+	log_tty = on;
 }
 
 void
@@ -126,6 +134,9 @@ vlog(int lvl, int with_errno, const char *fmt, va_list ap)
 	line[n++] = '\n';
 	/* a failed log write has nowhere to be reported */
 	if (write(log_fdesc, line, n) == -1)
+		(void)0;
+	if (log_tty && lvl == LOG_LVL_ERROR && log_fdesc != STDERR_FILENO &&
+	    write(STDERR_FILENO, line, n) == -1)
 		(void)0;
 	errno = saved;
 }

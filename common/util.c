@@ -103,3 +103,30 @@ parse_uint(const char *s, unsigned long max, unsigned long *out)
 	*out = v;
 	return 0;
 }
+
+/*
+ * In a freshly forked process: close every descriptor above stderr except
+ * a and b (either may be -1 or a standard descriptor).
+ */
+void
+close_except(int a, int b)
+{
+	int		 keep[2], i, t;
+	unsigned	 lo = 3;
+
+	keep[0] = a;
+	keep[1] = b;
+	if (keep[0] > keep[1]) {
+		t = keep[0];
+		keep[0] = keep[1];
+		keep[1] = t;
+	}
+	for (i = 0; i < 2; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned)keep[i] > lo)
+			close_range(lo, (unsigned)keep[i] - 1, 0);
+		lo = (unsigned)keep[i] + 1;
+	}
+	close_range(lo, ~0U, 0);
+}

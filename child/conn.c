@@ -1,0 +1,660 @@
+/*
+ * One client connection inside an experiment's process: the header phase
+ * (§2), then text (§5) or binary (§6) tuples, each checked against its
+ * stream (§4.1), with stream 0 following the metadata rules (§7.3).
+ *
+ * A bad tuple is logged and dropped and the connection goes on; a bad
+ * header, a bad schema or an exceeded limit closes the connection.  Input
+ * is read in large blocks and decoded in place.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "child/child.h"
+
+#define READ_CHUNK	(256 * 1024)
+#define READS_PER_EVENT	8	/* then let the other clients in */
+#define LOW_STREAMS	256	/* indices with a direct slot */
+#define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
+#define DROP_LOG_EVERY	10000
+
+enum state { ST_HEADER, ST_TEXT, ST_BINARY };
+
+struct hislot {
+	long		 index;
+	struct table	*t;
+};
+
+struct conn {
+	struct cev	 ev;
+	char		 peer[64];
+	uint16_t	 port;
+	enum state	 st;
+	int		 binary;
+	struct buf	 in;
+	size_t		 off;
+	struct db	*db;
+	char		*domain;
+	char		*sender;
+	char		*app;
+	int		 sender_id;
+	long		 offset;	/* start-time - S */
+	struct table	*low[LOW_STREAMS];
+	struct hislot	*high;		/* indices >= LOW_STREAMS, sorted */
+	int		 nhigh;
+	long		 maxindex;	/* highest declared index, -1 none */
+	int		 nstreams;
+	uint64_t	 last_rx;
+	uint64_t	 rows;
+	uint64_t	 dropped;
+	uint64_t	 skipped;	/* binary garbage not yet reported */
+	double		 now;		/* wall clock for this batch */
+	struct text_line tl;
+	struct oml_value *vals;
+	int		 nvals;
+	struct buf	 scratch;
+	char		 why[160];	/* why the connection must close */
+};
+
+static const char *const header_only[] = {
+	"protocol", "domain", "experiment-id", "start-time", "start_time",
+	"sender-id", "app-name", "content"
+};
+
+struct conn *
+conn_new(int fd, const char *peer, uint16_t port)
+{
+	struct conn	*c;
+
+	c = xcalloc(1, sizeof(*c));
+	c->ev.kind = CEV_CONN;
+	c->ev.fd = fd;
+	strlcpy(c->peer, peer, sizeof(c->peer));
+	c->port = port;
+	c->maxindex = -1;
+	c->last_rx = now_mono_ms();
+	buf_init(&c->in);
+	buf_init(&c->scratch);
+	return c;
+}
+
+int
+conn_fd(const struct conn *c)
+{
+	return c->ev.fd;
+}
+
+uint64_t
+conn_last_rx(const struct conn *c)
+{
+	return c->last_rx;
+}
+
+const char *
+conn_peer(const struct conn *c, uint16_t *port)
+{
+	*port = c->port;
+	return c->peer;
+}
+
+const char *
+conn_ident(const struct conn *c, const char **sender, const char **app)
+{
+	*sender = c->sender ? c->sender : "";
+	*app = c->app ? c->app : "";
+	return c->domain ? c->domain : "";
+}
+
+/* Record why the connection must close; returns -1 for convenience. */
+static int
+fail(struct conn *c, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A dropped tuple: logged one by one at first, then in summaries. */
+static void
+drop(struct conn *c, const char *fmt, ...)
+{
+	char	 msg[256];
+	va_list	 ap;
+
+	c->dropped++;
+	if (c->db != NULL)
+		c->db->dropped++;
+	if (c->dropped > DROP_LOG_FIRST && c->dropped % DROP_LOG_EVERY != 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warnx("client %s port %u: tuple dropped: %s%s", c->peer, c->port,
+	    msg, c->dropped == DROP_LOG_FIRST ? " (further drops are "
+	    "summarised)" : "");
+	if (c->dropped > DROP_LOG_FIRST)
+		log_warnx("client %s port %u: %llu tuples dropped so far",
+		    c->peer, c->port, (unsigned long long)c->dropped);
+}
+
+static struct table *
+stream_get(const struct conn *c, long index)
+{
+	int	 lo = 0, hi = c->nhigh - 1, mid;
+
+	if (index < LOW_STREAMS)
+		return c->low[index];
+	while (lo <= hi) {
+		mid = (lo + hi) / 2;
+		if (c->high[mid].index == index)
+			return c->high[mid].t;
+		if (c->high[mid].index < index)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+static int
+stream_set(struct conn *c, long index, struct table *t)
+{
+	int	 i;
+
+	if (stream_get(c, index) == NULL) {
+		if (c->nstreams >= exp_conf()->max_streams)
+			return fail(c, "more than --max-streams (%d) streams",
+			    exp_conf()->max_streams);
+		c->nstreams++;
+	} else
+		log_warnx("client %s port %u: stream %ld redefined as %s",
+		    c->peer, c->port, index, t->schema.name);
+	if (index > c->maxindex)
+		c->maxindex = index;
+	if (index < LOW_STREAMS) {
+		c->low[index] = t;
+		return 0;
+	}
+	for (i = 0; i < c->nhigh && c->high[i].index < index; i++)
+		;
+	if (i < c->nhigh && c->high[i].index == index) {
+		c->high[i].t = t;
+		return 0;
+	}
+	c->high = xreallocarray(c->high, (size_t)c->nhigh + 1,
+	    sizeof(*c->high));
+	memmove(&c->high[i + 1], &c->high[i],
+	    (size_t)(c->nhigh - i) * sizeof(*c->high));
+	c->high[i].index = index;
+	c->high[i].t = t;
+	c->nhigh++;
+	return 0;
+}
+
+/* A schema from a header line or a ". schema" metadata tuple (§3.6). */
+static int
+declare(struct conn *c, const char *text, size_t len)
+{
+	struct oml_schema	 s;
+	struct table		*t;
+	char			 err[160];
+
+	if (c->db == NULL)
+		return fail(c, "schema before domain");
+	while (len > 0 && strchr(" \t\r\n\v\f", text[len - 1]) != NULL)
+		len--;
+	if (schema_parse(text, len, exp_conf()->max_fields, &s, err,
+	    sizeof(err)) == -1)
+		return fail(c, "bad schema \"%.*s\": %s",
+		    (int)(len > 60 ? 60 : len), text, err);
+	t = db_declare(c->db, &s);
+	if (t == NULL) {
+		fail(c, "no table can take schema %s", s.name);
+		schema_free(&s);
+		return -1;
+	}
+	log_debug("client %s port %u: stream %ld -> table %s", c->peer,
+	    c->port, s.index, t->schema.name);
+	schema_free(&s);
+	return stream_set(c, s.index, t);
+}
+
+/* atoi-like: optional sign and digits after white space; junk ignored. */
+static long
+atol_lax(const char *s, size_t len)
+{
+	char	 tmp[32];
+
+	if (len >= sizeof(tmp))
+		len = sizeof(tmp) - 1;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	return strtol(tmp, NULL, 10);
+}
+
+static int
+h_domain(struct conn *c, const char *v, size_t vl)
+{
+	const char	*why;
+
+	if (c->domain != NULL) {
+		if (strlen(c->domain) == vl && memcmp(c->domain, v, vl) == 0)
+			return 0;
+		return fail(c, "a second, different domain");
+	}
+	if (!expname_valid(v, vl, &why))
+		return fail(c, "bad experiment name: %s", why);
+	if (strlen(exp_name()) != vl || memcmp(exp_name(), v, vl) != 0)
+		return fail(c, "experiment %.*s routed to %s", (int)vl, v,
+		    exp_name());
+	c->domain = xstrndup(v, vl);
+	if ((c->db = exp_db_acquire()) == NULL)
+		return fail(c, "cannot open the experiment's database");
+	return 0;
+}
+
+static int
+h_start(struct conn *c, const char *v, size_t vl)
+{
+	long	 t = atol_lax(v, vl);
+
+	if (c->db == NULL)
+		return fail(c, "start-time before domain");
+	if (db_set_start(c->db, t) == -1)
+		return fail(c, "cannot store the start time");
+	c->offset = t - c->db->start_time;
+	return 0;
+}
+
+static int
+h_sender(struct conn *c, const char *v, size_t vl)
+{
+	if (c->db == NULL)
+		return fail(c, "sender-id before domain");
+	free(c->sender);
+	c->sender = xstrndup(v, vl);
+	if (db_sender(c->db, c->sender, &c->sender_id) == -1)
+		return fail(c, "cannot register sender %s", c->sender);
+	return 0;
+}
+
+static int
+header_key(struct conn *c, const char *k, size_t kl, const char *v,
+    size_t vl)
+{
+	long	 n;
+
+#define KEY(s)	(kl == sizeof(s) - 1 && memcmp(k, s, kl) == 0)
+	if (KEY("protocol")) {
+		n = atol_lax(v, vl);
+		if (n < 1 || n > 5)
+			return fail(c, "unsupported protocol %ld", n);
+		return 0;
+	}
+	if (KEY("domain") || KEY("experiment-id"))
+		return h_domain(c, v, vl);
+	if (KEY("start-time") || KEY("start_time"))
+		return h_start(c, v, vl);
+	if (KEY("sender-id"))
+		return h_sender(c, v, vl);
+	if (KEY("app-name")) {
+		free(c->app);
+		c->app = xstrndup(v, vl);
+		return 0;
+	}
+	if (KEY("schema"))
+		return declare(c, v, vl);
+	if (KEY("content")) {
+		if (vl == 4 && memcmp(v, "text", 4) == 0)
+			c->binary = 0;
+		else if (vl == 6 && memcmp(v, "binary", 6) == 0)
+			c->binary = 1;
+		else
+			return fail(c, "unknown content \"%.*s\"",
+			    (int)(vl > 20 ? 20 : vl), v);
+		return 0;
+	}
+#undef KEY
+	log_debug("client %s port %u: header %.*s ignored", c->peer, c->port,
+	    (int)(kl > 40 ? 40 : kl), k);
+	return 0;
+}
+
+static int
+header_line(struct conn *c, const char *line, size_t len)
+{
+	const char	*k, *v;
+	size_t		 kl, vl;
+
+	if (len == 0) {
+		if (c->domain == NULL)
+			return fail(c, "headers ended without a domain");
+		c->st = c->binary ? ST_BINARY : ST_TEXT;
+		log_info("client %s port %u ready: %s:%s:%s (%s)", c->peer,
+		    c->port, c->domain, c->sender ? c->sender : "",
+		    c->app ? c->app : "", c->binary ? "binary" : "text");
+		exp_report(c, "Ready", "");
+		return 0;
+	}
+	if (header_split(line, len, &k, &kl, &v, &vl) == -1)
+		return fail(c, "header line without ':'");
+	return header_key(c, k, kl, v, vl);
+}
+
+/* Which table a tuple for index goes to (§4.1 steps 1 and 2). */
+static struct table *
+tuple_table(struct conn *c, long index)
+{
+	struct table	*t;
+
+	if (index < 0 || index > c->maxindex) {
+		drop(c, "stream %ld was never declared", index);
+		return NULL;
+	}
+	if ((t = stream_get(c, index)) == NULL && index == 0)
+		t = c->db->meta;
+	if (t == NULL)
+		drop(c, "stream %ld was never declared", index);
+	return t;
+}
+
+static int
+is_str(const struct oml_value *v, const char *s)
+{
+	size_t	 n = strlen(s);
+
+	return v->type == OML_STRING && v->u.s.len == n &&
+	    memcmp(v->u.s.p, s, n) == 0;
+}
+
+/*
+ * Stream 0 (§7.3): a ". schema" tuple declares a stream, header keys are
+ * ignored, everything else is stored.  Returns 1 if consumed, 0 to store,
+ * -1 if the connection must close.
+ */
+static int
+metadata(struct conn *c, struct table *t, const struct oml_value *v)
+{
+	const struct oml_value	*key, *val;
+	size_t			 i;
+
+	if (t->f_subject < 0 || t->f_key < 0 || t->f_value < 0) {
+		drop(c, "stream 0 table %s lacks subject, key or value",
+		    t->schema.name);
+		return 1;
+	}
+	key = &v[t->f_key];
+	val = &v[t->f_value];
+	if (!is_str(&v[t->f_subject], ".") || key->type != OML_STRING ||
+	    val->type != OML_STRING)
+		return 0;
+	if (is_str(key, "schema"))
+		return declare(c, val->u.s.p, val->u.s.len) == -1 ? -1 : 1;
+	for (i = 0; i < nitems(header_only); i++)
+		if (is_str(key, header_only[i])) {
+			log_warnx("client %s port %u: metadata key %s is only "
+			    "valid in the headers; ignored", c->peer, c->port,
+			    header_only[i]);
+			return 1;
+		}
+	return 0;
+}
+
+static int
+store(struct conn *c, struct table *t, long index, int32_t seq, double ts,
+    int n)
+{
+	struct row	 r;
+	int		 m;
+
+	if (index == 0 && (m = metadata(c, t, c->vals)) != 0)
+		return m == -1 ? -1 : 0;
+	r.sender = c->sender_id;
+	r.seq = seq;
+	r.ts_client = ts + (double)c->offset;
+	r.ts_server = c->now - (double)c->db->start_time;
+	r.n = n;
+	r.v = c->vals;
+	if (db_insert(c->db, t, &r) == -1)
+		drop(c, "%s: the database refused the row", t->schema.name);
+	else
+		c->rows++;
+	return 0;
+}
+
+static void
+vals_reserve(struct conn *c, int n)
+{
+	if (n > c->nvals) {
+		c->vals = xreallocarray(c->vals, (size_t)n, sizeof(*c->vals));
+		c->nvals = n;
+	}
+}
+
+static int
+text_tuple(struct conn *c, char *line, size_t len)
+{
+	struct table	*t;
+	const char	*why;
+	double		 ts;
+	long		 index;
+	int32_t		 seq;
+	int		 n;
+
+	if (len == 0) {
+		drop(c, "empty line");
+		return 0;
+	}
+	if (text_split(line, len, &c->tl, &ts, &index, &seq) == -1) {
+		drop(c, "fewer than 3 fields");
+		return 0;
+	}
+	if ((t = tuple_table(c, index)) == NULL)
+		return 0;
+	n = c->tl.n - 3;
+	if (n != t->schema.nfields) {
+		drop(c, "%d values for %s, which has %d", n, t->schema.name,
+		    t->schema.nfields);
+		return 0;
+	}
+	vals_reserve(c, n);
+	if (text_values(&c->tl, t->types, n, c->vals, &c->scratch, &why)
+	    == -1) {
+		drop(c, "%s: %s", t->schema.name, why);
+		return 0;
+	}
+	return store(c, t, index, seq, ts, n);
+}
+
+static int
+bin_tuple(struct conn *c, const struct bin_packet *p)
+{
+	struct table	*t;
+	const char	*why;
+
+	if ((t = tuple_table(c, p->stream)) == NULL)
+		return 0;
+	if (p->count != t->schema.nfields) {
+		drop(c, "%d values for %s, which has %d", p->count,
+		    t->schema.name, t->schema.nfields);
+		return 0;
+	}
+	vals_reserve(c, p->count);
+	if (bin_values(p, t->types, p->count, c->vals, &c->scratch, &why)
+	    == -1) {
+		drop(c, "%s: %s", t->schema.name, why);
+		return 0;
+	}
+	return store(c, t, p->stream, p->seq, p->ts, p->count);
+}
+
+static void
+report_skipped(struct conn *c)
+{
+	if (c->skipped == 0)
+		return;
+	log_warnx("client %s port %u: skipped %llu bytes of garbage", c->peer,
+	    c->port, (unsigned long long)c->skipped);
+	c->skipped = 0;
+}
+
+/* One step of the binary phase.  1: go on, 0: need more, -1: close. */
+static int
+bin_step(struct conn *c, const char *p, size_t len, size_t *used)
+{
+	struct bin_packet	 pkt;
+	const char		*why = NULL;
+
+	switch (bin_next((const uint8_t *)p, len, exp_conf()->max_packet,
+	    &pkt, used, &why)) {
+	case BIN_NEED:
+		return 0;
+	case BIN_SKIP:
+		c->skipped += *used;
+		return 1;
+	case BIN_BAD:
+		report_skipped(c);
+		drop(c, "malformed packet: %s", why ? why : "?");
+		return 1;
+	case BIN_TOOBIG:
+		return fail(c, "binary packet longer than --max-packet (%zu)",
+		    exp_conf()->max_packet);
+	case BIN_PACKET:
+		report_skipped(c);
+		return bin_tuple(c, &pkt) == -1 ? -1 : 1;
+	}
+	return -1;
+}
+
+/* One step of a line-based phase.  1: go on, 0: need more, -1: close. */
+static int
+line_step(struct conn *c, char *p, size_t len, size_t *used)
+{
+	long	 n;
+
+	if ((n = line_next(p, len, used)) < 0) {
+		if (len > exp_conf()->max_line)
+			return fail(c, "%s line longer than --max-line (%zu)",
+			    c->st == ST_HEADER ? "header" : "text",
+			    exp_conf()->max_line);
+		return 0;
+	}
+	if ((size_t)n > exp_conf()->max_line)
+		return fail(c, "%s line longer than --max-line (%zu)",
+		    c->st == ST_HEADER ? "header" : "text",
+		    exp_conf()->max_line);
+	if (c->st == ST_HEADER)
+		return header_line(c, p, (size_t)n) == -1 ? -1 : 1;
+	return text_tuple(c, p, (size_t)n) == -1 ? -1 : 1;
+}
+
+/* Decode everything complete in the buffer.  -1: close (c->why). */
+static int
+process(struct conn *c)
+{
+	size_t	 used;
+	int	 r;
+
+	c->now = now_real();
+	while (c->off < c->in.len) {
+		used = 0;
+		if (c->st == ST_BINARY)
+			r = bin_step(c, c->in.p + c->off, c->in.len - c->off,
+			    &used);
+		else
+			r = line_step(c, c->in.p + c->off, c->in.len - c->off,
+			    &used);
+		if (r == -1)
+			return -1;
+		if (r == 0)
+			break;
+		c->off += used;
+	}
+	/* keep only the incomplete tail, at the front */
+	buf_drop(&c->in, c->off);
+	c->off = 0;
+	return 0;
+}
+
+/* Bytes the master read before the hand-over.  -1: close. */
+int
+conn_feed(struct conn *c, const char *p, size_t len)
+{
+	buf_add(&c->in, p, len);
+	return process(c);
+}
+
+/*
+ * Read what the socket has (a bounded amount per call, for fairness,
+ * unless draining at shutdown) and process it.  Returns END_NONE to keep the connection, else why it ends.
+ */
+enum conn_end
+conn_read(struct conn *c, int drain)
+{
+	ssize_t	 n;
+	int	 i;
+
+	for (i = 0; drain || i < READS_PER_EVENT; i++) {
+		buf_reserve(&c->in, READ_CHUNK);
+		n = read(c->ev.fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+		if (n == 0)
+			return END_EOF;
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return END_NONE;
+			fail(c, "%s", strerror(errno));
+			return END_ERROR;
+		}
+		c->in.len += (size_t)n;
+		c->last_rx = now_mono_ms();
+		if (process(c) == -1)
+			return END_PROTOCOL;
+	}
+	return END_NONE;
+}
+
+/* Log why the connection ends, release its database, free it. */
+void
+conn_close(struct conn *c, enum conn_end why)
+{
+	static const char *const what[] = {
+		[END_NONE] = "closed", [END_EOF] = "closed by the client",
+		[END_IDLE] = "idle timeout", [END_PROTOCOL] = "protocol error",
+		[END_ERROR] = "socket error", [END_SHUTDOWN] = "server stopping",
+		[END_LIMIT] = "limit reached",
+	};
+
+	report_skipped(c);
+	if (why == END_PROTOCOL || why == END_ERROR || why == END_LIMIT)
+		log_warnx("client %s port %u: %s: %s; connection closed",
+		    c->peer, c->port, what[why], c->why);
+	if (c->st != ST_HEADER || why != END_PROTOCOL)
+		log_info("client %s port %u %s: %llu rows stored, %llu "
+		    "dropped", c->peer, c->port, what[why],
+		    (unsigned long long)c->rows,
+		    (unsigned long long)c->dropped);
+	close(c->ev.fd);
+	c->ev.fd = -1;
+	if (c->db != NULL)
+		exp_db_release();
+	c->db = NULL;
+	text_line_free(&c->tl);
+	buf_free(&c->in);
+	buf_free(&c->scratch);
+	free(c->vals);
+	free(c->high);
+	free(c->domain);
+	free(c->sender);
+	free(c->app);
+}

@@ -1,0 +1,455 @@
+/*
+ * The experiment database, whatever the backend (PROTOCOL.md §8): the
+ * default tables of a new database, rediscovering schemas from the
+ * table_* metadata rows on reopening, the name, name_2 ... name_9 rule for
+ * schemas that differ, sender ids, the start time, and the commit policy
+ * (a batch of rows, or about a second after the first uncommitted one).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "child/child.h"
+
+#define META_TABLE	"_experiment_metadata"
+#define META_SCHEMA	"0 _experiment_metadata subject:string key:string value:string"
+#define SENDERS_TABLE	"_senders"
+#define MAX_RENAME	9
+
+static int
+name_eq(const struct db *db, const char *a, const char *b)
+{
+	return db->be->nocase ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
+}
+
+static struct table *
+table_find(struct db *db, const char *name)
+{
+	struct table	*t;
+
+	for (t = db->tables; t != NULL; t = t->next)
+		if (name_eq(db, t->schema.name, name))
+			return t;
+	return NULL;
+}
+
+static int
+other_exists(struct db *db, const char *name)
+{
+	int	 i;
+
+	for (i = 0; i < db->nothers; i++)
+		if (name_eq(db, db->others[i], name))
+			return 1;
+	return 0;
+}
+
+static int
+fields_equal(const struct oml_schema *a, const struct oml_schema *b)
+{
+	int	 i;
+
+	if (a->nfields != b->nfields)
+		return 0;
+	for (i = 0; i < a->nfields; i++)
+		if (a->fields[i].type != b->fields[i].type ||
+		    strcmp(a->fields[i].name, b->fields[i].name) != 0)
+			return 0;
+	return 1;
+}
+
+/* A table object for schema s (copied); not yet in the database. */
+static struct table *
+table_new(const struct oml_schema *s, const char *name)
+{
+	struct table	*t;
+	int		 i;
+
+	t = xcalloc(1, sizeof(*t));
+	schema_copy(&t->schema, s);
+	if (name != NULL)
+		schema_rename(&t->schema, name);
+	t->types = xcalloc((size_t)s->nfields, sizeof(*t->types));
+	for (i = 0; i < s->nfields; i++)
+		t->types[i] = s->fields[i].type;
+	t->f_subject = schema_field(s, "subject");
+	t->f_key = schema_field(s, "key");
+	t->f_value = schema_field(s, "value");
+	return t;
+}
+
+static void
+table_free(struct db *db, struct table *t)
+{
+	if (db->be->table_free != NULL)
+		db->be->table_free(db, t);
+	schema_free(&t->schema);
+	free(t->types);
+	free(t);
+}
+
+static void
+table_add(struct db *db, struct table *t)
+{
+	t->next = db->tables;
+	db->tables = t;
+	if (strcmp(t->schema.name, META_TABLE) == 0)
+		db->meta = t;
+}
+
+static void
+dirty(struct db *db)
+{
+	if (db->pending++ == 0)
+		db->dirty_since = now_mono_ms();
+}
+
+/* Create table t in the database and record its table_* row. */
+static int
+table_materialise(struct db *db, struct table *t)
+{
+	char	*key, *val;
+	int	 r;
+
+	if (db->be->table_create(db, t) == -1)
+		return -1;
+	xasprintf(&key, "table_%s", t->schema.name);
+	val = schema_format(&t->schema);
+	r = db->be->meta_set(db, key, val);
+	free(key);
+	free(val);
+	dirty(db);
+	return r;
+}
+
+/* Learn one existing table from its table_* row, or note it as unknown. */
+static void
+learn_table(struct db *db, const char *name)
+{
+	struct oml_schema	 s;
+	struct table		*t;
+	char			*key, *val = NULL, err[128];
+	int			 r;
+
+	if (table_find(db, name) != NULL || other_exists(db, name))
+		return;
+	xasprintf(&key, "table_%s", name);
+	r = db->be->meta_get(db, key, &val);
+	free(key);
+	if (r == 0 && schema_parse(val, strlen(val), 65535, &s, err,
+	    sizeof(err)) == 0) {
+		t = table_new(&s, name);
+		schema_free(&s);
+		table_add(db, t);
+	} else {
+		if (r == 0)
+			log_warnx("table %s: stored schema \"%s\" is unusable "
+			    "(%s); leaving the table alone", name, val, err);
+		db->others = xreallocarray(db->others, (size_t)db->nothers + 1,
+		    sizeof(char *));
+		db->others[db->nothers++] = xstrdup(name);
+	}
+	free(val);
+}
+
+/* Read what the database holds; create the default tables if needed. */
+static int
+db_load(struct db *db)
+{
+	struct oml_schema	 s;
+	char			**names = NULL, err[128];
+	int			 i, n = 0, have_senders = 0, have_meta = 0, r = 0;
+
+	if (db->be->tables(db, &names, &n) == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (name_eq(db, names[i], SENDERS_TABLE))
+			have_senders = 1;
+		else if (name_eq(db, names[i], META_TABLE))
+			have_meta = 1;
+	}
+	if (!have_senders && db->be->create_senders(db) == -1)
+		r = -1;
+	for (i = 0; r == 0 && have_meta && i < n; i++)
+		if (!name_eq(db, names[i], SENDERS_TABLE))
+			learn_table(db, names[i]);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (r == -1 || db->meta != NULL)
+		return r;
+	if (schema_parse(META_SCHEMA, strlen(META_SCHEMA), 3, &s, err,
+	    sizeof(err)) == -1)
+		fatalx("metadata schema: %s", err);
+	db->meta = table_new(&s, NULL);
+	schema_free(&s);
+	if (have_meta) {
+		/* an existing metadata table without its own table_* row */
+		table_add(db, db->meta);
+		return 0;
+	}
+	table_add(db, db->meta);
+	return table_materialise(db, db->meta);
+}
+
+static void
+db_free(struct db *db)
+{
+	struct table	*t;
+	struct sender	*s;
+	int		 i;
+
+	while ((t = db->tables) != NULL) {
+		db->tables = t->next;
+		table_free(db, t);
+	}
+	while ((s = db->senders) != NULL) {
+		db->senders = s->next;
+		free(s->name);
+		free(s);
+	}
+	for (i = 0; i < db->nothers; i++)
+		free(db->others[i]);
+	free(db->others);
+	free(db->name);
+	free(db->uri);
+	free(db);
+}
+
+/* Open or create the experiment's database.  NULL on failure (logged). */
+struct db *
+db_open(const struct child_conf *conf, const char *name)
+{
+	struct db	*db;
+	char		*val = NULL;
+	int		 r;
+
+	db = xcalloc(1, sizeof(*db));
+	db->conf = conf;
+	db->name = xstrdup(name);
+	db->be = &backend_sqlite;
+	if (db->be->open(db) == -1) {
+		db_free(db);
+		return NULL;
+	}
+	if (db->be->lock != NULL)
+		db->be->lock(db, 1);
+	r = db_load(db);
+	if (r == 0 && (r = db->be->meta_get(db, "start_time", &val)) == 0)
+		db->start_time = strtol(val, NULL, 10);
+	free(val);
+	db->created = db->start_time == 0;
+	if (r != -1)
+		r = db_commit(db);
+	if (db->be->lock != NULL)
+		db->be->lock(db, 0);
+	if (r == -1) {
+		log_error("database %s: cannot be set up", db->uri);
+		db->be->close(db);
+		db_free(db);
+		return NULL;
+	}
+	log_info("database %s %s", db->uri, db->created ? "created" :
+	    "opened");
+	return db;
+}
+
+void
+db_close(struct db *db)
+{
+	db_commit(db);
+	db->be->close(db);
+	log_info("database %s closed: %llu rows stored, %llu dropped", db->uri,
+	    (unsigned long long)db->rows, (unsigned long long)db->dropped);
+	db_free(db);
+}
+
+int
+db_commit(struct db *db)
+{
+	if (db->pending == 0)
+		return 0;
+	db->pending = 0;
+	return db->be->commit(db);
+}
+
+/* Is a commit due?  Returns the deadline in monotonic ms, or 0. */
+uint64_t
+db_commit_due(const struct db *db)
+{
+	if (db->pending == 0)
+		return 0;
+	return db->dirty_since + db->conf->commit_ms;
+}
+
+static struct table *
+declare_locked(struct db *db, const struct oml_schema *s)
+{
+	struct table	*t;
+	char		 cand[256];
+	int		 k;
+
+	for (k = 1; k <= MAX_RENAME; k++) {
+		if (k == 1)
+			snprintf(cand, sizeof(cand), "%s", s->name);
+		else if ((size_t)snprintf(cand, sizeof(cand), "%s_%d",
+		    s->name, k) >= sizeof(cand))
+			break;
+		if (db->be->lock != NULL)
+			learn_table(db, cand);	/* another server's work? */
+		if ((t = table_find(db, cand)) != NULL) {
+			if (fields_equal(&t->schema, s))
+				return t;
+			continue;
+		}
+		if (other_exists(db, cand))
+			continue;
+		t = table_new(s, cand);
+		if (table_materialise(db, t) == -1) {
+			table_free(db, t);
+			return NULL;
+		}
+		table_add(db, t);
+		if (k > 1)
+			log_warnx("schema %s differs from the existing table; "
+			    "created table %s for it", s->name, cand);
+		else
+			log_info("table %s created", cand);
+		return t;
+	}
+	log_warnx("schema %s: tables %s to %s_%d all exist with other "
+	    "schemas", s->name, s->name, s->name, MAX_RENAME);
+	return NULL;
+}
+
+/*
+ * Find or create the table for a declared schema (§8.8).  NULL if no
+ * table can take it (logged); the connection is then closed.
+ */
+struct table *
+db_declare(struct db *db, const struct oml_schema *s)
+{
+	struct table	*t;
+
+	if (db->be->lock != NULL && db->be->lock(db, 1) == -1)
+		return NULL;
+	t = declare_locked(db, s);
+	if (db->be->lock != NULL) {
+		if (t != NULL)
+			db_commit(db);
+		db->be->lock(db, 0);
+	}
+	return t;
+}
+
+int
+db_sender(struct db *db, const char *name, int *id)
+{
+	struct sender	*s;
+
+	for (s = db->senders; s != NULL; s = s->next)
+		if (strcmp(s->name, name) == 0) {
+			*id = s->id;
+			return 0;
+		}
+	if (db->be->sender(db, name, id) == -1)
+		return -1;
+	dirty(db);
+	s = xcalloc(1, sizeof(*s));
+	s->name = xstrdup(name);
+	s->id = *id;
+	s->next = db->senders;
+	db->senders = s;
+	return 0;
+}
+
+/* The first start-time seen becomes the experiment's (§4.2). */
+int
+db_set_start(struct db *db, long t)
+{
+	char	 val[32];
+
+	if (db->start_time != 0 || t == 0)
+		return 0;
+	db->start_time = t;
+	snprintf(val, sizeof(val), "%ld", t);
+	dirty(db);
+	return db->be->meta_set(db, "start_time", val);
+}
+
+int
+db_insert(struct db *db, struct table *t, const struct row *r)
+{
+	if (db->be->insert(db, t, r) == -1) {
+		db->dropped++;
+		return -1;
+	}
+	t->rows++;
+	db->rows++;
+	dirty(db);
+	if (db->pending >= db->conf->commit_rows)
+		db_commit(db);
+	return 0;
+}
+
+/* Declared column types (§8.3); keep these strings byte-identical. */
+const char *
+db_sql_type(enum oml_type t, int pg)
+{
+	switch (t) {
+	case OML_INT32:		return pg ? "INT4" : "INTEGER";
+	case OML_UINT32:	return pg ? "INT8" : "UNSIGNED INTEGER";
+	case OML_INT64:		return pg ? "INT8" : "BIGINT";
+	case OML_UINT64:	return pg ? "BIGINT" : "UNSIGNED BIGINT";
+	case OML_DOUBLE:	return pg ? "FLOAT8" : "REAL";
+	case OML_STRING:	return "TEXT";
+	case OML_BLOB:		return pg ? "BYTEA" : "BLOB";
+	case OML_GUID:		return pg ? "BIGINT" : "UNSIGNED BIGINT";
+	case OML_BOOL:		return pg ? "BOOLEAN" : "INTEGER";
+	default:		return "TEXT";	/* vectors */
+	}
+}
+
+/* CREATE TABLE for t, as the original spells it (§8.3). */
+char *
+db_create_sql(const struct table *t, int pg)
+{
+	struct buf	 b;
+	int		 i;
+
+	buf_init(&b);
+	buf_printf(&b, "CREATE TABLE \"%s\" (oml_tuple_id %s, oml_sender_id %s, "
+	    "oml_seq %s, oml_ts_client %s, oml_ts_server %s", t->schema.name,
+	    pg ? "SERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY",
+	    pg ? "INT4" : "INTEGER", pg ? "INT4" : "INTEGER",
+	    pg ? "FLOAT8" : "REAL", pg ? "FLOAT8" : "REAL");
+	for (i = 0; i < t->schema.nfields; i++)
+		buf_printf(&b, ", \"%s\" %s", t->schema.fields[i].name,
+		    db_sql_type(t->schema.fields[i].type, pg));
+	buf_adds(&b, ");");
+	return buf_cstr(&b);
+}
+
+/* INSERT for t; placeholders "?" (SQLite) or "$n" (PostgreSQL). */
+char *
+db_insert_sql(const struct table *t, int pg)
+{
+	struct buf	 b;
+	int		 i, n = t->schema.nfields + 4;
+
+	buf_init(&b);
+	buf_printf(&b, "INSERT INTO \"%s\" (\"oml_sender_id\", \"oml_seq\", "
+	    "\"oml_ts_client\", \"oml_ts_server\"", t->schema.name);
+	for (i = 0; i < t->schema.nfields; i++)
+		buf_printf(&b, ", \"%s\"", t->schema.fields[i].name);
+	buf_adds(&b, ") VALUES (");
+	for (i = 1; i <= n; i++) {
+		if (pg)
+			buf_printf(&b, "%s$%d", i > 1 ? ", " : "", i);
+		else
+			buf_adds(&b, i > 1 ? ", ?" : "?");
+	}
+	buf_adds(&b, ");");
+	return buf_cstr(&b);
+}

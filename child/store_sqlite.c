@@ -1,0 +1,417 @@
+/*
+ * The SQLite backend: <data-dir>/<experiment>.sq3.  WAL journal with
+ * synchronous=NORMAL while the experiment is open (readers see committed
+ * rows during ingest, and a committed row survives the process being
+ * killed); on close the file goes back to a rollback journal, so that it is
+ * the plain single-file database every reader expects.  Every value is a
+ * bound parameter; statements are prepared once.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "child/child.h"
+
+struct sq {
+	sqlite3		*h;
+	char		*path;
+	sqlite3_stmt	*meta_get;
+	sqlite3_stmt	*meta_upd;
+	sqlite3_stmt	*meta_ins;
+	sqlite3_stmt	*snd_get;
+	sqlite3_stmt	*snd_max;
+	sqlite3_stmt	*snd_ins;
+};
+
+#define SQ(db)	((struct sq *)(db)->bh)
+
+static int
+sq_exec(struct db *db, const char *sql)
+{
+	char	*err = NULL;
+
+	if (sqlite3_exec(SQ(db)->h, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_warnx("%s: %s: %s", SQ(db)->path, sql, err ? err : "?");
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static sqlite3_stmt *
+sq_prepare(struct db *db, const char *sql)
+{
+	sqlite3_stmt	*st;
+
+	if (sqlite3_prepare_v3(SQ(db)->h, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	    &st, NULL) != SQLITE_OK) {
+		log_warnx("%s: prepare %s: %s", SQ(db)->path, sql,
+		    sqlite3_errmsg(SQ(db)->h));
+		return NULL;
+	}
+	return st;
+}
+
+/* Step a statement that returns no row; reset it either way. */
+static int
+sq_done(struct db *db, sqlite3_stmt *st)
+{
+	int	 r = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r != SQLITE_DONE) {
+		log_warnx("%s: %s", SQ(db)->path, sqlite3_errmsg(SQ(db)->h));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+sq_open(struct db *db)
+{
+	struct sq	*sq;
+	int		 r;
+
+	sq = xcalloc(1, sizeof(*sq));
+	db->bh = sq;
+	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
+	xasprintf(&db->uri, "file:%s", sq->path);
+	r = sqlite3_open_v2(sq->path, &sq->h, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (r != SQLITE_OK) {
+		log_warnx("%s: %s", sq->path, sq->h ? sqlite3_errmsg(sq->h) :
+		    sqlite3_errstr(r));
+		goto fail;
+	}
+	sqlite3_busy_timeout(sq->h, 5000);
+	if (sq_exec(db, "PRAGMA journal_mode=WAL") == -1 ||
+	    sq_exec(db, "PRAGMA synchronous=NORMAL") == -1 ||
+	    sq_exec(db, "BEGIN") == -1)
+		goto fail;
+	return 0;
+fail:
+	sqlite3_close(sq->h);
+	free(sq->path);
+	free(sq);
+	db->bh = NULL;
+	return -1;
+}
+
+static void
+sq_close(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct table	*t;
+
+	if (sq == NULL)
+		return;
+	for (t = db->tables; t != NULL; t = t->next)
+		if (t->be != NULL) {
+			sqlite3_finalize(t->be);
+			t->be = NULL;
+		}
+	sqlite3_finalize(sq->meta_get);
+	sqlite3_finalize(sq->meta_upd);
+	sqlite3_finalize(sq->meta_ins);
+	sqlite3_finalize(sq->snd_get);
+	sqlite3_finalize(sq->snd_max);
+	sqlite3_finalize(sq->snd_ins);
+	if (!sqlite3_get_autocommit(sq->h))
+		sq_exec(db, "COMMIT");
+	/* Back to a single file, unless a reader holds it open right now. */
+	sqlite3_busy_timeout(sq->h, 0);
+	sqlite3_exec(sq->h, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+	if (sqlite3_close(sq->h) != SQLITE_OK)
+		log_warnx("%s: close: %s", sq->path, sqlite3_errmsg(sq->h));
+	free(sq->path);
+	free(sq);
+	db->bh = NULL;
+}
+
+static int
+sq_commit(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+
+	if (sq_exec(db, "COMMIT") == -1) {
+		/* a failed COMMIT may leave the transaction open or not */
+		if (!sqlite3_get_autocommit(sq->h))
+			return -1;
+	}
+	return sq_exec(db, "BEGIN");
+}
+
+static int
+sq_tables(struct db *db, char ***names, int *n)
+{
+	sqlite3_stmt	*st;
+	int		 r;
+
+	st = sq_prepare(db, "SELECT name FROM sqlite_master WHERE "
+	    "type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+	if (st == NULL)
+		return -1;
+	*names = NULL;
+	*n = 0;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		*names = xreallocarray(*names, (size_t)*n + 1, sizeof(char *));
+		(*names)[(*n)++] = xstrdup((const char *)
+		    sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE) {
+		log_warnx("%s: listing tables: %s", SQ(db)->path,
+		    sqlite3_errmsg(SQ(db)->h));
+		return -1;
+	}
+	return 0;
+}
+
+/* The server's own rows have no subject (§8.7). */
+static int
+sq_meta_get(struct db *db, const char *key, char **val)
+{
+	struct sq	*sq = SQ(db);
+	int		 r;
+
+	if (sq->meta_get == NULL && (sq->meta_get = sq_prepare(db,
+	    "SELECT value FROM _experiment_metadata WHERE key=? AND "
+	    "subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1")) == NULL)
+		return -1;
+	sqlite3_bind_text(sq->meta_get, 1, key, -1, SQLITE_STATIC);
+	r = sqlite3_step(sq->meta_get);
+	if (r == SQLITE_ROW)
+		*val = xstrdup(sqlite3_column_text(sq->meta_get, 0) ?
+		    (const char *)sqlite3_column_text(sq->meta_get, 0) : "");
+	sqlite3_reset(sq->meta_get);
+	sqlite3_clear_bindings(sq->meta_get);
+	if (r == SQLITE_ROW)
+		return 0;
+	if (r == SQLITE_DONE)
+		return 1;
+	log_warnx("%s: reading metadata %s: %s", sq->path, key,
+	    sqlite3_errmsg(sq->h));
+	return -1;
+}
+
+static int
+sq_meta_set(struct db *db, const char *key, const char *val)
+{
+	struct sq	*sq = SQ(db);
+
+	if (sq->meta_upd == NULL && (sq->meta_upd = sq_prepare(db,
+	    "UPDATE _experiment_metadata SET value=? WHERE key=? AND "
+	    "subject IS NULL")) == NULL)
+		return -1;
+	if (sq->meta_ins == NULL && (sq->meta_ins = sq_prepare(db,
+	    "INSERT INTO _experiment_metadata (key, value) VALUES (?, ?)"))
+	    == NULL)
+		return -1;
+	sqlite3_bind_text(sq->meta_upd, 1, val, -1, SQLITE_STATIC);
+	sqlite3_bind_text(sq->meta_upd, 2, key, -1, SQLITE_STATIC);
+	if (sq_done(db, sq->meta_upd) == -1)
+		return -1;
+	if (sqlite3_changes(sq->h) > 0)
+		return 0;
+	sqlite3_bind_text(sq->meta_ins, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(sq->meta_ins, 2, val, -1, SQLITE_STATIC);
+	return sq_done(db, sq->meta_ins);
+}
+
+static int
+sq_create_senders(struct db *db)
+{
+	return sq_exec(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
+	    "id INTEGER UNIQUE);");
+}
+
+static int
+sq_sender(struct db *db, const char *name, int *id)
+{
+	struct sq	*sq = SQ(db);
+	int		 r;
+
+	if (sq->snd_get == NULL && ((sq->snd_get = sq_prepare(db,
+	    "SELECT id FROM _senders WHERE name=?")) == NULL ||
+	    (sq->snd_max = sq_prepare(db,
+	    "SELECT COALESCE(MAX(id), 0) + 1 FROM _senders")) == NULL ||
+	    (sq->snd_ins = sq_prepare(db,
+	    "INSERT INTO _senders (name, id) VALUES (?, ?)")) == NULL))
+		return -1;
+	sqlite3_bind_text(sq->snd_get, 1, name, -1, SQLITE_STATIC);
+	r = sqlite3_step(sq->snd_get);
+	if (r == SQLITE_ROW)
+		*id = sqlite3_column_int(sq->snd_get, 0);
+	sqlite3_reset(sq->snd_get);
+	sqlite3_clear_bindings(sq->snd_get);
+	if (r == SQLITE_ROW)
+		return 0;
+	if (sqlite3_step(sq->snd_max) != SQLITE_ROW) {
+		sqlite3_reset(sq->snd_max);
+		log_warnx("%s: sender id: %s", sq->path, sqlite3_errmsg(sq->h));
+		return -1;
+	}
+	*id = sqlite3_column_int(sq->snd_max, 0);
+	sqlite3_reset(sq->snd_max);
+	sqlite3_bind_text(sq->snd_ins, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(sq->snd_ins, 2, *id);
+	return sq_done(db, sq->snd_ins);
+}
+
+static int
+sq_table_create(struct db *db, struct table *t)
+{
+	char	*sql = db_create_sql(t, 0);
+	int	 r;
+
+	r = sq_exec(db, sql);
+	free(sql);
+	return r;
+}
+
+static int
+sq_table_prepare(struct db *db, struct table *t)
+{
+	char	*sql;
+
+	if (t->be != NULL)
+		return 0;
+	sql = db_insert_sql(t, 0);
+	t->be = sq_prepare(db, sql);
+	free(sql);
+	return t->be == NULL ? -1 : 0;
+}
+
+static void
+sq_table_free(struct db *db, struct table *t)
+{
+	(void)db;
+	if (t->be != NULL)
+		sqlite3_finalize(t->be);
+	t->be = NULL;
+}
+
+static void
+bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
+{
+	switch (v->type) {
+	case OML_INT32:
+		sqlite3_bind_int(st, i, v->u.i32);
+		break;
+	case OML_UINT32:	/* the true value: a deliberate fix (§8.4) */
+		sqlite3_bind_int64(st, i, (sqlite3_int64)v->u.u32);
+		break;
+	case OML_INT64:
+		sqlite3_bind_int64(st, i, v->u.i64);
+		break;
+	case OML_UINT64:
+		sqlite3_bind_int64(st, i, (sqlite3_int64)v->u.u64);
+		break;
+	case OML_DOUBLE:
+		if (isnan(v->u.d))
+			sqlite3_bind_null(st, i);
+		else
+			sqlite3_bind_double(st, i, v->u.d);
+		break;
+	case OML_STRING:
+		sqlite3_bind_text(st, i, v->u.s.p ? v->u.s.p : "",
+		    (int)strnlen(v->u.s.p ? v->u.s.p : "", v->u.s.len),
+		    SQLITE_STATIC);
+		break;
+	case OML_BLOB:
+		if (v->null)
+			sqlite3_bind_null(st, i);
+		else if (v->u.s.len == 0)
+			sqlite3_bind_zeroblob(st, i, 0);
+		else
+			sqlite3_bind_blob64(st, i, v->u.s.p, v->u.s.len,
+			    SQLITE_STATIC);
+		break;
+	case OML_GUID:
+		if (v->u.u64 == 0)
+			sqlite3_bind_null(st, i);
+		else
+			sqlite3_bind_int64(st, i, (sqlite3_int64)v->u.u64);
+		break;
+	case OML_BOOL:
+		sqlite3_bind_int(st, i, v->u.b ? 1 : 0);
+		break;
+	default:		/* vectors, rendered by the decoder */
+		sqlite3_bind_text64(st, i, v->u.s.p ? v->u.s.p : "",
+		    v->u.s.len, SQLITE_STATIC, SQLITE_UTF8);
+		break;
+	}
+}
+
+static int
+sq_insert(struct db *db, struct table *t, const struct row *r)
+{
+	sqlite3_stmt	*st;
+	int		 i, rc;
+
+	if (t->be == NULL && sq_table_prepare(db, t) == -1)
+		return -1;
+	st = t->be;
+	sqlite3_bind_int(st, 1, r->sender);
+	sqlite3_bind_int(st, 2, r->seq);
+	if (isnan(r->ts_client))
+		sqlite3_bind_null(st, 3);
+	else
+		sqlite3_bind_double(st, 3, r->ts_client);
+	sqlite3_bind_double(st, 4, r->ts_server);
+	for (i = 0; i < r->n; i++)
+		bind_value(st, i + 5, &r->v[i]);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		log_warnx("%s: insert into %s: %s", SQ(db)->path,
+		    t->schema.name, sqlite3_errmsg(SQ(db)->h));
+		return -1;
+	}
+	return 0;
+}
+
+/* Start-up check, run as the target user: is the directory usable? */
+int
+sqlite_probe(const struct child_conf *conf)
+{
+	struct stat	 st;
+
+	if (stat(conf->datadir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		log_error("data directory %s: %s", conf->datadir,
+		    errno ? strerror(errno) : "not a directory");
+		return -1;
+	}
+	if (access(conf->datadir, R_OK | W_OK | X_OK) == -1) {
+		log_error("data directory %s is not writable by uid %d: %s",
+		    conf->datadir, (int)getuid(), strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+const struct backend backend_sqlite = {
+	.name = "sqlite",
+	.nocase = 1,
+	.open = sq_open,
+	.close = sq_close,
+	.commit = sq_commit,
+	.tables = sq_tables,
+	.meta_get = sq_meta_get,
+	.meta_set = sq_meta_set,
+	.sender = sq_sender,
+	.create_senders = sq_create_senders,
+	.table_create = sq_table_create,
+	.table_prepare = sq_table_prepare,
+	.table_free = sq_table_free,
+	.insert = sq_insert,
+	.lock = NULL,
+};

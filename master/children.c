@@ -1,0 +1,295 @@
+/*
+ * The child table and its mechanism: fork a child, talk to it over its
+ * control socket (queueing what cannot be sent yet), and reap it.  When to
+ * spawn, route and retire is policy.c's business.
+ */
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "master/master.h"
+
+struct child	*children;
+
+static void
+child_reset_signals(void)
+{
+	sigset_t	 none;
+	int		 sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGHUP };
+	size_t		 i;
+
+	for (i = 0; i < nitems(sigs); i++)
+		signal(sigs[i], SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Fork a spare.  Returns NULL (logged) if the system refuses. */
+struct child *
+child_spawn(void)
+{
+	struct child	*c;
+	int		 sv[2];
+	pid_t		 pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("socketpair");
+		return NULL;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	if (pid == 0) {
+		child_reset_signals();
+		close_except(sv[1], log_fd());
+		child_main(sv[1], &opts.cc);
+	}
+	close(sv[1]);
+	set_nonblock(sv[0]);
+	c = xcalloc(1, sizeof(*c));
+	c->ev.kind = EV_CHILD;
+	c->ev.fd = sv[0];
+	c->pid = pid;
+	c->state = CH_STARTING;
+	c->born = now_mono_ms();
+	c->qtail = &c->qhead;
+	c->next = children;
+	children = c;
+	ev_add(&c->ev, EPOLLIN);
+	log_debug("forked experiment process %d", (int)pid);
+	return c;
+}
+
+static void
+qmsg_free(struct qmsg *q, const char *lost)
+{
+	if (q->fd != -1) {
+		if (lost != NULL && q->type == MSG_CLIENT)
+			log_warnx("client connection dropped: %s", lost);
+		close(q->fd);
+	}
+	free(q->data);
+	free(q);
+}
+
+/*
+ * Send (or queue) a message.  Ownership of fd passes to this function: it
+ * is closed once sent, or if the child has gone.
+ */
+void
+child_send(struct child *c, uint32_t type, int fd, const void *data,
+    size_t len)
+{
+	struct qmsg	*q;
+
+	if (c->qhead == NULL && c->ev.fd != -1) {
+		if (msg_send(c->ev.fd, type, fd, data, len) == 0) {
+			if (fd != -1)
+				close(fd);
+			return;
+		}
+		if (errno != EAGAIN) {
+			log_warn("%s message to process %d", msg_name(type),
+			    (int)c->pid);
+			if (fd != -1)
+				close(fd);
+			return;
+		}
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->type = type;
+	q->fd = fd;
+	q->len = len;
+	q->data = xmalloc(len);
+	memcpy(q->data, data, len);
+	*c->qtail = q;
+	c->qtail = &q->next;
+	if (!c->wantout && c->ev.fd != -1) {
+		ev_mod(&c->ev, EPOLLIN | EPOLLOUT);
+		c->wantout = 1;
+	}
+}
+
+/* The control socket is writable: send what is queued. */
+void
+child_flush(struct child *c)
+{
+	struct qmsg	*q;
+
+	while ((q = c->qhead) != NULL) {
+		if (msg_send(c->ev.fd, q->type, q->fd, q->data, q->len) == -1) {
+			if (errno == EAGAIN)
+				return;
+			log_warn("%s message to process %d",
+			    msg_name(q->type), (int)c->pid);
+		}
+		c->qhead = q->next;
+		if (c->qhead == NULL)
+			c->qtail = &c->qhead;
+		qmsg_free(q, NULL);
+	}
+	if (c->wantout) {
+		ev_mod(&c->ev, EPOLLIN);
+		c->wantout = 0;
+	}
+}
+
+static void
+child_message(struct child *c, struct msg *m, size_t len)
+{
+	uint32_t	 u;
+
+	switch (m->hdr.type) {
+	case MSG_READY:
+		policy_child_ready(c);
+		break;
+	case MSG_IDLE:
+		if (len != sizeof(u))
+			goto bad;
+		memcpy(&u, m->data, sizeof(u));
+		policy_child_idle(c, u);
+		break;
+	case MSG_STATUS:
+		if (len != sizeof(c->status))
+			goto bad;
+		memcpy(&c->status, m->data, sizeof(c->status));
+		policy_status_reply(c);
+		break;
+	case MSG_REPORT:
+		break;
+	default:
+		goto bad;
+	}
+	return;
+bad:
+	log_warnx("unexpected %s message (%zu bytes) from process %d",
+	    msg_name(m->hdr.type), len, (int)c->pid);
+}
+
+/* Read every queued message; end of file means the child is exiting. */
+void
+child_readable(struct child *c)
+{
+	static struct msg	 m;
+	ssize_t			 n;
+
+	for (;;) {
+		n = msg_recv(c->ev.fd, &m);
+		if (n == -1 && errno == EBADMSG)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			break;
+		if (m.fd != -1)
+			close(m.fd);	/* children never pass descriptors */
+		child_message(c, &m, (size_t)n);
+	}
+	/* Gone: reaping will tell why.  Stop watching the socket. */
+	ev_del(&c->ev);
+	close(c->ev.fd);
+	c->ev.fd = -1;
+}
+
+static void
+child_remove(struct child *c)
+{
+	struct child	**pp;
+	struct qmsg	 *q;
+
+	for (pp = &children; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	while ((q = c->qhead) != NULL) {
+		c->qhead = q->next;
+		qmsg_free(q, "its experiment process ended");
+	}
+	if (c->ev.fd != -1) {
+		ev_del(&c->ev);
+		close(c->ev.fd);
+	}
+	ev_free_later(&c->ev);
+}
+
+static void
+log_exit(const struct child *c, int status)
+{
+	char	 who[128];
+
+	if (c->exp[0] != '\0')
+		snprintf(who, sizeof(who), "experiment %s process %d", c->exp,
+		    (int)c->pid);
+	else
+		snprintf(who, sizeof(who), "spare process %d", (int)c->pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		log_info("%s exited", who);
+	else if (WIFEXITED(status))
+		log_warnx("%s exited with status %d", who,
+		    WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		log_warnx("%s killed by signal %d (%s)%s", who,
+		    WTERMSIG(status), strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "");
+}
+
+void
+children_reap(void)
+{
+	struct child	*c;
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (c = children; c != NULL && c->pid != pid; c = c->next)
+			;
+		if (c == NULL)
+			continue;	/* a datadir probe, say */
+		log_exit(c, status);
+		policy_child_gone(c, status);
+		child_remove(c);
+	}
+}
+
+void
+children_signal(int sig)
+{
+	struct child	*c;
+
+	for (c = children; c != NULL; c = c->next)
+		kill(c->pid, sig);
+}
+
+struct child *
+child_by_exp(const char *name)
+{
+	struct child	*c;
+
+	for (c = children; c != NULL; c = c->next)
+		if (c->state == CH_SERVING && strcmp(c->exp, name) == 0)
+			return c;
+	return NULL;
+}
+
+unsigned
+children_count(enum child_state st)
+{
+	struct child	*c;
+	unsigned	 n = 0;
+
+	for (c = children; c != NULL; c = c->next)
+		if (c->state == st)
+			n++;
+	return n;
+}

@@ -1,0 +1,222 @@
+/*
+ * Listening sockets.  By default one IPv6 socket that also takes IPv4
+ * (peers appear as ::ffff:a.b.c.d, as with the original), falling back to
+ * IPv4 alone where IPv6 is absent.  "ADDR:PORT" or "[V6]:PORT" binds one
+ * address.  Running out of descriptors pauses accepting for a moment
+ * instead of spinning on a socket that stays readable.
+ */
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "master/master.h"
+
+#define MAXLISTEN	8
+
+static struct ev	 lsock[MAXLISTEN];
+static int		 nlisten;
+static int		 paused = 1;
+static uint64_t		 resume_at;
+
+static void
+addr_string(const struct sockaddr *sa, char *host, size_t hlen,
+    uint16_t *port)
+{
+	if (getnameinfo(sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+	    host, hlen, NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(host, hlen, "?");
+	if (sa->sa_family == AF_INET6)
+		*port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+	else
+		*port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+}
+
+static int
+bind_one(const struct addrinfo *ai)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl = sizeof(ss);
+	char			 host[NI_MAXHOST];
+	uint16_t		 port;
+	int			 fd, on = 1, off = 0;
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd == -1)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
+	    listen(fd, 1024) == -1) {
+		log_warn("bind");
+		close(fd);
+		return -1;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
+	log_info("listening on %s%s%s:%u", ss.ss_family == AF_INET6 ? "[" : "",
+	    host, ss.ss_family == AF_INET6 ? "]" : "", port);
+	lsock[nlisten].kind = EV_LISTEN;
+	lsock[nlisten].fd = fd;
+	nlisten++;
+	return 0;
+}
+
+/* Split "[ADDR]:PORT", "ADDR:PORT" or "PORT".  Returns the port part. */
+static char *
+split_listen(char *spec, char **host)
+{
+	char	*p;
+
+	*host = NULL;
+	if (spec[0] == '[' && (p = strstr(spec, "]:")) != NULL) {
+		*p = '\0';
+		*host = spec + 1;
+		return p + 2;
+	}
+	if ((p = strrchr(spec, ':')) != NULL && strchr(spec, ':') == p) {
+		*p = '\0';
+		*host = spec;
+		return p + 1;
+	}
+	return spec;
+}
+
+/* Bind the listening sockets.  Returns -1 with a logged reason. */
+int
+listen_open(const char *spec)
+{
+	struct addrinfo	 hints, *res, *ai;
+	char		*copy, *host, *port;
+	int		 e;
+
+	copy = xstrdup(spec);
+	port = split_listen(copy, &host);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	hints.ai_family = host == NULL ? AF_INET6 : AF_UNSPEC;
+	e = getaddrinfo(host, port, &hints, &res);
+	if (e != 0 && host == NULL) {
+		hints.ai_family = AF_INET;	/* no IPv6 on this host */
+		e = getaddrinfo(host, port, &hints, &res);
+	}
+	if (e != 0) {
+		log_error("cannot listen on %s: %s", spec, gai_strerror(e));
+		free(copy);
+		return -1;
+	}
+	for (ai = res; ai != NULL && nlisten < MAXLISTEN; ai = ai->ai_next)
+		bind_one(ai);
+	freeaddrinfo(res);
+	if (nlisten == 0 && host == NULL) {
+		hints.ai_family = AF_INET;
+		if (getaddrinfo(NULL, port, &hints, &res) == 0) {
+			for (ai = res; ai != NULL && nlisten < MAXLISTEN;
+			    ai = ai->ai_next)
+				bind_one(ai);
+			freeaddrinfo(res);
+		}
+	}
+	free(copy);
+	if (nlisten == 0) {
+		log_error("cannot listen on %s", spec);
+		return -1;
+	}
+	listen_pause(0);
+	return 0;
+}
+
+/* Stop or resume watching the listening sockets. */
+void
+listen_pause(int on)
+{
+	int	 i;
+
+	if (on == paused)
+		return;
+	for (i = 0; i < nlisten; i++) {
+		if (on)
+			ev_del(&lsock[i]);
+		else
+			ev_add(&lsock[i], EPOLLIN);
+	}
+	paused = on;
+	resume_at = on ? now_mono_ms() + 1000 : 0;
+}
+
+/* Resume accepting after a descriptor shortage; 0 or the next deadline. */
+uint64_t
+listen_tick(uint64_t now)
+{
+	if (!paused || resume_at == 0 || stopping)
+		return 0;
+	if (now >= resume_at) {
+		listen_pause(0);
+		return 0;
+	}
+	return resume_at;
+}
+
+void
+listen_accept(struct ev *ev)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl;
+	char			 host[NI_MAXHOST];
+	uint16_t		 port;
+	int			 fd, n;
+
+	for (n = 0; n < 64; n++) {
+		sl = sizeof(ss);
+		fd = accept4(ev->fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				log_warn("accept: pausing for a second");
+				listen_pause(1);
+			} else if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
+		pending_new(fd, host, port);
+	}
+}
+
+/* Shutdown: take what already waits in the backlog, then stop. */
+void
+listen_drain(void)
+{
+	int	 i;
+
+	for (i = 0; i < nlisten; i++)
+		listen_accept(&lsock[i]);
+}
+
+void
+listen_close(void)
+{
+	int	 i;
+
+	for (i = 0; i < nlisten; i++) {
+		if (!paused)
+			ev_del(&lsock[i]);
+		close(lsock[i].fd);
+	}
+	nlisten = 0;
+	paused = 1;
+}

@@ -1,0 +1,320 @@
+/*
+ * oml2-server's master: start-up in a fixed order (options, log, listening
+ * sockets, user lookup, backend probe as the target user, signals, spares),
+ * then one epoll loop that accepts, sniffs, routes and supervises, and a
+ * shutdown that lets every child store what its clients sent.
+ */
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bsd/unistd.h>
+
+#include "master/master.h"
+
+#define STOP_TIMEOUT_MS	30000	/* then children get SIGKILL */
+
+struct options	 opts;
+int		 epfd = -1;
+int		 stopping;
+
+static struct ev	 sigev = { EV_SIGNAL, -1 };
+static uint64_t		 kill_at;
+static void		*graveyard[256];
+static size_t		 ngrave;
+
+extern char **environ;
+
+void
+ev_add(struct ev *e, uint32_t events)
+{
+	struct epoll_event	 ee = { .events = events, .data.ptr = e };
+
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1)
+		fatal("epoll_ctl add");
+}
+
+void
+ev_mod(struct ev *e, uint32_t events)
+{
+	struct epoll_event	 ee = { .events = events, .data.ptr = e };
+
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, e->fd, &ee) == -1)
+		fatal("epoll_ctl mod");
+}
+
+void
+ev_del(struct ev *e)
+{
+	if (epoll_ctl(epfd, EPOLL_CTL_DEL, e->fd, NULL) == -1 &&
+	    errno != ENOENT && errno != EBADF)
+		log_warn("epoll_ctl del");
+}
+
+/*
+ * Objects may be freed while later events of the same epoll batch still
+ * point at them: mark them dead and free them after the batch.
+ */
+void
+ev_free_later(struct ev *e)
+{
+	e->kind = EV_DEAD;
+	if (ngrave == nitems(graveyard))
+		fatalx("graveyard full");
+	graveyard[ngrave++] = e;
+}
+
+static void
+graveyard_empty(void)
+{
+	while (ngrave > 0)
+		free(graveyard[--ngrave]);
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Resolve --user/--group; without root, run as the invoking user. */
+static void
+setup_user(void)
+{
+	if (geteuid() != 0) {
+		if (opts.user != NULL)
+			fatalx("--user %s: only root can change user",
+			    opts.user);
+		return;
+	}
+	if (priv_lookup(opts.user, opts.group, &opts.cc.ids) == -1)
+		exit(1);
+	if (opts.user == NULL)
+		log_warnx("running as root: consider --user");
+}
+
+/* Check, as the target user, that the backend can be used. */
+static void
+probe_backend(void)
+{
+	pid_t	 pid;
+	int	 status;
+
+	if ((pid = fork()) == -1)
+		fatal("fork");
+	if (pid == 0) {
+		close_except(-1, log_fd());
+		priv_drop(&opts.cc.ids);
+		_exit(child_probe(&opts.cc) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			fatal("waitpid");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fatalx("cannot use the %s backend; exiting",
+		    opts.cc.backend == BACKEND_SQLITE ? "sqlite" :
+		    "postgresql");
+}
+
+static void
+setup_signals(void)
+{
+	sigset_t	 set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	if ((sigev.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	ev_add(&sigev, EPOLLIN);
+}
+
+static void
+begin_shutdown(int sig)
+{
+	struct child	*c;
+
+	if (stopping) {
+		log_info("signal %d: already stopping", sig);
+		return;
+	}
+	stopping = 1;
+	log_info("%s: stopping; experiments store what their clients sent",
+	    strsignal(sig));
+	listen_drain();
+	listen_close();
+	pending_drain();
+	for (c = children; c != NULL; c = c->next)
+		if (c->state != CH_STARTING)
+			child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
+	kill_at = now_mono_ms() + STOP_TIMEOUT_MS;
+}
+
+/* SIGHUP: reopen the log and hand the new descriptor to every child. */
+static void
+reopen_log(void)
+{
+	struct child	*c;
+	int		 fd;
+
+	if (log_reopen() == -1) {
+		log_warn("reopening the log");
+		return;
+	}
+	log_info("log reopened");
+	for (c = children; c != NULL; c = c->next) {
+		if (c->state == CH_STARTING || (fd = dup(log_fd())) == -1)
+			continue;
+		child_send(c, MSG_LOGREOPEN, fd, NULL, 0);
+	}
+}
+
+static void
+signal_read(void)
+{
+	struct signalfd_siginfo	 si;
+
+	while (read(sigev.fd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			children_reap();
+			break;
+		case SIGTERM:
+		case SIGINT:
+			begin_shutdown((int)si.ssi_signo);
+			break;
+		case SIGUSR1:
+			policy_status();
+			break;
+		case SIGHUP:
+			reopen_log();
+			break;
+		}
+	}
+}
+
+static int
+next_timeout(uint64_t now)
+{
+	uint64_t	 d[4], t = now + 1000;
+	size_t		 i;
+
+	d[0] = pending_next_deadline();
+	d[1] = policy_next_deadline();
+	d[2] = listen_tick(now);
+	d[3] = kill_at;
+	for (i = 0; i < nitems(d); i++)
+		if (d[i] != 0 && d[i] < t)
+			t = d[i];
+	return t > now ? (int)(t - now) : 0;
+}
+
+static void
+dispatch(struct epoll_event *ee)
+{
+	struct ev	*e = ee->data.ptr;
+
+	switch (e->kind) {
+	case EV_LISTEN:
+		listen_accept(e);
+		break;
+	case EV_PENDING:
+		pending_read((struct pending *)e);
+		break;
+	case EV_CHILD:
+		if (ee->events & EPOLLOUT)
+			child_flush((struct child *)e);
+		if (e->kind == EV_CHILD && e->fd != -1 &&
+		    (ee->events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+			child_readable((struct child *)e);
+		break;
+	case EV_SIGNAL:
+		signal_read();
+		break;
+	case EV_DEAD:
+		break;
+	}
+}
+
+static __dead void
+loop(void)
+{
+	struct epoll_event	 evs[64];
+	uint64_t		 now;
+	int			 i, n;
+
+	for (;;) {
+		now = now_mono_ms();
+		pending_expire(now);
+		policy_tick(now);
+		if (stopping && children == NULL)
+			break;
+		if (kill_at != 0 && now >= kill_at) {
+			log_warnx("children still running after %d s: killing",
+			    STOP_TIMEOUT_MS / 1000);
+			children_signal(SIGKILL);
+			kill_at = 0;
+		}
+		n = epoll_wait(epfd, evs, nitems(evs), next_timeout(now));
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		for (i = 0; i < n; i++)
+			dispatch(&evs[i]);
+		graveyard_empty();
+	}
+	log_info("stopped");
+	exit(0);
+}
+
+int
+main(int argc, char **argv)
+{
+	setproctitle_init(argc, argv, environ);
+	options_parse(argc, argv, &opts);
+	setproctitle("master");		/* secrets leave ps(1) here */
+	if (log_open(opts.logfile, opts.loglevel) == -1) {
+		fprintf(stderr, "oml2-server: log file %s: %s\n", opts.logfile,
+		    strerror(errno));
+		return 1;
+	}
+	log_setproc("master");
+	log_startup(1);
+	raise_nofile();
+	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	if (listen_open(opts.listen) == -1)
+		return 1;
+	setup_user();
+	probe_backend();
+	setup_signals();
+	log_startup(0);
+	log_info("oml2-server %s ready: %s backend%s%s", OML2_VERSION,
+	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",
+	    opts.cc.backend == BACKEND_SQLITE ? " in " : "",
+	    opts.cc.backend == BACKEND_SQLITE ? opts.cc.datadir : "");
+	if (opts.cc.ids.set)
+		log_info("experiment processes run as %s (uid %d, gid %d)",
+		    opts.cc.ids.user, (int)opts.cc.ids.uid,
+		    (int)opts.cc.ids.gid);
+	policy_tick(now_mono_ms());
+	loop();
+}

@@ -1,0 +1,132 @@
+/*
+ * master/ -- the privileged parent: options, listening, reading each new
+ * connection's header up to the experiment id, routing the socket to the
+ * experiment's child, and supervising the children.  It never opens a
+ * database and never blocks on a client.
+ */
+#ifndef MASTER_H
+#define MASTER_H
+
+#include <sys/types.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "proto/proto.h"
+#include "child/child.h"
+
+struct options {
+	struct child_conf	 cc;		/* what every child gets */
+	char			*listen;	/* [ADDR:]PORT */
+	char			*user;
+	char			*group;
+	char			*logfile;
+	int			 loglevel;
+	int			 spares;
+	unsigned		 linger;
+	size_t			 header_limit;
+	unsigned		 header_timeout;
+	unsigned		 max_pending;
+	unsigned		 max_experiments;
+};
+
+/* options.c */
+void	 options_parse(int, char **, struct options *);
+
+/* An event source registered with epoll: the first member of each. */
+enum ev_kind { EV_LISTEN, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_DEAD };
+struct ev {
+	enum ev_kind	 kind;
+	int		 fd;
+};
+
+/* A connection whose header is still being read (sniff.c). */
+struct pending {
+	struct ev	 ev;
+	struct pending	*next, *prev;
+	char		 peer[64];
+	uint16_t	 port;
+	uint64_t	 deadline;	/* monotonic ms */
+	struct buf	 data;
+	struct sniff	 sn;
+	int		 waiting;	/* named, waiting for a child */
+};
+
+/* A queued message to a child that could not be sent yet. */
+struct qmsg {
+	struct qmsg	*next;
+	uint32_t	 type;
+	int		 fd;
+	size_t		 len;
+	char		*data;
+};
+
+enum child_state {
+	CH_STARTING,	/* forked, not yet READY */
+	CH_SPARE,	/* ready, no experiment */
+	CH_SERVING,	/* owns an experiment */
+	CH_RETIRING,	/* told to finish */
+};
+
+struct child {
+	struct ev	 ev;		/* fd: the control socket */
+	struct child	*next;
+	pid_t		 pid;
+	enum child_state state;
+	char		 exp[EXPNAME_MAX + 1];
+	uint32_t	 sent;		/* clients handed over */
+	uint64_t	 born;		/* monotonic ms */
+	struct qmsg	*qhead, **qtail;
+	int		 wantout;	/* EPOLLOUT registered */
+	struct msg_status status;
+	int		 status_pending;
+};
+
+/* main.c */
+extern struct options	 opts;
+extern int		 epfd;
+extern int		 stopping;
+void	 ev_add(struct ev *, uint32_t);
+void	 ev_mod(struct ev *, uint32_t);
+void	 ev_del(struct ev *);
+void	 ev_free_later(struct ev *);
+
+/* listen.c */
+int	 listen_open(const char *);
+void	 listen_pause(int);
+uint64_t listen_tick(uint64_t);
+void	 listen_accept(struct ev *);
+void	 listen_drain(void);
+void	 listen_close(void);
+
+/* sniff.c */
+void	 pending_new(int fd, const char *peer, uint16_t port);
+void	 pending_read(struct pending *);
+void	 pending_expire(uint64_t now);
+void	 pending_free(struct pending *, const char *why);
+void	 pending_retry_waiting(void);
+void	 pending_drain(void);
+unsigned pending_count(void);
+uint64_t pending_next_deadline(void);
+
+/* children.c -- mechanism: fork, messages, reaping */
+extern struct child	*children;
+struct child *child_spawn(void);
+void	 child_send(struct child *, uint32_t, int fd, const void *, size_t);
+void	 child_flush(struct child *);
+void	 child_readable(struct child *);
+void	 children_reap(void);
+void	 children_signal(int);
+struct child *child_by_exp(const char *);
+unsigned children_count(enum child_state);
+
+/* policy.c -- when to spawn, route, throttle and retire */
+int	 policy_route(struct pending *);
+void	 policy_tick(uint64_t now);
+void	 policy_child_ready(struct child *);
+void	 policy_child_idle(struct child *, uint32_t received);
+void	 policy_child_gone(struct child *, int served);
+uint64_t policy_next_deadline(void);
+void	 policy_status(void);
+void	 policy_status_reply(struct child *);
+
+#endif /* MASTER_H */

@@ -1,0 +1,228 @@
+/*
+ * Connections that have not named their experiment yet.  The master reads
+ * each one non-blocking, at most --header-limit bytes and for at most
+ * --header-timeout seconds, until the "domain:" or "experiment-id:" line,
+ * and then routes the socket with the bytes read so far.  Two lists, each
+ * in deadline order: connections still being read, and named connections
+ * waiting for an experiment process.  When too many connections are still
+ * being read, the oldest is dropped so that real clients get in.
+ */
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "master/master.h"
+
+#define WAIT_MS		30000	/* for an experiment process to be ready */
+
+struct plist {
+	struct pending	*head, *tail;
+	unsigned	 n;
+};
+
+static struct plist	 reading, waiting;
+
+static void
+plist_add(struct plist *l, struct pending *p)
+{
+	p->next = NULL;
+	p->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = p;
+	else
+		l->head = p;
+	l->tail = p;
+	l->n++;
+}
+
+static void
+plist_del(struct plist *l, struct pending *p)
+{
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		l->head = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	else
+		l->tail = p->prev;
+	l->n--;
+}
+
+void
+pending_new(int fd, const char *peer, uint16_t port)
+{
+	struct pending	*p;
+
+	if (reading.n >= opts.max_pending)
+		pending_free(reading.head, "too many connections still "
+		    "sending their header; dropping the oldest");
+	p = xcalloc(1, sizeof(*p));
+	p->ev.kind = EV_PENDING;
+	p->ev.fd = fd;
+	strlcpy(p->peer, peer, sizeof(p->peer));
+	p->port = port;
+	p->deadline = now_mono_ms() + opts.header_timeout * 1000ULL;
+	buf_init(&p->data);
+	plist_add(&reading, p);
+	ev_add(&p->ev, EPOLLIN | EPOLLRDHUP);
+	log_debug("connection from %s port %u", peer, port);
+}
+
+/* Close and forget p; why (if not NULL) is logged as a warning. */
+void
+pending_free(struct pending *p, const char *why)
+{
+	if (why != NULL)
+		log_warnx("client %s port %u: %s; connection closed",
+		    p->peer, p->port, why);
+	if (p->ev.fd != -1) {
+		if (!p->waiting)
+			ev_del(&p->ev);
+		close(p->ev.fd);
+	}
+	plist_del(p->waiting ? &waiting : &reading, p);
+	buf_free(&p->data);
+	ev_free_later(&p->ev);
+}
+
+/* Hand p over (policy_route took the fd) or park it for a child. */
+static void
+pending_named(struct pending *p)
+{
+	int	 r;
+
+	ev_del(&p->ev);
+	plist_del(&reading, p);
+	p->waiting = 1;
+	plist_add(&waiting, p);
+	r = policy_route(p);
+	if (r == 1) {
+		p->deadline = now_mono_ms() + WAIT_MS;
+		return;
+	}
+	if (r == 0)
+		p->ev.fd = -1;	/* now the child's */
+	pending_free(p, r == 0 ? NULL : "cannot serve this experiment now");
+}
+
+static int
+pending_fill(struct pending *p)
+{
+	ssize_t	 n;
+	size_t	 room;
+
+	for (;;) {
+		room = opts.header_limit - p->data.len;
+		if (room == 0)
+			return 0;
+		buf_reserve(&p->data, room);
+		n = recv(p->ev.fd, p->data.p + p->data.len, room, 0);
+		if (n > 0) {
+			p->data.len += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -1;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? 0 : -1;
+	}
+}
+
+void
+pending_read(struct pending *p)
+{
+	const char	*why = NULL;
+	int		 eof;
+
+	eof = pending_fill(p) == -1;
+	switch (sniff_expid(&p->sn, p->data.p, p->data.len, &why)) {
+	case SNIFF_FOUND:
+		log_debug("client %s port %u names experiment %s", p->peer,
+		    p->port, p->sn.name);
+		pending_named(p);
+		return;
+	case SNIFF_BAD:
+		pending_free(p, why);
+		return;
+	case SNIFF_MORE:
+		break;
+	}
+	if (eof)
+		pending_free(p, p->data.len ? "closed before naming its "
+		    "experiment" : NULL);
+	else if (p->data.len >= opts.header_limit)
+		pending_free(p, "no experiment id in the first "
+		    "--header-limit bytes");
+}
+
+void
+pending_expire(uint64_t now)
+{
+	while (reading.head != NULL && reading.head->deadline <= now)
+		pending_free(reading.head, "did not name its experiment "
+		    "in time");
+	while (waiting.head != NULL && waiting.head->deadline <= now)
+		pending_free(waiting.head, "no experiment process became "
+		    "available in time");
+}
+
+/* A child became available: try the parked connections again. */
+void
+pending_retry_waiting(void)
+{
+	struct pending	*p, *next;
+	int		 r;
+
+	for (p = waiting.head; p != NULL; p = next) {
+		next = p->next;
+		if ((r = policy_route(p)) == 1)
+			continue;
+		if (r == 0)
+			p->ev.fd = -1;
+		pending_free(p, r == 0 ? NULL : "cannot serve this "
+		    "experiment now");
+	}
+}
+
+/*
+ * Shutdown: one last read of every connection still naming its
+ * experiment, so that a client whose bytes are already here is served.
+ */
+void
+pending_drain(void)
+{
+	struct pending	*p, *next;
+
+	for (p = reading.head; p != NULL; p = next) {
+		next = p->next;
+		pending_read(p);
+	}
+	for (p = reading.head; p != NULL; p = next) {
+		next = p->next;
+		pending_free(p, "server shutting down");
+	}
+}
+
+unsigned
+pending_count(void)
+{
+	return reading.n + waiting.n;
+}
+
+uint64_t
+pending_next_deadline(void)
+{
+	uint64_t	 d = 0;
+
+	if (reading.head != NULL)
+		d = reading.head->deadline;
+	if (waiting.head != NULL && (d == 0 || waiting.head->deadline < d))
+		d = waiting.head->deadline;
+	return d;
+}
