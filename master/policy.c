@@ -16,7 +16,9 @@
 
 #include "master/master.h"
 
-static unsigned	 startfail;	/* consecutive deaths before READY */
+#define THROTTLE_MAX_MS	60000
+
+static unsigned	 startfail;	/* consecutive deaths before serving */
 static uint64_t	 throttle_until;
 static unsigned	 status_wait;
 
@@ -76,6 +78,7 @@ policy_route(struct pending *p)
 			return 1;
 		}
 		c->state = CH_SERVING;
+		startfail = 0;
 		strlcpy(c->exp, p->sn.name, sizeof(c->exp));
 		child_send(c, MSG_ASSIGN, -1, c->exp, strlen(c->exp));
 		log_info("experiment %s: process %d", c->exp, (int)c->pid);
@@ -101,8 +104,6 @@ policy_child_ready(struct child *c)
 	if (c->state != CH_STARTING)
 		return;
 	c->state = CH_SPARE;
-	startfail = 0;
-	throttle_until = 0;
 	if (stopping) {
 		child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
 		return;
@@ -128,13 +129,15 @@ policy_child_gone(struct child *c, int status)
 
 	if (c->status_pending && status_wait > 0)
 		status_wait--;
-	if (c->state == CH_STARTING && !stopping) {
+	/* A child that dies before serving anything is throttled. */
+	if ((c->state == CH_STARTING || c->state == CH_SPARE) && !stopping) {
 		startfail++;
-		delay = 1000ULL << (startfail < 6 ? startfail : 6);
+		delay = 250ULL << (startfail < 8 ? startfail : 8);
+		if (delay > THROTTLE_MAX_MS)
+			delay = THROTTLE_MAX_MS;
 		throttle_until = now_mono_ms() + delay;
-		log_warnx("experiment process %d died before it was ready; "
-		    "waiting %llu s before the next", (int)c->pid,
-		    (unsigned long long)delay / 1000);
+		log_warnx("process %d died before serving anything; waiting "
+		    "%.1f s before the next", (int)c->pid, delay / 1000.0);
 		return;
 	}
 	if (c->state == CH_SERVING && !stopping &&

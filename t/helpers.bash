@@ -1,0 +1,154 @@
+# Shared by every t/*.bats file.  Each test gets its own directory and its
+# own server on a free loopback port; readiness and results are polled for,
+# never slept for; a failed test prints the server log.
+
+T_TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+OML2_SERVER=${OML2_SERVER:-$T_TOP/oml2-server}
+OMLSEND=${OMLSEND:-$T_TOP/t/omlsend}
+T_USER=omltest
+
+setup() {
+	# World-traversable, so that an unprivileged server user can work here.
+	T=$(mktemp -d /tmp/oml2t.XXXXXX)
+	chmod 755 "$T"
+	DATA=$T/data
+	mkdir -p "$DATA"
+	LOG=$T/server.log
+	SERVER_PID=
+	PORT=
+	export ASAN_OPTIONS="log_path=$T/asan:detect_leaks=1:abort_on_error=0"
+	export UBSAN_OPTIONS="log_path=$T/ubsan:print_stacktrace=1:halt_on_error=1"
+}
+
+teardown() {
+	local rc=0 f
+	if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill -TERM "$SERVER_PID" 2>/dev/null
+		wait_gone "$SERVER_PID" 20 || kill -KILL "$SERVER_PID" 2>/dev/null
+	fi
+	for f in "$T"/asan* "$T"/ubsan*; do
+		[ -e "$f" ] || continue
+		echo "### sanitizer report $f" >&2
+		cat "$f" >&2
+		rc=1
+	done
+	if [ "$rc" -ne 0 ] || [ -z "${BATS_TEST_COMPLETED:-}" ]; then
+		echo "### server log ($LOG)" >&2
+		[ -f "$LOG" ] && tail -n 200 "$LOG" >&2
+	fi
+	rm -rf "$T"
+	return "$rc"
+}
+
+# Wait until a command succeeds: wait_for SECONDS CMD...
+wait_for() {
+	local limit=$1 i=0
+	shift
+	while ! "$@"; do
+		i=$((i + 1))
+		[ "$i" -ge $((limit * 20)) ] && return 1
+		sleep 0.05
+	done
+}
+
+wait_gone() {
+	wait_for "${2:-10}" eval "! kill -0 $1 2>/dev/null"
+}
+
+# Run a command with a time limit and check its exit status:
+# expect_status STATUS SECONDS CMD...
+expect_status() {
+	local want=$1 secs=$2 got=0
+	shift 2
+	timeout "$secs" "$@" || got=$?
+	if [ "$got" -ne "$want" ]; then
+		echo "expected exit status $want, got $got: $*" >&2
+		return 1
+	fi
+}
+
+log_has() {
+	grep -q -E -- "$1" "$LOG"
+}
+
+wait_log() {
+	wait_for "${2:-10}" log_has "$1" || {
+		echo "log never matched: $1" >&2
+		return 1
+	}
+}
+
+# Start the server in the background: start_server [OPTION...]
+# Listens on a free loopback port, learned from its log.
+start_server() {
+	"$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" -d 4 "$@" &
+	SERVER_PID=$!
+	wait_log 'listening on ' 10 || return 1
+	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+	wait_log ' ready: ' 10
+	[ -n "$PORT" ]
+}
+
+# Stop the server and insist on a clean exit.
+stop_server() {
+	kill -TERM "$SERVER_PID"
+	local rc=0
+	wait "$SERVER_PID" || rc=$?
+	SERVER_PID=
+	[ "$rc" -eq 0 ] || {
+		echo "server exited with status $rc" >&2
+		return 1
+	}
+}
+
+send() {
+	"$OMLSEND" -q "$@" "127.0.0.1:$PORT"
+}
+
+sq() {
+	local db=$1
+	shift
+	sqlite3 -batch "$DATA/$db.sq3" "$@"
+}
+
+# Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
+wait_sql() {
+	local got
+	wait_for "${4:-10}" eval '[ "$(sqlite3 -batch "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
+		got=$(sqlite3 -batch "$DATA/$1.sq3" "$2" 2>&1)
+		echo "sql: $2: wanted '$3', got '$got'" >&2
+		return 1
+	}
+}
+
+wait_rows() {
+	wait_sql "$1" "SELECT count(*) FROM \"$2\"" "$3" "${4:-10}"
+}
+
+# Pids of the server's children, optionally only those serving experiment $1.
+child_pids() {
+	local pat="oml2-server: ${1:+exp $1 }"
+	pgrep -P "$SERVER_PID" -f "$pat" || true
+}
+
+exp_pid() {
+	pgrep -P "$SERVER_PID" -f "oml2-server: exp $1 \\(" | head -n 1
+}
+
+need_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
+# The unprivileged user the privilege tests run the server as.
+ensure_test_user() {
+	id "$T_USER" >/dev/null 2>&1 && return 0
+	useradd --system --no-create-home --shell /usr/sbin/nologin "$T_USER" 2>/dev/null ||
+		id "$T_USER" >/dev/null 2>&1
+}
+
+# A raw byte stream to the server (printf-style escapes): raw FORMAT [ARG...]
+raw() {
+	local f=$T/raw.$RANDOM
+	printf "$@" >"$f"
+	"$OMLSEND" -q -r "$f" -W -w 10 "127.0.0.1:$PORT"
+}
