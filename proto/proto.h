@@ -33,6 +33,11 @@ enum oml_type {
 	OML_TYPE_MAX
 };
 
+/*
+ * oml_type_parse() takes every name of §3.3 (legacy aliases included) and
+ * returns 0, or -1 for anything else ("int", "[string]", "[blob]" and
+ * "[guid]" are refused, as by the original).
+ */
 const char	*oml_type_name(enum oml_type);	/* canonical, for table_* rows */
 int		 oml_type_parse(const char *, size_t, enum oml_type *);
 int		 oml_type_is_vector(enum oml_type);
@@ -90,11 +95,12 @@ int	 header_split(const char *line, size_t len, const char **key,
 	    size_t *klen, const char **val, size_t *vlen);
 
 /* §10.5: 1-63 bytes, no '/', '\\', quotes, white space or control bytes,
- * not starting with '.'.  On failure *why says which rule. */
+ * not starting with '.'.  Returns 1 if valid; 0 with *why saying which
+ * rule failed.  Bytes above 0x7f are allowed. */
 #define EXPNAME_MAX	63
 int	 expname_valid(const char *, size_t, const char **why);
 
-/* §3.2: [A-Za-z_][A-Za-z0-9_]* */
+/* §3.2: [A-Za-z_][A-Za-z0-9_]*; returns 1 if valid, else 0. */
 int	 oml_name_valid(const char *, size_t);
 
 /*
@@ -102,7 +108,10 @@ int	 oml_name_valid(const char *, size_t);
  * so far (from the connection's first byte).  Returns SNIFF_MORE until a
  * complete "domain:" or "experiment-id:" line is seen (SNIFF_FOUND, name
  * in name[]), or the header can no longer name one (SNIFF_BAD, *why).
- * Limits on total bytes and time are the caller's.
+ * Limits on total bytes and time are the caller's.  Zero the struct
+ * before the first call.  Only '\n'-terminated lines are examined (one
+ * trailing '\r' is dropped); SNIFF_BAD comes from a blank line before the
+ * experiment id, a line without ':' or an invalid name (*why).
  */
 enum sniff_result { SNIFF_MORE, SNIFF_FOUND, SNIFF_BAD };
 struct sniff {
@@ -133,7 +142,14 @@ struct oml_schema {
  * 0..SCHEMA_MAX_INDEX, invalid names, unknown types, zero fields, more than
  * maxfields fields, duplicate field names and field names that collide with
  * the built-in columns (oml_tuple_id, oml_sender_id, oml_seq, oml_ts_client,
- * oml_ts_server).  On error returns -1 and writes a reason into err.
+ * oml_ts_server).  maxfields <= 0 means no limit.  On error returns -1,
+ * writes a reason into err and leaves the schema empty (nothing to free).
+ *
+ * schema_same() compares names and fields, not the index (§8.8).
+ * schema_copy() fills an uninitialised dst.  schema_free() frees the
+ * contents (not the struct) and zeroes it.  schema_field() returns the
+ * field's position or -1.  enc_schema_text() appends the canonical
+ * declaration without a "schema: " prefix or a newline.
  */
 int	 schema_parse(const char *, size_t, int maxfields,
 	    struct oml_schema *, char *err, size_t errlen);
@@ -152,7 +168,7 @@ struct text_line {
 	size_t	*len;		/* field lengths */
 };
 
-void	 text_line_free(struct text_line *);
+void	 text_line_free(struct text_line *);	/* start zeroed; reuse it */
 
 /*
  * Split a data line (without '\n'; the caller strips one '\r') on every
@@ -195,8 +211,12 @@ struct bin_packet {
  * Frame the next packet in buf[0..len) (§6.5, recommended variant: the
  * length field delimits the packet).  An unknown packet type skips the
  * two sync bytes; garbage without a sync is skipped except for a trailing
- * 0xAA that may start one.  BIN_BAD covers a zero count and a seq-no or
- * timestamp of the wrong type (*why).
+ * 0xAA that may start one; in a run of 0xAA the last two are the sync.
+ * BIN_BAD covers a zero count, a seq-no or timestamp of the wrong type
+ * and a body too short for them (*why); *used is then the whole packet.
+ * BIN_TOOBIG sets *used to 2 (the sync), so skipping it resynchronises;
+ * §10.8 suggests closing the connection instead.  Every status but
+ * BIN_NEED and BIN_PACKET sets *why.
  */
 enum bin_status bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
 	    struct bin_packet *pkt, size_t *used, const char **why);
@@ -232,7 +252,12 @@ void	 enc_schema_text(struct buf *, const struct oml_schema *);
  * (§5.3), blobs in base64, bools T/F, doubles %.17g.  Binary: a short
  * packet, or a long one when it would exceed 65535 bytes or force_long is
  * set; doubles as DOUBLE_T (§6.3), vector doubles as DOUBLE64_T, strings
- * cut to 255 bytes.
+ * cut to 255 bytes.  A string or blob with null set goes out empty.
+ * Text doubles are printed so that strtod reads back the same value:
+ * short when six decimals are exact, else %.17g.  n must be 1..255 and
+ * stream 0..255 in binary.  enc_bin_double() reproduces liboml2 byte for
+ * byte, including its infinity artefact (02 80 00 00 00 00, read back as
+ * -2.0) for both signs.
  */
 void	 enc_text_row(struct buf *, int stream, int32_t seq, double ts,
 	    const struct oml_value *, int n);
@@ -240,7 +265,12 @@ void	 enc_bin_row(struct buf *, int stream, int32_t seq, double ts,
 	    const struct oml_value *, int n, int force_long);
 void	 enc_bin_double(uint8_t out[6], double);
 
-/* base64 (standard alphabet, '=' padding) */
+/*
+ * base64 (standard alphabet, '=' padding).  b64_encode writes
+ * 4 * ((len + 2) / 3) bytes and no NUL.  The decoder returns the decoded
+ * length, or -1 for a length not a multiple of 4, a byte outside the
+ * alphabet or misplaced padding (unused low bits are not checked).
+ */
 size_t	 b64_encode(char *out, const void *in, size_t len);
 long	 b64_decode_inplace(char *s, size_t len);	/* -1 if invalid */
 

@@ -1,0 +1,146 @@
+/*
+ * The header phase (§2): line framing, the key/value split, experiment
+ * name validation (§10.5) and the master's experiment-id sniffer.  The
+ * sniffer runs with privileges on bytes from the network, so it reads
+ * only whole lines inside the buffer it is given and stops at the first
+ * thing it does not like.
+ */
+#include <string.h>
+
+#include "proto/proto.h"
+
+long
+line_next(const char *buf, size_t len, size_t *used)
+{
+	const char	*nl;
+	size_t		 n;
+
+	if ((nl = memchr(buf, '\n', len)) == NULL)
+		return -1;
+	n = (size_t)(nl - buf);
+	*used = n + 1;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	return (long)n;
+}
+
+static int
+is_trail_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+int
+header_split(const char *line, size_t len, const char **key, size_t *klen,
+    const char **val, size_t *vlen)
+{
+	const char	*colon;
+	size_t		 i, end;
+
+	if ((colon = memchr(line, ':', len)) == NULL)
+		return -1;
+	*key = line;
+	*klen = (size_t)(colon - line);
+	/* The original skips only spaces; dropping tabs too is harmless. */
+	for (i = *klen + 1; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	for (end = len; end > i && is_trail_ws(line[end - 1]); end--)
+		;
+	*val = line + i;
+	*vlen = end - i;
+	return 0;
+}
+
+/*
+ * The name becomes a file name and a PostgreSQL identifier: no path
+ * separators, no quotes, nothing invisible, no hidden files.  Bytes above
+ * 0x7f pass, as OMF-style names and UTF-8 do no harm there.
+ */
+int
+expname_valid(const char *s, size_t len, const char **why)
+{
+	size_t		 i;
+	unsigned char	 c;
+
+	if (len == 0) {
+		*why = "empty experiment name";
+		return 0;
+	}
+	if (len > EXPNAME_MAX) {
+		*why = "experiment name longer than 63 bytes";
+		return 0;
+	}
+	if (s[0] == '.') {
+		*why = "experiment name starts with '.'";
+		return 0;
+	}
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c == '/' || c == '\\') {
+			*why = "experiment name contains '/' or '\\'";
+			return 0;
+		}
+		if (c == '"' || c == '\'' || c == '`') {
+			*why = "experiment name contains a quote";
+			return 0;
+		}
+		if (c <= ' ' || c == 0x7f) {
+			*why = "experiment name contains white space or a "
+			    "control byte";
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int
+key_is(const char *k, size_t klen, const char *name)
+{
+	return strlen(name) == klen && memcmp(k, name, klen) == 0;
+}
+
+/* Look at one complete header line; SNIFF_MORE means "not this one". */
+static enum sniff_result
+sniff_line(struct sniff *sn, const char *line, size_t len, const char **why)
+{
+	const char	*k, *v;
+	size_t		 klen, vlen;
+
+	if (len == 0) {
+		*why = "end of headers before an experiment id";
+		return SNIFF_BAD;
+	}
+	if (header_split(line, len, &k, &klen, &v, &vlen) == -1) {
+		*why = "header line without ':'";
+		return SNIFF_BAD;
+	}
+	if (!key_is(k, klen, "domain") && !key_is(k, klen, "experiment-id"))
+		return SNIFF_MORE;
+	if (!expname_valid(v, vlen, why))
+		return SNIFF_BAD;
+	memcpy(sn->name, v, vlen);
+	sn->name[vlen] = '\0';
+	return SNIFF_FOUND;
+}
+
+enum sniff_result
+sniff_expid(struct sniff *sn, const char *buf, size_t len, const char **why)
+{
+	enum sniff_result	 r;
+	size_t			 used;
+	long			 n;
+
+	*why = NULL;
+	if (sn->scanned > len) {
+		*why = "sniffer fed fewer bytes than before";
+		return SNIFF_BAD;
+	}
+	while ((n = line_next(buf + sn->scanned, len - sn->scanned,
+	    &used)) != -1) {
+		r = sniff_line(sn, buf + sn->scanned, (size_t)n, why);
+		sn->scanned += used;
+		if (r != SNIFF_MORE)
+			return r;
+	}
+	return SNIFF_MORE;
+}
