@@ -273,7 +273,7 @@ ctl_read(void)
 			return;
 		if (n <= 0)
 			finish("the master went away");
-		ctl_message(&m, (size_t)n);
+		ctl_message(&m, m.hdr.len);
 	}
 }
 

@@ -207,6 +207,7 @@ declare(struct conn *c, const char *text, size_t len)
 	struct oml_schema	 s;
 	struct table		*t;
 	char			 err[160];
+	long			 index;
 
 	if (c->db == NULL)
 		return fail(c, "schema before domain");
@@ -222,10 +223,11 @@ declare(struct conn *c, const char *text, size_t len)
 		schema_free(&s);
 		return -1;
 	}
-	log_debug("client %s port %u: stream %ld -> table %s", c->peer,
-	    c->port, s.index, t->schema.name);
+	index = s.index;
 	schema_free(&s);
-	return stream_set(c, s.index, t);
+	log_debug("client %s port %u: stream %ld -> table %s", c->peer,
+	    c->port, index, t->schema.name);
+	return stream_set(c, index, t);
 }
 
 /* atoi-like: optional sign and digits after white space; junk ignored. */

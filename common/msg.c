@@ -110,9 +110,9 @@ close_passed(struct msghdr *mh)
 }
 
 /*
- * Receive one message into m.  Returns its payload length, 0 when the peer
- * has gone, or -1 with errno (EAGAIN: nothing queued; EBADMSG: malformed,
- * already logged and any descriptor closed).
+ * Receive one message into m (its payload length is m->hdr.len).  Returns
+ * 1, 0 when the peer has gone, or -1 with errno (EAGAIN: nothing queued;
+ * EBADMSG: malformed, already logged and any descriptor closed).
  */
 ssize_t
 msg_recv(int sock, struct msg *m)
@@ -166,5 +166,5 @@ msg_recv(int sock, struct msg *m)
 		log_warnx("unexpected descriptor with %s message",
 		    msg_name(m->hdr.type));
 	}
-	return (ssize_t)m->hdr.len;
+	return 1;
 }

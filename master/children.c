@@ -193,7 +193,7 @@ child_readable(struct child *c)
 			break;
 		if (m.fd != -1)
 			close(m.fd);	/* children never pass descriptors */
-		child_message(c, &m, (size_t)n);
+		child_message(c, &m, m.hdr.len);
 	}
 	/* Gone: reaping will tell why.  Stop watching the socket. */
 	ev_del(&c->ev);

@@ -152,3 +152,24 @@ raw() {
 	printf "$@" >"$f"
 	"$OMLSEND" -q -r "$f" -W -w 10 "127.0.0.1:$PORT"
 }
+
+# Does database $1 hold what the original server stored in dump $2?  Same
+# tables and DDL, same rows in every column but oml_ts_server (receive time).
+same_as_original() {
+	local db=$1 orig=$T/orig.$RANDOM.sq3 t q a b
+	sqlite3 "$orig" <"$2"
+	q="SELECT type, name, sql FROM sqlite_master ORDER BY name"
+	a=$(sqlite3 "$db" "$q")
+	b=$(sqlite3 "$orig" "$q")
+	[ "$a" = "$b" ] || { diff <(echo "$a") <(echo "$b") >&2; return 1; }
+	for t in $(sqlite3 "$orig" "SELECT name FROM sqlite_master WHERE type = 'table'"); do
+		q=$(sqlite3 "$orig" "SELECT 'SELECT ' || group_concat('quote(\"' || name || '\")', ' || ''|'' || ') || ' FROM \"$t\" ORDER BY rowid' FROM pragma_table_info('$t') WHERE name != 'oml_ts_server'")
+		a=$(sqlite3 "$db" "$q")
+		b=$(sqlite3 "$orig" "$q")
+		[ "$a" = "$b" ] || {
+			echo "table $t differs:" >&2
+			diff <(echo "$a") <(echo "$b") >&2
+			return 1
+		}
+	done
+}
