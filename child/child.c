@@ -16,8 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <bsd/unistd.h>
-
 #include "child/child.h"
 
 static struct {
@@ -70,9 +68,9 @@ static void
 title(void)
 {
 	if (!exp.assigned)
-		setproctitle("spare");
+		title_set("spare");
 	else
-		setproctitle("exp %s (%u client%s)", exp.name, exp.nconns,
+		title_set("exp %s (%u client%s)", exp.name, exp.nconns,
 		    exp.nconns == 1 ? "" : "s");
 }
 
@@ -388,7 +386,7 @@ child_main(int ctl, const struct child_conf *conf)
 {
 	exp.conf = conf;
 	log_setproc("spare");
-	setproctitle("spare");
+	title_set("spare");
 	priv_drop(&conf->ids);
 	if ((exp.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");

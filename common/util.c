@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bsd/stdlib.h>
+#include <bsd/unistd.h>
+
 #include "common/common.h"
 
 int
@@ -129,4 +132,35 @@ close_except(int a, int b)
 		lo = (unsigned)keep[i] + 1;
 	}
 	close_range(lo, ~0U, 0);
+}
+
+/*
+ * Process titles for ps(1), through libbsd.  libbsd marks the end of the
+ * original argv[0] with a '.' when the new title is shorter, so short
+ * titles are padded with blanks to that length.
+ */
+static size_t	 title_min;
+
+void
+title_init(int argc, char **argv, char **envp)
+{
+	const char	*prog = getprogname();
+
+	title_min = argc > 0 ? strlen(argv[0]) : 0;
+	/* libbsd prefixes "progname: " */
+	title_min = title_min > strlen(prog) + 2 ?
+	    title_min - strlen(prog) - 2 : 0;
+	setproctitle_init(argc, argv, envp);
+}
+
+void
+title_set(const char *fmt, ...)
+{
+	char	 t[256];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t, sizeof(t), fmt, ap);
+	va_end(ap);
+	setproctitle("%-*s", (int)title_min, t);
 }

@@ -16,8 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <bsd/unistd.h>
-
 #include "master/master.h"
 
 #define STOP_TIMEOUT_MS	30000	/* then children get SIGKILL */
@@ -288,9 +286,9 @@ loop(void)
 int
 main(int argc, char **argv)
 {
-	setproctitle_init(argc, argv, environ);
+	title_init(argc, argv, environ);
 	options_parse(argc, argv, &opts);
-	setproctitle("master");		/* secrets leave ps(1) here */
+	title_set("master");		/* secrets leave ps(1) here */
 	if (log_open(opts.logfile, opts.loglevel) == -1) {
 		fprintf(stderr, "oml2-server: log file %s: %s\n", opts.logfile,
 		    strerror(errno));
