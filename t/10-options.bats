@@ -83,7 +83,7 @@ load helpers
 
 @test "OML_SQLITE_DIR chooses the data directory and -D overrides it" {
 	mkdir "$T/envdir"
-	OML_SQLITE_DIR=$T/envdir "$OML2_SERVER" -l 127.0.0.1:0 --logfile="$LOG" &
+	OML_SQLITE_DIR=$T/envdir "$OML2_SERVER" -l 127.0.0.1:0 --logfile="$LOG" 3>&- &
 	SERVER_PID=$!
 	wait_log ' ready: '
 	log_has "in $T/envdir"

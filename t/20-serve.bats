@@ -54,7 +54,7 @@ load helpers
 
 @test "the server listens on IPv4 and IPv6 when no address is given" {
 	local port
-	"$OML2_SERVER" -l 0 -D "$DATA" --logfile="$LOG" &
+	"$OML2_SERVER" -l 0 -D "$DATA" --logfile="$LOG" 3>&- &
 	SERVER_PID=$!
 	wait_log ' ready: '
 	port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
@@ -83,7 +83,8 @@ load helpers
 
 @test "every client of an experiment goes to the same child" {
 	start_server
-	send -e same -n 2 -H 3000 &
+	bg send -e same -n 2 -H 3000
+	local first=$BG
 	wait_log 'client .* ready: same:'
 	local pid1 pid2
 	pid1=$(exp_pid same)
@@ -93,24 +94,23 @@ load helpers
 	pid2=$(exp_pid same)
 	[ "$pid1" = "$pid2" ]
 	[ "$(grep -c 'experiment same: process' "$LOG")" -eq 1 ]
-	wait
+	wait "$first"
 }
 
 @test "ps shows the master, and each experiment with its clients" {
 	start_server
-	send -e pstitle -n 1 -c 2 -H 5000 &
+	bg send -e pstitle -n 1 -c 2 -H 5000
 	wait_for 10 eval 'ps -o args= -p "$(exp_pid pstitle)" | grep -q "oml2-server: exp pstitle (2 clients)"'
 	ps -o args= -p "$SERVER_PID" | grep -q '^oml2-server: master'
 	pgrep -P "$SERVER_PID" -f 'oml2-server: spare' >/dev/null
-	kill %1
 }
 
 @test "a silent client's rows are committed within about a second" {
 	start_server
-	send -e silent -n 5 -H 8000 &
+	bg send -e silent -n 5 -H 8000
 	# readable by another process while the client still holds its connection
 	wait_rows silent gen 5 3
-	kill %1
+	kill -0 "$BG"
 }
 
 @test "rows are committed when the last client leaves" {
@@ -122,29 +122,26 @@ load helpers
 
 @test "an idle client is reaped after --timeout, even on a silent server" {
 	start_server -t 1
-	send -e idle -n 1 -H 20000 &
-	local sender=$!
+	bg send -e idle -n 1 -H 20000
 	wait_log 'client .* idle timeout' 5
 	wait_rows idle gen 1
-	kill "$sender" 2>/dev/null || true
 }
 
 @test "SIGUSR1 logs a status summary" {
 	start_server
-	send -e status -n 50 -H 5000 &
+	bg send -e status -n 50 -H 5000
 	wait_rows status gen 50
 	kill -USR1 "$SERVER_PID"
 	wait_log 'status: master pid [0-9]+, 1 experiments'
 	wait_log 'status: experiment status process [0-9]+: 1 clients, 50 rows stored'
 	wait_log 'status: end'
-	kill %1
 }
 
 @test "the server's children and databases survive a client vanishing mid-stream" {
 	start_server
 	# SIGKILL the sender while it streams: its socket is reset under us
-	"$OMLSEND" -q -e vanish -n 200000 -C 1000 -d 1 "127.0.0.1:$PORT" &
-	local s=$!
+	bg "$OMLSEND" -q -e vanish -n 200000 -C 1000 -d 1 "127.0.0.1:$PORT"
+	local s=$BG
 	wait_log 'client .* ready: vanish:'
 	kill -KILL "$s"
 	wait "$s" || true

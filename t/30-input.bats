@@ -6,13 +6,13 @@ load helpers
 
 # A well-behaved client streams alongside every bad one.
 start_witness() {
-	send -e witness -n 2000 -B 50 -p 20 &
-	WITNESS=$!
+	bg send -e witness -n 2000 -B 50 -p 20
+	WITNESS=$BG
 }
 
 check_witness() {
 	wait "$WITNESS"
-	wait_rows witness gen 2000
+	wait_log 'database file:.*/witness.sq3 closed: 2000 rows stored, 0 dropped'
 	kill -0 "$SERVER_PID"
 }
 
@@ -22,9 +22,9 @@ check_witness() {
 	local name
 	for name in '../escape' 'a/b' 'a\\b' '"quoted"' "it's" 'with space' \
 	    '.hidden' "$(printf 'x%.0s' $(seq 1 64))" "ctl$(printf '\001')x"; do
-		raw 'protocol: 5\ndomain: %s\nsender-id: s\n\n' "$name"
+		raw_refused 'protocol: 5\ndomain: %s\nsender-id: s\n\n' "$name"
 	done
-	raw 'protocol: 5\ndomain: \nsender-id: s\n\n'
+	raw_refused 'protocol: 5\ndomain: \nsender-id: s\n\n'
 	check_witness
 	[ "$(grep -c 'client 127.0.0.1 port [0-9]*: .*; connection closed' "$LOG")" -ge 10 ]
 	log_has 'client 127.0.0.1 port [0-9]+: .*(/|slash).*connection closed'
@@ -35,13 +35,13 @@ check_witness() {
 
 @test "a header that ends without an experiment id is refused" {
 	start_server
-	raw 'protocol: 5\nsender-id: s\n\n1\t1\t1\t1\n'
+	raw_refused 'protocol: 5\nsender-id: s\n\n1\t1\t1\t1\n'
 	wait_log 'client 127.0.0.1 port [0-9]+: .*experiment.*; connection closed'
 }
 
 @test "a header line without a colon is refused" {
 	start_server
-	raw 'protocol: 5\nthis is not a header\ndomain: x\n\n'
+	raw_refused 'protocol: 5\nthis is not a header\ndomain: x\n\n'
 	wait_log "client 127.0.0.1 port [0-9]+: .*':'.*; connection closed"
 	[ ! -e "$DATA/x.sq3" ]
 }
@@ -49,7 +49,7 @@ check_witness() {
 @test "a header longer than --header-limit without an experiment id is refused" {
 	start_server --header-limit 1024
 	start_witness
-	raw 'protocol: 5\nx-padding: %s\ndomain: late\n\n' "$(head -c 3000 /dev/zero | tr '\0' a)"
+	raw_refused 'protocol: 5\nx-padding: %s\ndomain: late\n\n' "$(head -c 3000 /dev/zero | tr '\0' a)"
 	wait_log 'client 127.0.0.1 port [0-9]+: no experiment id in the first --header-limit bytes; connection closed'
 	check_witness
 }
@@ -73,9 +73,9 @@ check_witness() {
 
 @test "an unsupported protocol version closes the connection" {
 	start_server
-	raw 'protocol: 6\ndomain: v6\nschema: 1 t x:int32\n\n1\t1\t1\t1\n'
+	raw_refused 'protocol: 6\ndomain: v6\nschema: 1 t x:int32\n\n1\t1\t1\t1\n'
 	wait_log 'unsupported protocol 6'
-	raw 'protocol: 0\ndomain: v0\n\n'
+	raw_refused 'protocol: 0\ndomain: v0\n\n'
 	wait_log 'unsupported protocol 0'
 	raw 'domain: v5\nschema: 1 t x:int32\n\n1\t1\t1\t1\n'
 	wait_rows v5 t 1
@@ -83,15 +83,15 @@ check_witness() {
 
 @test "start-time or sender-id before domain closes the connection" {
 	start_server
-	raw 'protocol: 5\nsender-id: s\ndomain: early\nschema: 1 t x:int32\n\n'
+	raw_refused 'protocol: 5\nsender-id: s\ndomain: early\nschema: 1 t x:int32\n\n'
 	wait_log 'sender-id before domain'
-	raw 'protocol: 5\nstart-time: 5\ndomain: early2\n\n'
+	raw_refused 'protocol: 5\nstart-time: 5\ndomain: early2\n\n'
 	wait_log 'start-time before domain'
 }
 
 @test "an unknown content type closes the connection" {
 	start_server
-	raw 'protocol: 5\ndomain: cont\ncontent: foo\n\n'
+	raw_refused 'protocol: 5\ndomain: cont\ncontent: foo\n\n'
 	wait_log 'unknown content "foo"'
 }
 

@@ -5,10 +5,10 @@ load helpers
 
 @test "kill -9 of one experiment's child leaves other experiments streaming" {
 	start_server
-	send -e steady -n 3000 -B 100 -p 50 &
-	local steady=$!
-	send -e victim -n 10 -H 30000 &
-	local victim=$!
+	bg send -e steady -n 3000 -B 100 -p 50
+	local steady=$BG
+	bg send -e victim -n 10 -H 30000
+	local victim=$BG
 	wait_rows victim gen 10
 	local pid
 	pid=$(exp_pid victim)
@@ -27,8 +27,8 @@ load helpers
 
 @test "SIGTERM stores every tuple already sent, closes databases and exits 0" {
 	start_server
-	send -e term -n 20000 -H 30000 &
-	local s=$!
+	bg send -e term -n 20000 -H 30000
+	local s=$BG
 	wait_for 10 eval 'sq term "SELECT count(*) FROM gen" 2>/dev/null | grep -q .'
 	# the client has written everything and holds its connection
 	kill -TERM "$SERVER_PID"
@@ -58,8 +58,8 @@ load helpers
 @test "a client that disappears never kills the server with SIGPIPE" {
 	start_server
 	for i in 1 2 3 4 5; do
-		"$OMLSEND" -q -e pipe -n 100000 -C 4096 "127.0.0.1:$PORT" &
-		local p=$!
+		bg "$OMLSEND" -q -e pipe -n 100000 -C 4096 -d 5 "127.0.0.1:$PORT"
+		local p=$BG
 		wait_log 'client .* ready: pipe:'
 		kill -KILL "$p"
 		wait "$p" || true
@@ -74,7 +74,7 @@ load helpers
 	ensure_test_user
 	chown "$T_USER" "$DATA"
 	start_server --user "$T_USER"
-	send -e owned -n 5 -H 5000 &
+	bg send -e owned -n 5 -H 5000
 	wait_rows owned gen 5
 	local pid uid
 	pid=$(exp_pid owned)
@@ -88,7 +88,6 @@ load helpers
 	[ "$(stat -c %U "$DATA/owned.sq3")" = "$T_USER" ]
 	[ "$(ps -o user= -p "$SERVER_PID")" = root ]
 	log_has "experiment processes run as $T_USER"
-	kill %1
 }
 
 @test "--group chooses the children's group" {
@@ -106,7 +105,7 @@ load helpers
 	ensure_test_user
 	chown "$T_USER" "$DATA" "$T"
 	runuser -u "$T_USER" -- "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" \
-	    --logfile="$LOG" &
+	    --logfile="$LOG" 3>&- &
 	SERVER_PID=$!
 	wait_log ' ready: '
 	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
@@ -148,7 +147,7 @@ load helpers
 
 @test "the master dying makes children finish and commit" {
 	start_server
-	send -e orphan -n 500 -H 3000 &
+	bg send -e orphan -n 500 -H 3000
 	wait_rows orphan gen 500
 	local child
 	child=$(exp_pid orphan)

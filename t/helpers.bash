@@ -16,12 +16,16 @@ setup() {
 	LOG=$T/server.log
 	SERVER_PID=
 	PORT=
+	BG_PIDS=()
 	export ASAN_OPTIONS="log_path=$T/asan:detect_leaks=1:abort_on_error=0"
 	export UBSAN_OPTIONS="log_path=$T/ubsan:print_stacktrace=1:halt_on_error=1"
 }
 
 teardown() {
-	local rc=0 f
+	local rc=0 f p
+	for p in "${BG_PIDS[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
 	if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill -TERM "$SERVER_PID" 2>/dev/null
 		wait_gone "$SERVER_PID" 20 || kill -KILL "$SERVER_PID" 2>/dev/null
@@ -78,10 +82,18 @@ wait_log() {
 	}
 }
 
+# Run a command in the background without holding bats' output open; its
+# pid is in $BG, and teardown stops it: bg CMD...
+bg() {
+	"$@" 3>&- &
+	BG=$!
+	BG_PIDS+=("$BG")
+}
+
 # Start the server in the background: start_server [OPTION...]
 # Listens on a free loopback port, learned from its log.
 start_server() {
-	"$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" -d 4 "$@" &
+	"$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" -d 4 "$@" 3>&- &
 	SERVER_PID=$!
 	wait_log 'listening on ' 10 || return 1
 	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
@@ -148,6 +160,13 @@ ensure_test_user() {
 
 # A raw byte stream to the server (printf-style escapes): raw FORMAT [ARG...]
 raw() {
+	local f=$T/raw.$RANDOM
+	printf "$@" >"$f"
+	"$OMLSEND" -q -r "$f" "127.0.0.1:$PORT"
+}
+
+# The same, insisting that the server closes the connection.
+raw_refused() {
 	local f=$T/raw.$RANDOM
 	printf "$@" >"$f"
 	"$OMLSEND" -q -r "$f" -W -w 10 "127.0.0.1:$PORT"
