@@ -99,6 +99,24 @@ key_is(const char *k, size_t klen, const char *name)
 	return strlen(name) == klen && memcmp(k, name, klen) == 0;
 }
 
+/*
+ * Control bytes other than TAB and CR have no business in a header line
+ * (no client sends them), so a header holding one is garbage.
+ */
+static int
+has_control(const char *p, size_t len)
+{
+	size_t		 i;
+	unsigned char	 c;
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)p[i];
+		if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
+			return 1;
+	}
+	return 0;
+}
+
 /* Look at one complete header line; SNIFF_MORE means "not this one". */
 static enum sniff_result
 sniff_line(struct sniff *sn, const char *line, size_t len, const char **why)
@@ -137,10 +155,19 @@ sniff_expid(struct sniff *sn, const char *buf, size_t len, const char **why)
 	}
 	while ((n = line_next(buf + sn->scanned, len - sn->scanned,
 	    &used)) != -1) {
+		if (has_control(buf + sn->scanned, (size_t)n)) {
+			*why = "binary data in the header";
+			return SNIFF_BAD;
+		}
 		r = sniff_line(sn, buf + sn->scanned, (size_t)n, why);
 		sn->scanned += used;
 		if (r != SNIFF_MORE)
 			return r;
+	}
+	/* Refuse garbage now rather than when the header times out. */
+	if (has_control(buf + sn->scanned, len - sn->scanned)) {
+		*why = "binary data in the header";
+		return SNIFF_BAD;
 	}
 	return SNIFF_MORE;
 }

@@ -14,7 +14,7 @@ load helpers
 	pid=$(exp_pid victim)
 	kill -KILL "$pid"
 	wait_log "experiment victim process $pid killed by signal 9"
-	wait "$victim" || true
+	kill "$victim"
 	# the other experiment finishes its stream untouched
 	wait "$steady"
 	wait_rows steady gen 3000
@@ -36,7 +36,7 @@ load helpers
 	wait "$SERVER_PID" || rc=$?
 	SERVER_PID=
 	[ "$rc" -eq 0 ]
-	[ "$(sqlite3 "$DATA/term.sq3" 'SELECT count(*) FROM gen')" = 20000 ]
+	[ "$(sqlite "$DATA/term.sq3" 'SELECT count(*) FROM gen')" = 20000 ]
 	grep -q 'database file:.*/term.sq3 closed' "$LOG"
 	grep -q 'stopped' "$LOG"
 	# the database is a plain single file again
@@ -155,6 +155,6 @@ load helpers
 	wait "$SERVER_PID" || true
 	SERVER_PID=
 	wait_gone "$child" 10
-	[ "$(sqlite3 "$DATA/orphan.sq3" 'SELECT count(*) FROM gen')" = 500 ]
+	[ "$(sqlite "$DATA/orphan.sq3" 'SELECT count(*) FROM gen')" = 500 ]
 	grep -q 'the master went away' "$LOG"
 }

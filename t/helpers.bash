@@ -117,17 +117,22 @@ send() {
 	"$OMLSEND" -q "$@" "127.0.0.1:$PORT"
 }
 
+# sqlite3 as a patient reader: it waits out a moment's lock.
+sqlite() {
+	sqlite3 -batch -cmd '.timeout 5000' "$@"
+}
+
 sq() {
 	local db=$1
 	shift
-	sqlite3 -batch "$DATA/$db.sq3" "$@"
+	sqlite "$DATA/$db.sq3" "$@"
 }
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
 wait_sql() {
 	local got
-	wait_for "${4:-10}" eval '[ "$(sqlite3 -batch "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
-		got=$(sqlite3 -batch "$DATA/$1.sq3" "$2" 2>&1)
+	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
+		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
@@ -176,15 +181,15 @@ raw_refused() {
 # tables and DDL, same rows in every column but oml_ts_server (receive time).
 same_as_original() {
 	local db=$1 orig=$T/orig.$RANDOM.sq3 t q a b
-	sqlite3 "$orig" <"$2"
+	sqlite "$orig" <"$2"
 	q="SELECT type, name, sql FROM sqlite_master ORDER BY name"
-	a=$(sqlite3 "$db" "$q")
-	b=$(sqlite3 "$orig" "$q")
+	a=$(sqlite "$db" "$q")
+	b=$(sqlite "$orig" "$q")
 	[ "$a" = "$b" ] || { diff <(echo "$a") <(echo "$b") >&2; return 1; }
-	for t in $(sqlite3 "$orig" "SELECT name FROM sqlite_master WHERE type = 'table'"); do
-		q=$(sqlite3 "$orig" "SELECT 'SELECT ' || group_concat('quote(\"' || name || '\")', ' || ''|'' || ') || ' FROM \"$t\" ORDER BY rowid' FROM pragma_table_info('$t') WHERE name != 'oml_ts_server'")
-		a=$(sqlite3 "$db" "$q")
-		b=$(sqlite3 "$orig" "$q")
+	for t in $(sqlite "$orig" "SELECT name FROM sqlite_master WHERE type = 'table'"); do
+		q=$(sqlite "$orig" "SELECT 'SELECT ' || group_concat('quote(\"' || name || '\")', ' || ''|'' || ') || ' FROM \"$t\" ORDER BY rowid' FROM pragma_table_info('$t') WHERE name != 'oml_ts_server'")
+		a=$(sqlite "$db" "$q")
+		b=$(sqlite "$orig" "$q")
 		[ "$a" = "$b" ] || {
 			echo "table $t differs:" >&2
 			diff <(echo "$a") <(echo "$b") >&2
