@@ -117,7 +117,7 @@ load helpers
 	start_server
 	send -e leave -n 100
 	wait_rows leave gen 100 2
-	log_has 'database file:.*/leave.sq3 closed: 100 rows stored'
+	wait_log 'database file:.*/leave.sq3 closed: 100 rows stored'
 }
 
 @test "an idle client is reaped after --timeout, even on a silent server" {
