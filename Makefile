@@ -67,7 +67,7 @@ run: deps-build
 # The whole suite: unit tests, then the bats suite against the normal
 # build, then again against an ASan+UBSan build (any report fails it).
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all check-clang
 	@$(MAKE) --no-print-directory test-unit test-bats
 	@$(MAKE) --no-print-directory test-asan
 

@@ -93,7 +93,8 @@ bg() {
 # Start the server in the background: start_server [OPTION...]
 # Listens on a free loopback port, learned from its log.
 start_server() {
-	"$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" -d 4 "$@" 3>&- &
+	"$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" -d 4 \
+	    $(backend_args) "$@" 3>&- &
 	SERVER_PID=$!
 	wait_log 'listening on ' 10 || return 1
 	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
@@ -196,4 +197,43 @@ same_as_original() {
 			return 1
 		}
 	done
+}
+
+# --- Backend-neutral reading -------------------------------------------
+# Tests that should hold for both backends read through these, so that the
+# same file runs with OML2_BACKEND=postgresql (see t/pg.bash once present).
+BACKEND=${OML2_BACKEND:-sqlite}
+
+# Extra server options for the backend under test.
+backend_args() {
+	if [ "$BACKEND" = postgresql ] && declare -F pg_server_args >/dev/null; then
+		pg_server_args
+	fi
+}
+
+# Query experiment $1's database; rows as a|b|c, no headers: q EXP SQL
+q() {
+	if [ "$BACKEND" = postgresql ]; then
+		pg_query "$1" "$2"
+	else
+		sq "$1" "$2"
+	fi
+}
+
+# Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
+wait_q() {
+	local got
+	wait_for "${4:-10}" eval '[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]' || {
+		got=$(q "$1" "$2" 2>&1)
+		echo "query on $1: $2: wanted '$3', got '$got'" >&2
+		return 1
+	}
+}
+
+# SQL fragments whose spelling differs between the backends.
+sql_hex() {	# upper-case hex of a blob column
+	if [ "$BACKEND" = postgresql ]; then echo "upper(encode($1, 'hex'))"; else echo "hex($1)"; fi
+}
+sql_int() {	# a bool or integer column as an integer
+	echo "CAST($1 AS INTEGER)"
 }
