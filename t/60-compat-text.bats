@@ -124,15 +124,19 @@ bin_row() {
 		tline 1 1 4 3 1.5 '!!!!' 5 ''		# invalid base64; empty bool
 		tline 1 1 5 4 2.5 AA== 6 0 ''		# a trailing TAB: count mismatch
 		tline 1 1 6 5 -0.5 AAEC 7 F
+		tline 1 1 7 6 inf AA== 8 T		# nan and inf are numbers
+		tline 1 1 8 7 -INF AA== 9 T
 	} >"$T/conv"
 	sendf "$T/conv"
 	wait_closed conv
-	run q conv "SELECT oml_seq, i, $(nullable d), $(blobhex b), $(nullable g), $(sql_int o) FROM c ORDER BY oml_seq"
+	run q conv "SELECT oml_seq, i, $(nullable d), $(blobhex b), $(nullable g), $(sql_int o) FROM c WHERE oml_seq < 7 ORDER BY oml_seq"
 	[ "$output" = "$(printf '1|8|NULL||NULL|1\n4|3|1.5|NULL|5|0\n6|5|-0.5|000102|7|0')" ]
+	run q conv "SELECT oml_seq FROM c WHERE (oml_seq = 7 AND d > 1e308) OR (oml_seq = 8 AND d < -1e308) ORDER BY oml_seq"
+	[ "$output" = "$(printf '7\n8')" ]
 	if [ "$BACKEND" = sqlite ]; then	# the empty blob is a BLOB, not text
 		[ "$(sq conv "SELECT typeof(b) FROM c WHERE oml_seq = 1")" = blob ]
 	fi
-	log_has 'closed by the client: 3 rows stored, 3 dropped'
+	log_has 'closed by the client: 5 rows stored, 3 dropped'
 	log_has 'tuple dropped: c: double out of range'
 }
 
@@ -146,6 +150,7 @@ bin_row() {
 		tline 1 1 4 1 1 1 18446744073709551616 1	# uint64 overflow: dropped
 		tline 1 1 5 abc ' 7' -5 1 0x10
 		tline 1 1 6 99999999999999999999 1 1 1 1	# beyond 64 bits: dropped
+		tline 1 1 7 '' '' '' '' ''			# empty: 0, and guid NULL
 	} >"$T/ints"
 	sendf "$T/ints"
 	wait_closed ints
@@ -153,7 +158,8 @@ bin_row() {
 	[ "${lines[0]}" = "1|16|4294967295|-9223372036854775808|-1|12" ]
 	[ "${lines[1]}" = "2|1215752191|0|42|-9223372036854775808|7" ]
 	[ "${lines[2]}" = "5|0|7|-5|1|NULL" ]
-	[ "${#lines[@]}" = 3 ]
+	[ "${lines[3]}" = "7|0|0|0|0|NULL" ]
+	[ "${#lines[@]}" = 4 ]
 }
 
 @test "backslash escapes are decoded and a trailing lone backslash is kept" {

@@ -59,7 +59,7 @@ bexp_header() {
 	log_has 'client 127.0.0.1 port [0-9]+ closed by the client: 5 rows stored, 0 dropped'
 }
 
-@test "DOUBLE_T values decode as §6.3 lists, DOUBLE_NAN is stored as NaN" {
+@test "DOUBLE_T values decode as §6.3 lists, and DOUBLE_NAN is stored as NaN (NULL in SQLite)" {
 	start_server
 	local f=$T/d cols="" vals="" i=0 v
 	for v in 0 0.5 1 -1 1.5 2 10 -0.25 3.14159 -0.1 1e-10 inf; do

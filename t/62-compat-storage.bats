@@ -244,3 +244,26 @@ EOF
 	run sq orig "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
 	[ "$output" = 7 ]
 }
+
+@test "the original's database of a real OML4R session takes the same client again" {
+	[ "$BACKEND" = sqlite ] || skip "the original's database is an SQLite dump"
+	sqlite3 "$DATA/r_example.sq3" <"$BATS_TEST_DIRNAME/data/r_example.original.sql"
+	start_server
+	sendf "$BATS_TEST_DIRNAME/data/r_example.oml"
+	wait_closed r_example
+	log_has 'database [^ ]*/r_example.sq3 opened'
+	! log_has 'connection closed'
+	# the same tables, each row twice (metadata too: §7.3 keeps duplicates)
+	run sq r_example "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+	[ "$(echo $output)" = "_experiment_metadata _senders oml4rSimpleExample_cos oml4rSimpleExample_sin" ]
+	run sq r_example "SELECT oml_tuple_id, oml_sender_id, oml_seq, label, angle FROM oml4rSimpleExample_sin WHERE oml_seq = 3 ORDER BY oml_tuple_id"
+	[ "$output" = "$(printf '3|1|3|label_30|30\n8|1|3|label_30|30')" ]
+	run sq r_example "SELECT count(*), count(DISTINCT label || value) FROM oml4rSimpleExample_cos"
+	[ "$output" = "10|5" ]
+	run sq r_example "SELECT count(*) FROM _experiment_metadata WHERE subject IS NOT NULL"
+	[ "$output" = 10 ]
+	run sq r_example "SELECT count(*) FROM _experiment_metadata WHERE subject IS NULL"
+	[ "$output" = 4 ]
+	run sq r_example "SELECT name, id FROM _senders"
+	[ "$output" = "n1|1" ]
+}
