@@ -123,6 +123,35 @@ table_materialise(struct db *db, struct table *t)
 	return r;
 }
 
+/* An existing table no schema describes: declaring it takes name_2 ... */
+static void
+note_other(struct db *db, const char *name)
+{
+	db->others = xreallocarray(db->others, (size_t)db->nothers + 1,
+	    sizeof(char *));
+	db->others[db->nothers++] = xstrdup(name);
+}
+
+/*
+ * Parse a stored table_* value.  Its index is only the one the creating
+ * client used (§8.7) and matters to no match (§8.8); the original wrote
+ * whatever it accepted, negative indices included, so it is not checked.
+ */
+static int
+stored_schema(const char *val, struct oml_schema *s, char *err,
+    size_t errlen)
+{
+	const char	*p = val + strspn(val, " \t\r\n\v\f");
+	char		*text;
+	int		 r;
+
+	p += strcspn(p, " \t\r\n\v\f");
+	xasprintf(&text, "0%s", p);
+	r = schema_parse(text, strlen(text), 65535, s, err, errlen);
+	free(text);
+	return r;
+}
+
 /* Learn one existing table from its table_* row, or note it as unknown. */
 static void
 learn_table(struct db *db, const char *name)
@@ -137,8 +166,7 @@ learn_table(struct db *db, const char *name)
 	xasprintf(&key, "table_%s", name);
 	r = db->be->meta_get(db, key, &val);
 	free(key);
-	if (r == 0 && schema_parse(val, strlen(val), 65535, &s, err,
-	    sizeof(err)) == 0) {
+	if (r == 0 && stored_schema(val, &s, err, sizeof(err)) == 0) {
 		t = table_new(&s, name);
 		schema_free(&s);
 		table_add(db, t);
@@ -146,9 +174,7 @@ learn_table(struct db *db, const char *name)
 		if (r == 0)
 			log_warnx("table %s: stored schema \"%s\" is unusable "
 			    "(%s); leaving the table alone", name, val, err);
-		db->others = xreallocarray(db->others, (size_t)db->nothers + 1,
-		    sizeof(char *));
-		db->others[db->nothers++] = xstrdup(name);
+		note_other(db, name);
 	}
 	free(val);
 }
@@ -171,6 +197,7 @@ db_load(struct db *db)
 	}
 	if (!have_senders && db->be->create_senders(db) == -1)
 		r = -1;
+	note_other(db, SENDERS_TABLE);	/* a stream named so gets _senders_2 */
 	for (i = 0; r == 0 && have_meta && i < n; i++)
 		if (!name_eq(db, names[i], SENDERS_TABLE))
 			learn_table(db, names[i]);
