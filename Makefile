@@ -98,13 +98,32 @@ check-clang:
 oml2-server-clang: $(SERVER_OBJ) $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-server $^ $(LDLIBS)
 
+# The systemd unit goes where systemd looks when PREFIX is /usr or
+# /usr/local (for another PREFIX, set UNITDIR=/etc/systemd/system), with
+# ExecStart naming $(BINDIR); a copy and the other examples (defaults file,
+# logrotate, HAProxy) go to $(SHAREDIR).  Nothing is written to /etc.
+UNITDIR		?= $(PREFIX)/lib/systemd/system
+ETC_EXAMPLES	 = etc/oml2-server.default etc/oml2-server.logrotate etc/haproxy.cfg
+
 install: oml2-server
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SHAREDIR)
 	install -m 0755 oml2-server $(DESTDIR)$(BINDIR)/oml2-server
 	install -m 0644 man1/oml2-server.1 $(DESTDIR)$(MANDIR)/man1/oml2-server.1
+	@mkdir -p $(O)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SHAREDIR@|$(SHAREDIR)|g' \
+	    etc/oml2-server.service.in >$(O)/oml2-server.service
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 0644 $(O)/oml2-server.service $(DESTDIR)$(UNITDIR)/oml2-server.service
+	install -m 0644 $(O)/oml2-server.service $(ETC_EXAMPLES) $(DESTDIR)$(SHAREDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/oml2-server $(DESTDIR)$(MANDIR)/man1/oml2-server.1
+	rm -f $(DESTDIR)$(UNITDIR)/oml2-server.service
+	rm -f $(DESTDIR)$(SHAREDIR)/oml2-server.service \
+	    $(patsubst etc/%,$(DESTDIR)$(SHAREDIR)/%,$(ETC_EXAMPLES))
+	rm -f $(DESTDIR)$(SHAREDIR)/oml2-server-hook.sh \
+	    $(DESTDIR)$(SHAREDIR)/oml2-server-hook.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf
 	-rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null
 
 clean:
