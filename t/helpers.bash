@@ -75,6 +75,15 @@ log_has() {
 	grep -q -E -- "$1" "$LOG"
 }
 
+# The log has no line matching $1.  (A bare "! log_has" mid-test can never
+# fail a bats test.)
+log_lacks() {
+	if grep -E -- "$1" "$LOG" >&2; then
+		echo "log has a line matching: $1" >&2
+		return 1
+	fi
+}
+
 wait_log() {
 	wait_for "${2:-10}" log_has "$1" || {
 		echo "log never matched: $1" >&2
