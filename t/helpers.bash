@@ -131,8 +131,9 @@ sq() {
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
 wait_sql() {
-	local got
-	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
+	# eval runs inside wait_for, whose $1... are not ours: use names
+	local got ws_db=$1 ws_sql=$2 ws_want=$3
+	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$ws_db.sq3" "$ws_sql" 2>/dev/null)" = "$ws_want" ]' || {
 		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
@@ -222,8 +223,8 @@ q() {
 
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
-	local got
-	wait_for "${4:-10}" eval '[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]' || {
+	local got wq_exp=$1 wq_sql=$2 wq_want=$3
+	wait_for "${4:-10}" eval '[ "$(q "$wq_exp" "$wq_sql" 2>/dev/null)" = "$wq_want" ]' || {
 		got=$(q "$1" "$2" 2>&1)
 		echo "query on $1: $2: wanted '$3', got '$got'" >&2
 		return 1
