@@ -102,6 +102,12 @@ install: oml2-server
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SHAREDIR)
 	install -m 0755 oml2-server $(DESTDIR)$(BINDIR)/oml2-server
 	install -m 0644 man1/oml2-server.1 $(DESTDIR)$(MANDIR)/man1/oml2-server.1
+	sed 's|/usr/local/etc/oml2-server-hook.conf|$(SYSCONFDIR)/oml2-server-hook.conf|' \
+	    hooks/oml2-server-hook.sh >$(DESTDIR)$(SHAREDIR)/oml2-server-hook.sh
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/oml2-server-hook.sh
+	install -d $(DESTDIR)$(SYSCONFDIR)
+	[ -e $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf ] || \
+	    install -m 0644 etc/oml2-server-hook.conf $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/oml2-server $(DESTDIR)$(MANDIR)/man1/oml2-server.1
