@@ -238,6 +238,8 @@ out_feed(struct hook_out *o, const char *p, size_t n)
 
 	if (o == &hk.out && hk.state == HK_WAITING) {
 		k = banner_feed(p, n);
+		if (o->ev.fd == -1)
+			return;		/* a wrong banner: dropped */
 		p += k;
 		n -= k;
 	}
@@ -514,7 +516,9 @@ void
 hook_event(const char *event, const char *uri)
 {
 	if (!alive()) {
-		log_debug("event %s %s (no hook)", event, uri);
+		if (hk.state == HK_DROPPED)
+			log_debug("hook %s: %s %s not told (dropped)", hk.prog,
+			    event, uri);
 		return;
 	}
 	log_debug("hook %s: %s %s", hk.prog, event, uri);

@@ -46,12 +46,15 @@ wait_told() {
 	}
 }
 
-# The server and every experiment process named are still there.
+# The server and every experiment process named are still there, and
+# their hooks, whatever became of them, are reaped.
 all_alive() {
 	local e
 	kill -0 "$SERVER_PID"
 	for e in "$@"; do
 		[ -n "$(exp_pid "$e")" ] || { echo "no process for $e" >&2; return 1; }
+		wait_for 10 eval '! ps -o stat= --ppid "$(exp_pid "$e")" | grep -q Z' ||
+			{ echo "a zombie hook" >&2; return 1; }
 	done
 	! log_has 'master: .*(killed by signal|exited with status|died)'
 }
