@@ -29,7 +29,7 @@
 #define BANNER		"OML HOOK READY"
 #define BANNER_LEN	(sizeof(BANNER) - 1)
 #define BANNER_MS	5000		/* time allowed for the banner */
-#define QUEUE_MAX	(16 * 1024)	/* bytes its full stdin pipe may leave us */
+#define QUEUE_MAX	(16 * 1024)	/* commands waiting beyond its pipe */
 #define EXIT_MS		10000		/* time allowed to exit after EXIT */
 #define LINE_MAX_LOG	1024		/* longer lines are cut */
 #define FLOOD_LINES	100		/* lines logged a second, at most */
@@ -65,10 +65,10 @@ static struct {
 	char		 banner[BANNER_LEN + 2];
 	size_t		 blen;
 	int		 exiting;	/* EXIT queued */
-	uint64_t	 window;	/* flood control: start of this second */
+	uint64_t	 window;	/* flood control: this second's start */
 	unsigned	 wlines;
 	size_t		 wbytes;
-	int		 paused;	/* out of budget until the next second */
+	int		 paused;	/* out of budget until the next one */
 	int		 flood_logged;
 	uint64_t	 dropped;	/* lines not logged */
 } hk = {
@@ -193,7 +193,8 @@ banner_check(void)
 	size_t		 i;
 	unsigned char	 c;
 
-	if (hk.blen >= BANNER_LEN && memcmp(hk.banner, BANNER, BANNER_LEN) == 0) {
+	if (hk.blen >= BANNER_LEN &&
+	    memcmp(hk.banner, BANNER, BANNER_LEN) == 0) {
 		hk.state = HK_READY;
 		log_debug("hook %s: ready", hk.prog);
 		return;
@@ -595,7 +596,8 @@ exit_wait(uint64_t end)
 		}
 		if (hk.proc.fd == -1 && t > now + 100)
 			t = now + 100;	/* no pidfd: look now and then */
-		if (poll(pfd, (nfds_t)n, (int)(t - now)) == -1 && errno != EINTR)
+		if (poll(pfd, (nfds_t)n, (int)(t - now)) == -1 &&
+		    errno != EINTR)
 			fatal("poll");
 		for (i = 0; i < n; i++)
 			if (pfd[i].revents != 0)

@@ -143,6 +143,32 @@ DBCLOSED URI"
 	[ "$(cat "$HOOK_REC"/*.id)" = "$(id -u "$T_USER")" ]
 }
 
+@test "the hook starts with no signal blocked or ignored, in a session of its own" {
+	hook_setup
+	start_server -H "$HOOKS/record"
+	bg send -e sigs -n 3 -H 30000
+	wait_told sigs "DBCREATED URI"
+	[ "$(cat "$HOOK_REC"/*.sig)" = "SigBlk:	0000000000000000
+SigIgn:	0000000000000000" ]
+	local hook
+	hook=$(basename "$HOOK_REC"/*.sig .sig)
+	[ "$(ps -o sid= -p "$hook" | tr -d ' ')" = "$hook" ]
+}
+
+@test "a hook the --user cannot run is logged when its experiment starts, and ingest goes on" {
+	need_root
+	ensure_test_user
+	chown "$T_USER" "$DATA"
+	cp "$HOOKS/record" "$T/rootonly"
+	chmod 700 "$T/rootonly"
+	start_server -H "$T/rootonly" --user "$T_USER"
+	send -e noexec -n 20
+	wait_q noexec 'SELECT count(*) FROM gen' 20
+	wait_log "exp/noexec: hook $T/rootonly: cannot run it: Permission denied"
+	wait_log "exp/noexec: hook $T/rootonly: exited with status 127 before its banner; going on without it"
+	all_alive noexec
+}
+
 @test "a hook found in PATH is run by name" {
 	hook_setup
 	PATH=$HOOKS:$PATH start_server -H record
