@@ -126,6 +126,8 @@ sqlite() {
 sq() {
 	local db=$1
 	shift
+	# sqlite3 would create a missing database (as root, before the server)
+	[ -e "$DATA/$db.sq3" ] || { echo "sq: no database $db" >&2; return 1; }
 	sqlite "$DATA/$db.sq3" "$@"
 }
 
@@ -133,8 +135,8 @@ sq() {
 wait_sql() {
 	# eval runs inside wait_for, whose $1... are not ours: use names
 	local got ws_db=$1 ws_sql=$2 ws_want=$3
-	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$ws_db.sq3" "$ws_sql" 2>/dev/null)" = "$ws_want" ]' || {
-		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
+	wait_for "${4:-10}" eval '[ "$(sq "$ws_db" "$ws_sql" 2>/dev/null)" = "$ws_want" ]' || {
+		got=$(sq "$1" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
