@@ -148,8 +148,10 @@ DBCLOSED URI"
 	start_server -H "$HOOKS/signals"
 	send -e sigs -n 3
 	wait_for 10 eval '[ -s "$HOOK_REC"/*.sig ]'
-	[ "$(cat "$HOOK_REC"/*.sig)" = "blocked none
-ignored none" ]
+	local got
+	got=$(cat "$HOOK_REC"/*.sig)
+	[ "$got" = "blocked none
+ignored none" ] || { echo "the hook started with: $got" >&2; return 1; }
 	local hook
 	hook=$(basename "$HOOK_REC"/*.sig .sig)
 	[ "$(ps -o sid= -p "$hook" | tr -d ' ')" = "$hook" ]
@@ -261,17 +263,18 @@ DBCLOSED URI"
 	DATA=$T/$(printf 'd%.0s' {1..200})/$(printf 'e%.0s' {1..150})
 	mkdir -p "$DATA"
 	chmod -R 755 "$T"
-	local name i
+	local name n
 	name=blocked-$(printf 'x%.0s' {1..50})
 	start_server -H "$HOOKS/blocks"
-	for i in $(seq 1 60); do
-		send -e "$name" -n 1 -S "s$i"
-		wait_for 10 eval '[ "$(grep -c "database .*/$name.sq3 closed" "$LOG")" -ge $i ]'
+	# one database session a connection (n: wait_for has its own i)
+	for n in $(seq 1 60); do
+		send -e "$name" -n 1 -S "s$n"
+		wait_for 10 eval '[ "$(grep -c "database .*/$name.sq3 closed" "$LOG")" -ge $n ]'
 		log_has 'going on without it' && break
 	done
 	wait_log "exp/$name: hook .*: not reading its input \\([0-9]+ bytes waiting\\); going on without it"
 	send -e "$name" -n 50 -S last
-	wait_q "$name" 'SELECT count(*) FROM gen' $((i + 50))
+	wait_q "$name" 'SELECT count(*) FROM gen' $((n + 50))
 	[ "$(grep -c 'going on without it' "$LOG")" -eq 1 ]
 	all_alive "$name"
 }
