@@ -115,6 +115,12 @@ install: oml2-server
 	install -d $(DESTDIR)$(UNITDIR)
 	install -m 0644 $(O)/oml2-server.service $(DESTDIR)$(UNITDIR)/oml2-server.service
 	install -m 0644 $(O)/oml2-server.service $(ETC_EXAMPLES) $(DESTDIR)$(SHAREDIR)/
+	sed 's|/usr/local/etc/oml2-server-hook.conf|$(SYSCONFDIR)/oml2-server-hook.conf|' \
+	    hooks/oml2-server-hook.sh >$(DESTDIR)$(SHAREDIR)/oml2-server-hook.sh
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/oml2-server-hook.sh
+	install -d $(DESTDIR)$(SYSCONFDIR)
+	[ -e $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf ] || \
+	    install -m 0644 etc/oml2-server-hook.conf $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/oml2-server $(DESTDIR)$(MANDIR)/man1/oml2-server.1
@@ -124,7 +130,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SHAREDIR)/oml2-server-hook.sh \
 	    $(DESTDIR)$(SHAREDIR)/oml2-server-hook.conf \
 	    $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf
-	-rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null
+	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
 
 clean:
 	rm -rf obj obj-asan obj-clang oml2-server $(TOOLS) t/asan

@@ -83,6 +83,24 @@ cev_add(struct cev *e)
 		fatal("epoll_ctl");
 }
 
+/* hook.c's pipes join, change and leave the loop through these two. */
+void
+exp_watch(struct cev *e, uint32_t events)
+{
+	struct epoll_event	 ee = { .events = events, .data.ptr = e };
+
+	if (epoll_ctl(exp.epfd, EPOLL_CTL_MOD, e->fd, &ee) == -1 &&
+	    (errno != ENOENT ||
+	    epoll_ctl(exp.epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1))
+		fatal("epoll_ctl");
+}
+
+void
+exp_unwatch(struct cev *e)
+{
+	epoll_ctl(exp.epfd, EPOLL_CTL_DEL, e->fd, NULL);
+}
+
 struct db *
 exp_db_acquire(void)
 {
@@ -315,6 +333,8 @@ timers(uint64_t now)
 		} else if (due < next)
 			next = due;
 	}
+	if ((due = hook_tick(now)) != 0 && due < next)
+		next = due;
 	return next;
 }
 

@@ -162,12 +162,15 @@ struct db	*exp_db_acquire(void);
 void		 exp_db_release(void);
 const char	*exp_name(void);
 const struct child_conf *exp_conf(void);
+void		 exp_watch(struct cev *, uint32_t events);
+void		 exp_unwatch(struct cev *);
 
 /* hook.c -- the experiment's event hook (§9) */
 void		 hook_start(void);
 void		 hook_event(const char *event, const char *uri);
 void		 hook_exit(void);
 void		 hook_readable(struct cev *);
+uint64_t	 hook_tick(uint64_t now);	/* next deadline, or 0 */
 
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, const char *event,

@@ -5,6 +5,8 @@
  * 0.  Secrets given on the command line are copied here, and the caller
  * then overwrites the process title so that they leave ps(1) output.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -180,7 +182,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 {
 	switch (c) {
 	case 'D':	*datadir = xstrdup(arg); break;
-	case 'H':	unavailable("--event-hook"); break;
+	case 'H':	o->cc.hook = xstrdup(arg); break;
 	case 'l':	o->listen = xstrdup(arg); break;
 	case O_USER:	o->user = xstrdup(arg); break;
 	case O_GROUP:	o->group = xstrdup(arg); break;
@@ -256,6 +258,44 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	}
 }
 
+/*
+ * The hook must be there at start: a program with a slash in its name is
+ * taken as a path, any other is searched in $PATH, as each experiment
+ * process will do to run it.  This check is the invoking user's; each
+ * experiment process logs it if --user cannot run the hook.
+ */
+static void
+check_hook(const char *prog)
+{
+	const char	*path, *p, *e;
+	char		 f[PATH_MAX];
+	struct stat	 st;
+
+	if (*prog == '\0')
+		bad("--event-hook: empty program name");
+	if (strchr(prog, '/') != NULL) {
+		if (stat(prog, &st) == -1)
+			bad("--event-hook: %s: %s", prog, strerror(errno));
+		if (!S_ISREG(st.st_mode) || access(prog, X_OK) == -1)
+			bad("--event-hook: %s: not an executable file", prog);
+		return;
+	}
+	if ((path = getenv("PATH")) == NULL || *path == '\0')
+		path = "/bin:/usr/bin";
+	for (p = path; ; p = e + 1) {
+		e = strchrnul(p, ':');
+		snprintf(f, sizeof(f), "%.*s%s%s", (int)(e - p), p,
+		    e > p ? "/" : "", prog);
+		if (stat(f, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(f, X_OK) == 0)
+			return;
+		if (*e == '\0')
+			break;
+	}
+	bad("--event-hook: %s: no executable file of that name in PATH (%s)",
+	    prog, path);
+}
+
 static void
 resolve_datadir(struct options *o, char *dir)
 {
@@ -297,6 +337,8 @@ options_parse(int argc, char **argv, struct options *o)
 		bad("unexpected argument \"%s\"", argv[optind]);
 	if (o->group != NULL && o->user == NULL)
 		bad("--group needs --user");
+	if (o->cc.hook != NULL)
+		check_hook(o->cc.hook);
 	if (o->cc.backend == BACKEND_SQLITE)
 		resolve_datadir(o, datadir);
 	else
