@@ -74,6 +74,38 @@ sq_done(struct db *db, sqlite3_stmt *st)
 	return 0;
 }
 
+/*
+ * A new database is prepared under a hidden name (experiment names never
+ * start with '.') already in WAL mode, then linked into place: a reader
+ * polling for the file never meets it half made, nor catches the switch
+ * to WAL, which would fail our first CREATE TABLE with "locked".
+ */
+static int
+sq_create(const char *path, const char *dir, const char *name)
+{
+	sqlite3	*h = NULL;
+	char	*tmp;
+	int	 r = -1;
+
+	xasprintf(&tmp, "%s/.%s.sq3.new", dir, name);
+	unlink(tmp);
+	if (sqlite3_open_v2(tmp, &h, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE, NULL) == SQLITE_OK &&
+	    sqlite3_exec(h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) ==
+	    SQLITE_OK)
+		r = 0;
+	else
+		log_warnx("%s: %s", tmp, h ? sqlite3_errmsg(h) : "no memory");
+	sqlite3_close(h);
+	if (r == 0 && link(tmp, path) == -1 && errno != EEXIST) {
+		log_warn("%s", path);
+		r = -1;
+	}
+	unlink(tmp);
+	free(tmp);
+	return r;
+}
+
 static int
 sq_open(struct db *db)
 {
@@ -84,6 +116,9 @@ sq_open(struct db *db)
 	db->bh = sq;
 	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
 	xasprintf(&db->uri, "file:%s", sq->path);
+	if (access(sq->path, F_OK) == -1 && errno == ENOENT &&
+	    sq_create(sq->path, db->conf->datadir, db->name) == -1)
+		goto fail;
 	r = sqlite3_open_v2(sq->path, &sq->h, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (r != SQLITE_OK) {
