@@ -126,14 +126,17 @@ sqlite() {
 sq() {
 	local db=$1
 	shift
+	# sqlite3 would create a missing file, which the server then could not own
+	[ -e "$DATA/$db.sq3" ] || { echo "no database $db" >&2; return 1; }
 	sqlite "$DATA/$db.sq3" "$@"
 }
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
 wait_sql() {
-	local got
-	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
-		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
+	# the eval runs inside wait_for, where $1.. are wait_for's own
+	local ws_db=$1 ws_sql=$2 ws_want=$3 got
+	wait_for "${4:-10}" eval '[ "$(sq "$ws_db" "$ws_sql" 2>/dev/null)" = "$ws_want" ]' || {
+		got=$(sq "$1" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
@@ -222,8 +225,8 @@ q() {
 
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
-	local got
-	wait_for "${4:-10}" eval '[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]' || {
+	local wq_exp=$1 wq_sql=$2 wq_want=$3 got
+	wait_for "${4:-10}" eval '[ "$(q "$wq_exp" "$wq_sql" 2>/dev/null)" = "$wq_want" ]' || {
 		got=$(q "$1" "$2" 2>&1)
 		echo "query on $1: $2: wanted '$3', got '$got'" >&2
 		return 1
