@@ -32,6 +32,7 @@ struct child_conf {
 	unsigned	 commit_rows;
 	unsigned	 commit_ms;
 	unsigned	 linger;	/* seconds before reporting idle */
+	int		 report;	/* send client events to the master */
 	struct priv_ids	 ids;
 };
 
@@ -162,6 +163,7 @@ struct db	*exp_db_acquire(void);
 void		 exp_db_release(void);
 const char	*exp_name(void);
 const struct child_conf *exp_conf(void);
+int		 exp_ctl(void);
 
 /* hook.c -- the experiment's event hook (§9) */
 void		 hook_start(void);
@@ -172,5 +174,7 @@ void		 hook_readable(struct cev *);
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, const char *event,
 		    const char *message);
+void		 exp_report_refused(const char *peer, uint16_t port);
+uint64_t	 exp_report_flush(uint64_t now, int final);
 
 #endif /* CHILD_H */
