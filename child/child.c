@@ -64,6 +64,13 @@ exp_conf(void)
 	return exp.conf;
 }
 
+/* The control socket, for self-reports (report.c). */
+int
+exp_ctl(void)
+{
+	return exp.ctl.fd;
+}
+
 static void
 title(void)
 {
@@ -166,12 +173,14 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 	if (!exp.assigned || exp.stopping) {
 		log_warnx("client %s port %u: not serving; closed", mc->peer,
 		    mc->port);
+		exp_report_refused(mc->peer, mc->port);
 		close(fd);
 		return;
 	}
 	if (exp.nconns >= exp.conf->max_clients) {
 		log_warnx("client %s port %u: --max-clients (%u) reached; "
 		    "closed", mc->peer, mc->port, exp.conf->max_clients);
+		exp_report_refused(mc->peer, mc->port);
 		close(fd);
 		return;
 	}
@@ -184,7 +193,6 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 	cev_add((struct cev *)c);
 	title();
 	log_info("client %s port %u connected", mc->peer, mc->port);
-	exp_report(c, "Connect", "");
 	if (conn_feed(c, bytes, mc->nbytes) == -1)
 		client_end(c, END_PROTOCOL);
 }
@@ -202,6 +210,7 @@ finish(const char *why)
 		r = conn_read(exp.conns[0], 1);
 		client_end(exp.conns[0], r == END_NONE ? END_SHUTDOWN : r);
 	}
+	exp_report_flush(now_mono_ms(), 1);
 	hook_exit();
 	exit(0);
 }
@@ -366,12 +375,14 @@ static __dead void
 loop(void)
 {
 	struct epoll_event	 evs[64];
-	uint64_t		 now, next;
+	uint64_t		 now, next, due;
 	int			 i, n;
 
 	for (;;) {
 		now = now_mono_ms();
 		next = timers(now);
+		if ((due = exp_report_flush(now, 0)) != 0 && due < next)
+			next = due;
 		n = epoll_wait(exp.epfd, evs, nitems(evs),
 		    next > now ? (int)(next - now) : 0);
 		if (n == -1 && errno != EINTR)

@@ -32,6 +32,7 @@ struct child_conf {
 	unsigned	 commit_rows;
 	unsigned	 commit_ms;
 	unsigned	 linger;	/* seconds before reporting idle */
+	int		 report;	/* send client events to the master */
 	struct priv_ids	 ids;
 };
 
@@ -164,6 +165,7 @@ const char	*exp_name(void);
 const struct child_conf *exp_conf(void);
 void		 exp_watch(struct cev *, uint32_t events);
 void		 exp_unwatch(struct cev *);
+int		 exp_ctl(void);
 
 /* hook.c -- the experiment's event hook (§9) */
 void		 hook_start(void);
@@ -175,5 +177,7 @@ uint64_t	 hook_tick(uint64_t now);	/* next deadline, or 0 */
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, const char *event,
 		    const char *message);
+void		 exp_report_refused(const char *peer, uint16_t port);
+uint64_t	 exp_report_flush(uint64_t now, int final);
 
 #endif /* CHILD_H */

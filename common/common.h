@@ -115,6 +115,26 @@ struct msg_status {
 	uint64_t	rss_kb;
 };
 
+/*
+ * A client event for self-reporting.  The strings follow the struct in
+ * the order of len[], without terminators; each is at most the matching
+ * REPORT_MAX_* bytes and holds no NUL.  The receiver stamps the time.
+ */
+enum report_event { REPORT_CONNECT, REPORT_READY, REPORT_DISCONNECT,
+	REPORT_EVENT_MAX };
+enum report_str { RS_ADDRESS, RS_NODE, RS_DOMAIN, RS_APP, RS_MESSAGE,
+	RS_MAX };
+#define REPORT_MAX_ADDRESS	63
+#define REPORT_MAX_NAME		255	/* node_id, appname */
+#define REPORT_MAX_DOMAIN	63
+#define REPORT_MAX_MESSAGE	31
+
+struct msg_report {
+	uint32_t	event;		/* enum report_event */
+	uint16_t	port;
+	uint16_t	len[RS_MAX];
+};
+
 const char	*msg_name(uint32_t);
 int		 msg_send(int sock, uint32_t type, int fd, const void *data,
 		    size_t len);

@@ -70,12 +70,29 @@ child_spawn(void)
 	return c;
 }
 
+/* A client socket that never reached its experiment process. */
 static void
-qmsg_free(struct qmsg *q, const char *lost)
+client_lost(const struct child *c, const char *data, size_t len,
+    const char *why)
+{
+	struct msg_client	 mc;
+
+	if (len < sizeof(mc))
+		return;
+	memcpy(&mc, data, sizeof(mc));
+	mc.peer[sizeof(mc.peer) - 1] = '\0';
+	log_warnx("client %s port %u: connection dropped: %s", mc.peer,
+	    mc.port, why);
+	report_event(REPORT_DISCONNECT, mc.peer, mc.port, c->exp,
+	    "SOCKET_DROPPED");
+}
+
+static void
+qmsg_free(const struct child *c, struct qmsg *q, const char *lost)
 {
 	if (q->fd != -1) {
 		if (lost != NULL && q->type == MSG_CLIENT)
-			log_warnx("client connection dropped: %s", lost);
+			client_lost(c, q->data, q->len, lost);
 		close(q->fd);
 	}
 	free(q->data);
@@ -101,6 +118,9 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 		if (errno != EAGAIN) {
 			log_warn("%s message to process %d", msg_name(type),
 			    (int)c->pid);
+			if (type == MSG_CLIENT)
+				client_lost(c, data, len, "its experiment "
+				    "process is not reachable");
 			if (fd != -1)
 				close(fd);
 			return;
@@ -125,6 +145,7 @@ void
 child_flush(struct child *c)
 {
 	struct qmsg	*q;
+	const char	*lost;
 
 	while ((q = c->qhead) != NULL) {
 		if (msg_send(c->ev.fd, q->type, q->fd, q->data, q->len) == -1) {
@@ -132,11 +153,13 @@ child_flush(struct child *c)
 				return;
 			log_warn("%s message to process %d",
 			    msg_name(q->type), (int)c->pid);
-		}
+			lost = "its experiment process is not reachable";
+		} else
+			lost = NULL;
 		c->qhead = q->next;
 		if (c->qhead == NULL)
 			c->qtail = &c->qhead;
-		qmsg_free(q, NULL);
+		qmsg_free(c, q, lost);
 	}
 	if (c->wantout) {
 		ev_mod(&c->ev, EPOLLIN);
@@ -166,6 +189,7 @@ child_message(struct child *c, struct msg *m, size_t len)
 		policy_status_reply(c);
 		break;
 	case MSG_REPORT:
+		report_child(c->exp, c->pid, m->data, len);
 		break;
 	default:
 		goto bad;
@@ -214,7 +238,7 @@ child_remove(struct child *c)
 		}
 	while ((q = c->qhead) != NULL) {
 		c->qhead = q->next;
-		qmsg_free(q, "its experiment process ended");
+		qmsg_free(c, q, "its experiment process ended");
 	}
 	if (c->ev.fd != -1) {
 		ev_del(&c->ev);
@@ -244,6 +268,30 @@ log_exit(const struct child *c, int status)
 		    WCOREDUMP(status) ? ", core dumped" : "");
 }
 
+/*
+ * A child that has exited may have left reports in its socket (the
+ * Disconnects of its last clients): take them before it is forgotten, and
+ * nothing else, since the process is gone.
+ */
+static void
+drain_reports(struct child *c)
+{
+	static struct msg	 m;
+	ssize_t			 n;
+
+	while (c->ev.fd != -1) {
+		n = msg_recv(c->ev.fd, &m);
+		if (n == -1 && errno == EBADMSG)
+			continue;
+		if (n <= 0)
+			break;
+		if (m.fd != -1)
+			close(m.fd);
+		if (m.hdr.type == MSG_REPORT)
+			report_child(c->exp, c->pid, m.data, m.hdr.len);
+	}
+}
+
 void
 children_reap(void)
 {
@@ -256,6 +304,7 @@ children_reap(void)
 			;
 		if (c == NULL)
 			continue;	/* a datadir probe, say */
+		drain_reports(c);
 		log_exit(c, status);
 		policy_child_gone(c, status);
 		child_remove(c);

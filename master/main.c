@@ -213,13 +213,14 @@ signal_read(void)
 static int
 next_timeout(uint64_t now)
 {
-	uint64_t	 d[4], t = now + 1000;
+	uint64_t	 d[5], t = now + 1000;
 	size_t		 i;
 
 	d[0] = pending_next_deadline();
 	d[1] = policy_next_deadline();
 	d[2] = listen_tick(now);
 	d[3] = kill_at;
+	d[4] = report_tick(now);
 	for (i = 0; i < nitems(d); i++)
 		if (d[i] != 0 && d[i] < t)
 			t = d[i];
@@ -247,6 +248,9 @@ dispatch(struct epoll_event *ee)
 		break;
 	case EV_SIGNAL:
 		signal_read();
+		break;
+	case EV_REPORT:
+		report_io(ee->events);
 		break;
 	case EV_DEAD:
 		break;
@@ -279,6 +283,7 @@ loop(void)
 			dispatch(&evs[i]);
 		graveyard_empty();
 	}
+	report_stop();
 	log_info("stopped");
 	exit(0);
 }
@@ -304,6 +309,8 @@ main(int argc, char **argv)
 	setup_user();
 	probe_backend();
 	setup_signals();
+	if (report_start() == -1)
+		return 1;
 	log_startup(0);
 	log_info("oml2-server %s ready: %s backend%s%s", OML2_VERSION,
 	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",

@@ -27,13 +27,21 @@ struct options {
 	unsigned		 header_timeout;
 	unsigned		 max_pending;
 	unsigned		 max_experiments;
+	char			*oml_collect;	/* self-reporting destination */
+	char			*oml_id;
+	char			*oml_domain;
+	int			 oml_binary;
+	int			 oml_noop;
+	size_t			 oml_bufsize;
 };
 
 /* options.c */
 void	 options_parse(int, char **, struct options *);
 
 /* An event source registered with epoll: the first member of each. */
-enum ev_kind { EV_LISTEN, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_DEAD };
+enum ev_kind {
+	EV_LISTEN, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_REPORT, EV_DEAD
+};
 struct ev {
 	enum ev_kind	 kind;
 	int		 fd;
@@ -128,5 +136,19 @@ void	 policy_child_gone(struct child *, int served);
 uint64_t policy_next_deadline(void);
 void	 policy_status(void);
 void	 policy_status_reply(struct child *);
+
+/*
+ * report.c -- self-reporting over OML (§10.9): the master alone talks to
+ * the collector, without ever waiting for it.  Every call is a no-op when
+ * reporting is off.  report_dest_check() validates --oml-collect.
+ */
+int	 report_dest_check(const char *uri, const char **why);
+int	 report_start(void);
+void	 report_stop(void);
+void	 report_event(enum report_event, const char *address, uint16_t port,
+	    const char *domain, const char *message);
+void	 report_child(const char *exp, pid_t, const char *, size_t);
+void	 report_io(uint32_t events);
+uint64_t report_tick(uint64_t now);
 
 #endif /* MASTER_H */

@@ -23,7 +23,7 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP,
+	O_OML_NOOP, O_OML_BUFSIZE,
 };
 
 static const struct option longopts[] = {
@@ -60,6 +60,7 @@ static const struct option longopts[] = {
 	{ "oml-text",		no_argument,	   NULL, O_OML_TEXT },
 	{ "oml-binary",		no_argument,	   NULL, O_OML_BINARY },
 	{ "oml-noop",		no_argument,	   NULL, O_OML_NOOP },
+	{ "oml-bufsize",	required_argument, NULL, O_OML_BUFSIZE },
 	{ "version",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ "usage",		no_argument,	   NULL, O_USAGE },
@@ -98,7 +99,8 @@ static const char help_text[] =
 "      --oml-id=ID           sender id (default: the host name; $OML_NAME)\n"
 "      --oml-domain=DOMAIN   experiment (default oml2-server; $OML_DOMAIN)\n"
 "      --oml-text, --oml-binary  encoding (default text)\n"
-"      --oml-noop            disable self-reporting\n"
+"      --oml-bufsize=BYTES   reports held for a slow collector (default 1048576)\n"
+"      --oml-noop            disable self-reporting, whatever else is given\n"
 "\n"
 "Processes and limits:\n"
 "      --spares=N            idle pre-forked experiment processes (default 2)\n"
@@ -155,6 +157,7 @@ defaults(struct options *o)
 	o->header_timeout = 10;
 	o->max_pending = 1024;
 	o->max_experiments = 1024;
+	o->oml_bufsize = 1024 * 1024;
 	o->cc.backend = BACKEND_SQLITE;
 	o->cc.pg_host = "localhost";
 	o->cc.pg_port = "postgresql";
@@ -233,13 +236,22 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		o->cc.max_streams = (int)num("--max-streams", arg, 1, 65536);
 		break;
 	case O_OML_COLLECT:
-	case O_OML_ID:
-	case O_OML_DOMAIN:
-	case O_OML_TEXT:
-	case O_OML_BINARY:
-		unavailable("--oml-*");
+		free(o->oml_collect);
+		o->oml_collect = xstrdup(arg);
 		break;
-	case O_OML_NOOP:
+	case O_OML_ID:
+		free(o->oml_id);
+		o->oml_id = xstrdup(arg);
+		break;
+	case O_OML_DOMAIN:
+		free(o->oml_domain);
+		o->oml_domain = xstrdup(arg);
+		break;
+	case O_OML_TEXT: o->oml_binary = 0; break;
+	case O_OML_BINARY: o->oml_binary = 1; break;
+	case O_OML_NOOP: o->oml_noop = 1; break;
+	case O_OML_BUFSIZE:
+		o->oml_bufsize = num("--oml-bufsize", arg, 1024, 1UL << 30);
 		break;
 	case 'v':
 		printf("oml2-server (OML Server) %s\nOML Protocol V1--5\n",
@@ -311,6 +323,58 @@ resolve_datadir(struct options *o, char *dir)
 	free(dir);
 }
 
+/* The option if given, else the first set environment variable. */
+static char *
+from_env(char *opt, const char *var, const char *alias)
+{
+	char	*v;
+
+	if (opt != NULL)
+		return opt;
+	if ((v = getenv(var)) != NULL && *v != '\0')
+		return xstrdup(v);
+	if (alias != NULL && (v = getenv(alias)) != NULL && *v != '\0')
+		return xstrdup(v);
+	return NULL;
+}
+
+/* Self-reporting: off unless a destination is given; --oml-noop wins. */
+static void
+resolve_report(struct options *o)
+{
+	char		 host[256];
+	const char	*why, *p;
+
+	if (o->oml_noop) {
+		free(o->oml_collect);
+		o->oml_collect = NULL;
+		return;
+	}
+	o->oml_collect = from_env(o->oml_collect, "OML_COLLECT", "OML_SERVER");
+	if (o->oml_collect == NULL)
+		return;
+	o->oml_domain = from_env(o->oml_domain, "OML_DOMAIN", "OML_EXP_ID");
+	o->oml_id = from_env(o->oml_id, "OML_NAME", NULL);
+	if (o->oml_domain == NULL)
+		o->oml_domain = "oml2-server";
+	if (o->oml_id == NULL) {
+		if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+			strlcpy(host, "oml2-server", sizeof(host));
+		host[sizeof(host) - 1] = '\0';
+		o->oml_id = xstrdup(host);
+	}
+	if (report_dest_check(o->oml_collect, &why) == -1)
+		bad("--oml-collect %s: %s", o->oml_collect, why);
+	if (!expname_valid(o->oml_domain, strlen(o->oml_domain), &why))
+		bad("--oml-domain %s: %s", o->oml_domain, why);
+	for (p = o->oml_id; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			bad("--oml-id: control characters are not allowed");
+	if (o->oml_id[0] == '\0')
+		bad("--oml-id: empty");
+	o->cc.report = 1;
+}
+
 void
 options_parse(int argc, char **argv, struct options *o)
 {
@@ -344,4 +408,5 @@ options_parse(int argc, char **argv, struct options *o)
 	else
 		free(datadir);
 	o->cc.linger = o->linger;
+	resolve_report(o);
 }

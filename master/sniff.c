@@ -53,14 +53,24 @@ plist_del(struct plist *l, struct pending *p)
 	l->n--;
 }
 
+/* Close p before hand-over, and report its Disconnect with message. */
+static void
+pending_end(struct pending *p, const char *why, const char *message)
+{
+	report_event(REPORT_DISCONNECT, p->peer, p->port,
+	    p->waiting ? p->sn.name : NULL, message);
+	pending_free(p, why);
+}
+
 void
 pending_new(int fd, const char *peer, uint16_t port)
 {
 	struct pending	*p;
 
 	if (reading.n >= opts.max_pending)
-		pending_free(reading.head, "too many connections still "
-		    "sending their header; dropping the oldest");
+		pending_end(reading.head, "too many connections still "
+		    "sending their header; dropping the oldest",
+		    "SOCKET_DROPPED");
 	p = xcalloc(1, sizeof(*p));
 	p->ev.kind = EV_PENDING;
 	p->ev.fd = fd;
@@ -71,9 +81,13 @@ pending_new(int fd, const char *peer, uint16_t port)
 	plist_add(&reading, p);
 	ev_add(&p->ev, EPOLLIN | EPOLLRDHUP);
 	log_debug("connection from %s port %u", peer, port);
+	report_event(REPORT_CONNECT, peer, port, NULL, NULL);
 }
 
-/* Close and forget p; why (if not NULL) is logged as a warning. */
+/*
+ * Close and forget p; why (if not NULL) is logged as a warning.  Nothing
+ * is reported: pending_end() is for connections that end here.
+ */
 void
 pending_free(struct pending *p, const char *why)
 {
@@ -105,9 +119,12 @@ pending_named(struct pending *p)
 		p->deadline = now_mono_ms() + WAIT_MS;
 		return;
 	}
-	if (r == 0)
+	if (r == 0) {
 		p->ev.fd = -1;	/* now the child's */
-	pending_free(p, r == 0 ? NULL : "cannot serve this experiment now");
+		pending_free(p, NULL);
+	} else
+		pending_end(p, "cannot serve this experiment now",
+		    "SOCKET_DROPPED");
 }
 
 static int
@@ -148,28 +165,28 @@ pending_read(struct pending *p)
 		pending_named(p);
 		return;
 	case SNIFF_BAD:
-		pending_free(p, why);
+		pending_end(p, why, "C_PROTOCOL_ERROR");
 		return;
 	case SNIFF_MORE:
 		break;
 	}
 	if (eof)
-		pending_free(p, p->data.len ? "closed before naming its "
-		    "experiment" : NULL);
+		pending_end(p, p->data.len ? "closed before naming its "
+		    "experiment" : NULL, "SOCKET_CONN_CLOSED");
 	else if (p->data.len >= opts.header_limit)
-		pending_free(p, "no experiment id in the first "
-		    "--header-limit bytes");
+		pending_end(p, "no experiment id in the first "
+		    "--header-limit bytes", "C_PROTOCOL_ERROR");
 }
 
 void
 pending_expire(uint64_t now)
 {
 	while (reading.head != NULL && reading.head->deadline <= now)
-		pending_free(reading.head, "did not name its experiment "
-		    "in time");
+		pending_end(reading.head, "did not name its experiment "
+		    "in time", "SOCKET_IDLE");
 	while (waiting.head != NULL && waiting.head->deadline <= now)
-		pending_free(waiting.head, "no experiment process became "
-		    "available in time");
+		pending_end(waiting.head, "no experiment process became "
+		    "available in time", "SOCKET_DROPPED");
 }
 
 /* A child became available: try the parked connections again. */
@@ -183,10 +200,12 @@ pending_retry_waiting(void)
 		next = p->next;
 		if ((r = policy_route(p)) == 1)
 			continue;
-		if (r == 0)
+		if (r == 0) {
 			p->ev.fd = -1;
-		pending_free(p, r == 0 ? NULL : "cannot serve this "
-		    "experiment now");
+			pending_free(p, NULL);
+		} else
+			pending_end(p, "cannot serve this experiment now",
+			    "SOCKET_DROPPED");
 	}
 }
 
@@ -205,7 +224,7 @@ pending_drain(void)
 	}
 	for (p = reading.head; p != NULL; p = next) {
 		next = p->next;
-		pending_free(p, "server shutting down");
+		pending_end(p, "server shutting down", "SOCKET_DROPPED");
 	}
 }
 
