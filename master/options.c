@@ -134,6 +134,14 @@ bad(const char *fmt, ...)
 	exit(1);
 }
 
+/* A string option given again replaces the earlier one. */
+static void
+setstr(char **dst, const char *arg)
+{
+	free(*dst);
+	*dst = xstrdup(arg);
+}
+
 static unsigned long
 num(const char *name, const char *s, unsigned long min, unsigned long max)
 {
@@ -149,7 +157,7 @@ static void
 defaults(struct options *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->listen = "3003";
+	o->listen = xstrdup("3003");
 	o->loglevel = LOG_LVL_INFO;
 	o->spares = 2;
 	o->linger = 60;
@@ -159,9 +167,9 @@ defaults(struct options *o)
 	o->max_experiments = 1024;
 	o->oml_bufsize = 1024 * 1024;
 	o->cc.backend = BACKEND_SQLITE;
-	o->cc.pg_host = "localhost";
-	o->cc.pg_port = "postgresql";
-	o->cc.pg_user = "oml";
+	o->cc.pg_host = xstrdup("localhost");
+	o->cc.pg_port = xstrdup("postgresql");
+	o->cc.pg_user = xstrdup("oml");
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
 	o->cc.max_line = 1024 * 1024;
@@ -184,14 +192,14 @@ static void
 one(struct options *o, int c, const char *arg, char **datadir)
 {
 	switch (c) {
-	case 'D':	*datadir = xstrdup(arg); break;
-	case 'H':	o->cc.hook = xstrdup(arg); break;
-	case 'l':	o->listen = xstrdup(arg); break;
-	case O_USER:	o->user = xstrdup(arg); break;
-	case O_GROUP:	o->group = xstrdup(arg); break;
+	case 'D':	setstr(datadir, arg); break;
+	case 'H':	setstr(&o->cc.hook, arg); break;
+	case 'l':	setstr(&o->listen, arg); break;
+	case O_USER:	setstr(&o->user, arg); break;
+	case O_GROUP:	setstr(&o->group, arg); break;
 	case 't':	o->cc.idle_timeout = num("--timeout", arg, 0, 86400 * 365); break;
 	case 'd':	o->loglevel = (int)num("--debug-level", arg, 1, 4); break;
-	case O_LOGFILE:	o->logfile = xstrdup(arg); break;
+	case O_LOGFILE:	setstr(&o->logfile, arg); break;
 	case 'b':
 		if (strcmp(arg, "sqlite") == 0)
 			o->cc.backend = BACKEND_SQLITE;
@@ -200,11 +208,11 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		else
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;
-	case O_PG_HOST:	o->cc.pg_host = xstrdup(arg); break;
-	case O_PG_PORT:	o->cc.pg_port = xstrdup(arg); break;
-	case O_PG_USER:	o->cc.pg_user = xstrdup(arg); break;
-	case O_PG_PASS:	o->cc.pg_pass = xstrdup(arg); break;
-	case O_PG_CONNECT: o->cc.pg_connect = xstrdup(arg); break;
+	case O_PG_HOST:	setstr(&o->cc.pg_host, arg); break;
+	case O_PG_PORT:	setstr(&o->cc.pg_port, arg); break;
+	case O_PG_USER:	setstr(&o->cc.pg_user, arg); break;
+	case O_PG_PASS:	setstr(&o->cc.pg_pass, arg); break;
+	case O_PG_CONNECT: setstr(&o->cc.pg_connect, arg); break;
 	case O_SPARES:	o->spares = (int)num("--spares", arg, 0, 64); break;
 	case O_LINGER:	o->linger = num("--linger", arg, 0, 86400); break;
 	case O_HEADER_LIMIT:
@@ -237,15 +245,15 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		break;
 	case O_OML_COLLECT:
 		free(o->oml_collect);
-		o->oml_collect = xstrdup(arg);
+		setstr(&o->oml_collect, arg);
 		break;
 	case O_OML_ID:
 		free(o->oml_id);
-		o->oml_id = xstrdup(arg);
+		setstr(&o->oml_id, arg);
 		break;
 	case O_OML_DOMAIN:
 		free(o->oml_domain);
-		o->oml_domain = xstrdup(arg);
+		setstr(&o->oml_domain, arg);
 		break;
 	case O_OML_TEXT: o->oml_binary = 0; break;
 	case O_OML_BINARY: o->oml_binary = 1; break;
