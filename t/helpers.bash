@@ -123,17 +123,21 @@ sqlite() {
 	sqlite3 -batch -cmd '.timeout 5000' "$@"
 }
 
+# Reads an experiment's database; never creates it (the sqlite3 shell
+# would, owned by the test's user, before the server gets to it).
 sq() {
 	local db=$1
 	shift
+	[ -e "$DATA/$db.sq3" ] || { echo "no database $DATA/$db.sq3" >&2; return 1; }
 	sqlite "$DATA/$db.sq3" "$@"
 }
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
+# (wait_for runs the eval with its own positional parameters: use locals.)
 wait_sql() {
-	local got
-	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
-		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
+	local got ws_db=$1 ws_sql=$2 ws_want=$3
+	wait_for "${4:-10}" eval '[ "$(sq "$ws_db" "$ws_sql" 2>/dev/null)" = "$ws_want" ]' || {
+		got=$(sq "$1" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
@@ -222,8 +226,8 @@ q() {
 
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
-	local got
-	wait_for "${4:-10}" eval '[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]' || {
+	local got wq_exp=$1 wq_sql=$2 wq_want=$3
+	wait_for "${4:-10}" eval '[ "$(q "$wq_exp" "$wq_sql" 2>/dev/null)" = "$wq_want" ]' || {
 		got=$(q "$1" "$2" 2>&1)
 		echo "query on $1: $2: wanted '$3', got '$got'" >&2
 		return 1
