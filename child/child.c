@@ -153,7 +153,8 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 	}
 	if (exp.nconns >= exp.conf->max_clients) {
 		log_warnx("client %s port %u: --max-clients (%u) reached; "
-		    "closed", mc->peer, mc->port, exp.conf->max_clients);
+		    "connection closed", mc->peer, mc->port,
+		    exp.conf->max_clients);
 		close(fd);
 		return;
 	}

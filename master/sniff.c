@@ -107,7 +107,8 @@ pending_named(struct pending *p)
 	}
 	if (r == 0)
 		p->ev.fd = -1;	/* now the child's */
-	pending_free(p, r == 0 ? NULL : "cannot serve this experiment now");
+	pending_free(p, r >= 0 || r == -2 ? NULL : "cannot serve this "
+	    "experiment now");
 }
 
 static int
@@ -185,8 +186,8 @@ pending_retry_waiting(void)
 			continue;
 		if (r == 0)
 			p->ev.fd = -1;
-		pending_free(p, r == 0 ? NULL : "cannot serve this "
-		    "experiment now");
+		pending_free(p, r >= 0 || r == -2 ? NULL : "cannot serve "
+		    "this experiment now");
 	}
 }
 
