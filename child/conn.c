@@ -23,6 +23,7 @@
 #define LOW_STREAMS	256	/* indices with a direct slot */
 #define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
 #define DROP_LOG_EVERY	10000
+#define PROGRESS_BYTES	4096	/* of an unfinished line or packet */
 
 enum state { ST_HEADER, ST_TEXT, ST_BINARY };
 
@@ -50,7 +51,8 @@ struct conn {
 	int		 nhigh;
 	long		 maxindex;	/* highest declared index, -1 none */
 	int		 nstreams;
-	uint64_t	 last_rx;
+	uint64_t	 last_rx;	/* last progress, for --timeout */
+	size_t		 trickle;	/* bytes since then */
 	uint64_t	 rows;
 	uint64_t	 dropped;
 	uint64_t	 skipped;	/* binary garbage not yet reported */
@@ -581,6 +583,15 @@ process(struct conn *c)
 			break;
 		c->off += used;
 	}
+	/*
+	 * Progress resets the idle clock: something complete, or a few KiB
+	 * of something long.  A client dribbling bytes without ever
+	 * finishing a line is idle, however often it sends one.
+	 */
+	if (c->off > 0 || c->trickle >= PROGRESS_BYTES) {
+		c->last_rx = now_mono_ms();
+		c->trickle = 0;
+	}
 	/* keep only the incomplete tail, at the front */
 	buf_drop(&c->in, c->off);
 	c->off = 0;
@@ -619,7 +630,7 @@ conn_read(struct conn *c, int drain)
 			return END_ERROR;
 		}
 		c->in.len += (size_t)n;
-		c->last_rx = now_mono_ms();
+		c->trickle += (size_t)n;
 		if (process(c) == -1)
 			return END_PROTOCOL;
 	}
