@@ -7,6 +7,7 @@
  * header, a bad schema or an exceeded limit closes the connection.  Input
  * is read in large blocks and decoded in place.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -608,15 +609,24 @@ conn_feed(struct conn *c, const char *p, size_t len)
 
 /*
  * Read what the socket has (a bounded amount per call, for fairness,
- * unless draining at shutdown) and process it.  Returns END_NONE to keep the connection, else why it ends.
+ * unless draining at shutdown) and process it.  Returns END_NONE to keep
+ * the connection, else why it ends.
  */
 enum conn_end
 conn_read(struct conn *c, int drain)
 {
 	ssize_t	 n;
-	int	 i;
+	size_t	 budget = SIZE_MAX;
+	int	 i, queued;
 
-	for (i = 0; drain || i < READS_PER_EVENT; i++) {
+	/*
+	 * Draining takes what was queued when it began (and one chunk
+	 * more, to see an end of file), not a stream that never ends: a
+	 * client streaming for ever must not keep a finishing process.
+	 */
+	if (drain && ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued >= 0)
+		budget = (size_t)queued + READ_CHUNK;
+	for (i = 0; drain ? budget > 0 : i < READS_PER_EVENT; i++) {
 		buf_reserve(&c->in, READ_CHUNK);
 		n = read(c->ev.fd, c->in.p + c->in.len, c->in.cap - c->in.len);
 		if (n == 0)
@@ -631,6 +641,7 @@ conn_read(struct conn *c, int drain)
 		}
 		c->in.len += (size_t)n;
 		c->trickle += (size_t)n;
+		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
 			return END_PROTOCOL;
 	}
