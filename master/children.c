@@ -61,14 +61,17 @@ child_spawn(void)
 	int		 sv[2];
 	pid_t		 pid;
 
+	fd_reserve_release();	/* the descriptors kept for this */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		spawn_failed("socketpair");
+		fd_reserve_fill();
 		return NULL;
 	}
 	if ((pid = fork()) == -1) {
 		spawn_failed("fork");
 		close(sv[0]);
 		close(sv[1]);
+		fd_reserve_fill();
 		return NULL;
 	}
 	if (pid == 0) {
@@ -77,6 +80,7 @@ child_spawn(void)
 		child_main(sv[1], &opts.cc);
 	}
 	close(sv[1]);
+	fd_reserve_fill();
 	set_nonblock(sv[0]);
 	c = xcalloc(1, sizeof(*c));
 	c->ev.kind = EV_CHILD;

@@ -2,10 +2,11 @@
  * Listening sockets.  By default one IPv6 socket that also takes IPv4
  * (peers appear as ::ffff:a.b.c.d, as with the original), falling back to
  * IPv4 alone where IPv6 is absent.  "ADDR:PORT" or "[V6]:PORT" binds one
- * address.  Running out of descriptors, or a full --max-pending whose
- * oldest connection is still young, pauses accepting until a connection
- * goes or a moment has passed, instead of spinning on a socket that
- * stays readable.
+ * address.  Running out of descriptors (a few are always kept back for
+ * forking experiment processes), or a full --max-pending whose oldest
+ * connection is still young, pauses accepting until a connection goes or
+ * a moment has passed, instead of spinning on a socket that stays
+ * readable.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +25,41 @@
 #include "master/master.h"
 
 #define MAXLISTEN	8
+#define RESERVE		4	/* descriptors kept back from clients */
 
 static struct ev	 lsock[MAXLISTEN];
 static int		 nlisten;
 static int		 paused = 1;
 static uint64_t		 resume_at;
+static int		 reserve[RESERVE];
+static int		 nreserve;
+
+/*
+ * A few descriptors are held on /dev/null so that clients can never take
+ * the last ones: forking an experiment process needs a socket pair, and
+ * connections waiting for that process hold descriptors of their own.
+ * Returns 1 if the reserve is complete.
+ */
+int
+fd_reserve_fill(void)
+{
+	int	 fd;
+
+	while (nreserve < RESERVE) {
+		if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
+			return 0;
+		reserve[nreserve++] = fd;
+	}
+	return 1;
+}
+
+/* Give the reserve up for a moment (to fork); fill it again after. */
+void
+fd_reserve_release(void)
+{
+	while (nreserve > 0)
+		close(reserve[--nreserve]);
+}
 
 static void
 addr_string(const struct sockaddr *sa, char *host, size_t hlen,
@@ -225,6 +257,11 @@ listen_accept(struct ev *ev)
 	for (n = 0; n < 64; n++) {
 		if (!pending_room(now_mono_ms(), &retry)) {
 			listen_wait(retry);
+			return;
+		}
+		if (!fd_reserve_fill()) {
+			errno = EMFILE;
+			accept_starved();
 			return;
 		}
 		sl = sizeof(ss);

@@ -94,6 +94,8 @@ void	 ev_free_later(struct ev *);
 int	 listen_open(const char *);
 void	 listen_pause(int);
 void	 listen_resume(void);
+int	 fd_reserve_fill(void);
+void	 fd_reserve_release(void);
 uint64_t listen_tick(uint64_t);
 void	 listen_accept(struct ev *);
 void	 listen_drain(void);
