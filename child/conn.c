@@ -644,6 +644,9 @@ conn_read(struct conn *c, int drain)
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
 			return END_PROTOCOL;
+		/* the database stalled: read no more than this chunk */
+		if (!drain && c->db != NULL && db_stalled(c->db))
+			break;
 	}
 	return END_NONE;
 }
