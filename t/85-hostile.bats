@@ -265,3 +265,31 @@ ready_port() {
 	[ $(( $(hwm "$VPID") - before )) -lt 16384 ]
 	[ $(( $(hwm "$SERVER_PID") - mbefore )) -lt 4096 ]
 }
+
+@test "--max-fields, --max-streams, --max-clients and --max-experiments each close one connection with one line naming it" {
+	start_server --max-fields 4 --max-streams 2 --max-clients 3 --max-experiments 3
+	start_witnesses
+	raw_refused 'protocol: 5\ndomain: victim\nschema: 1 wide a:int32 b:int32 c:int32 d:int32 e:int32\n\n'
+	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: bad schema "1 wide .*more than 4 fields.*; connection closed'
+	raw_refused 'protocol: 5\ndomain: victim\nschema: 1 s1 a:int32\nschema: 2 s2 a:int32\nschema: 3 s3 a:int32\n\n'
+	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: more than --max-streams \(2\) streams; connection closed'
+	check_witnesses
+	# two held clients and a third fill --max-clients 3; a fourth is refused
+	bg send -e victim -S held1 -n 5 -H 20000
+	bg send -e victim -S held2 -n 5 -H 20000
+	bg send -e victim -S held3 -n 5 -H 20000
+	wait_q victim "SELECT count(*) FROM gen WHERE oml_sender_id IN (SELECT id FROM _senders WHERE name LIKE 'held%')" 15
+	raw_refused 'protocol: 5\ndomain: victim\nsender-id: fourth\n\n'
+	wait_log 'client 127.0.0.1 port [0-9]+: --max-clients \(3\) reached; connection closed'
+	# victim, witness and a third experiment are served; a fourth is not
+	bg send -e third -n 5 -H 20000
+	wait_rows third gen 5
+	raw_refused 'protocol: 5\ndomain: fourth\n\n'
+	wait_log 'client 127.0.0.1 port [0-9]+: experiment fourth refused: --max-experiments \(3\) reached; connection closed'
+	[ ! -e "$DATA/fourth.sq3" ]
+	# one line each, and the held clients never noticed
+	[ "$(grep -c 'refused: --max-experiments' "$LOG")" -eq 1 ]
+	[ "$(grep -c -- '--max-clients (3) reached' "$LOG")" -eq 1 ]
+	! log_has 'port [0-9]+ (protocol error|socket error|limit reached).*: [0-9]+ rows stored'
+	[ "$(q victim "SELECT count(*) FROM gen")" = $((WROWS + 15)) ]
+}
