@@ -30,7 +30,7 @@ pending_is() {
 }
 
 @test "1000 connections that never finish their header delay no real client and are reaped" {
-	start_server -d 3 --header-timeout 5
+	start_server -d 3 --header-timeout 3
 	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
 	bg "$OMLSEND" -q -r "$T/half" -c 1000 -H 30000 "127.0.0.1:$PORT"
 	wait_for 20 pending_is 1000
