@@ -267,7 +267,8 @@ db_close(struct db *db)
 
 /*
  * Commit the batch.  On failure (the database is away) the batch stays
- * pending, and the timer tries again about a --commit interval later.
+ * pending, and the timer tries again about a commit interval (a second)
+ * later.
  */
 int
 db_commit(struct db *db)
