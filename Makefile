@@ -36,7 +36,7 @@ HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 TOOLS		 = t/omlsend t/unit_proto
 
 .PHONY: all deps deps-build run test test-unit test-bats test-asan bench \
-	fuzz install uninstall clean lint-man check-clang
+	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
 
 all: oml2-server $(TOOLS)
 
@@ -68,7 +68,7 @@ run: deps-build
 # build, then again against an ASan+UBSan build (any report fails it).
 test: deps
 	@$(MAKE) --no-print-directory all check-clang
-	@$(MAKE) --no-print-directory test-unit test-bats
+	@$(MAKE) --no-print-directory test-unit test-fuzz test-bats
 	@$(MAKE) --no-print-directory test-asan
 
 test-unit: $(TOOLS)
@@ -90,6 +90,57 @@ asan-build: $(SERVER_OBJ) $(LIB_OBJ) $(O)/t/unit_proto.o
 	@mkdir -p t/asan
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_proto $(O)/t/unit_proto.o $(LIB_OBJ) -lbsd -lm
+
+# libFuzzer harnesses (t/fuzz/): the header reader, the master's sniffer,
+# the text and the binary decoders, built with clang and ASan+UBSan.
+# `make fuzz` runs each for FUZZ_SECONDS, keeping what it learns in
+# t/fuzz/work/NAME; `make test-fuzz` (part of `make test`) runs each for
+# FUZZ_SHORT seconds over its committed seed corpus only.
+FUZZERS		 = header sniff text binary
+FUZZ_SECONDS	?= 600
+FUZZ_SHORT	?= 10
+FUZZ_CFLAGS	 = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=all
+FUZZ_OPTS	 = -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+		   -dict=t/fuzz/omsp.dict -print_final_stats=1
+FUZZ_BINS	 = $(patsubst %,t/fuzz/bin/fuzz_%,$(FUZZERS))
+
+fuzz-build:
+	@$(MAKE) --no-print-directory O=obj-fuzz CC=clang \
+	    CFLAGS="$(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link" fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+t/fuzz/bin/fuzz_%: $(O)/t/fuzz/fuzz_%.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lbsd -lm
+
+$(O)/t/fuzz/fuzz_%.o: t/fuzz/fuzz.h
+.SECONDARY: $(patsubst %,$(O)/t/fuzz/fuzz_%.o,$(FUZZERS))
+
+fuzz: fuzz-build
+	@for f in $(FUZZERS); do \
+	    mkdir -p t/fuzz/work/$$f || exit 1; \
+	    echo "fuzz_$$f: $(FUZZ_SECONDS) s"; \
+	    ./t/fuzz/bin/fuzz_$$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+		-artifact_prefix=t/fuzz/work/$$f- t/fuzz/work/$$f \
+		t/fuzz/corpus/$$f 2>t/fuzz/work/$$f.log || \
+		{ tail -n 60 t/fuzz/work/$$f.log; exit 1; }; \
+	    grep -E '^stat::(number_of_executed_units|peak_rss_mb)' \
+		t/fuzz/work/$$f.log; \
+	done
+
+test-fuzz: fuzz-build
+	@for f in $(FUZZERS); do \
+	    d=$$(mktemp -d) || exit 1; \
+	    ./t/fuzz/bin/fuzz_$$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_SHORT) \
+		-artifact_prefix=$$d/ $$d t/fuzz/corpus/$$f >$$d/log 2>&1 || \
+		{ tail -n 60 $$d/log; cp $$d/crash-* $$d/leak-* \
+		    $$d/timeout-* t/fuzz/ 2>/dev/null; rm -rf $$d; exit 1; }; \
+	    echo "fuzz_$$f: $$(sed -n 's/^stat::number_of_executed_units: *//p' \
+		$$d/log) runs in $(FUZZ_SHORT) s, no findings"; \
+	    rm -rf $$d; \
+	done
 
 # Build once more with clang, warnings as errors, into a scratch tree.
 check-clang:
@@ -133,4 +184,5 @@ uninstall:
 	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
 
 clean:
-	rm -rf obj obj-asan obj-clang oml2-server $(TOOLS) t/asan
+	rm -rf obj obj-asan obj-clang obj-fuzz oml2-server $(TOOLS) t/asan \
+	    t/fuzz/bin

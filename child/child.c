@@ -37,6 +37,7 @@ static struct {
 	uint64_t		 rows;		/* of databases already closed */
 	uint64_t		 dropped;
 	uint64_t		 next_sweep;
+	int			 paused;	/* not reading clients: db away */
 	struct conn		**grave;	/* freed after the batch */
 	unsigned		 ngrave;
 	unsigned		 gravecap;
@@ -86,6 +87,8 @@ cev_add(struct cev *e)
 {
 	struct epoll_event	 ee = { .events = EPOLLIN, .data.ptr = e };
 
+	if (e->kind == CEV_CONN && exp.paused)
+		ee.events = 0;
 	if (epoll_ctl(exp.epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1)
 		fatal("epoll_ctl");
 }
@@ -108,6 +111,36 @@ exp_unwatch(struct cev *e)
 	epoll_ctl(exp.epfd, EPOLL_CTL_DEL, e->fd, NULL);
 }
 
+/*
+ * While the database is away and the backend holds as many rows as it
+ * may, clients are not read: their data waits in the kernel and in the
+ * clients rather than being dropped.  Idle reaping waits too.
+ */
+static void
+pause_clients(int on)
+{
+	struct epoll_event	 ee;
+	unsigned		 i;
+
+	exp.paused = on;
+	for (i = 0; i < exp.nconns; i++) {
+		ee.events = on ? 0 : EPOLLIN;
+		ee.data.ptr = exp.conns[i];
+		if (epoll_ctl(exp.epfd, EPOLL_CTL_MOD, conn_fd(exp.conns[i]),
+		    &ee) == -1)
+			fatal("epoll_ctl");
+	}
+	if (on)
+		log_warnx("the database is away and the batch is full: not "
+		    "reading from %u client%s until it is back", exp.nconns,
+		    exp.nconns == 1 ? "" : "s");
+	else {
+		log_info("the database is back: reading from clients again");
+		exp.next_sweep = now_mono_ms() +
+		    exp.conf->idle_timeout * 1000ULL;
+	}
+}
+
 struct db *
 exp_db_acquire(void)
 {
@@ -121,13 +154,12 @@ exp_db_acquire(void)
 	return exp.db;
 }
 
-void
-exp_db_release(void)
+/* Close the database (a last attempt to write what waits), tell the hook. */
+static void
+exp_db_close(void)
 {
 	char	*uri;
 
-	if (exp.db == NULL || --exp.refs > 0)
-		return;
 	exp.rows += exp.db->rows;
 	exp.dropped += exp.db->dropped;
 	uri = xstrdup(exp.db->uri);
@@ -135,6 +167,17 @@ exp_db_release(void)
 	exp.db = NULL;
 	hook_event("DBCLOSED", uri);
 	free(uri);
+}
+
+/* The last client leaving closes the database, unless rows still wait. */
+void
+exp_db_release(void)
+{
+	if (exp.db == NULL || --exp.refs > 0)
+		return;
+	db_commit(exp.db);
+	if (!db_stalled(exp.db))
+		exp_db_close();
 }
 
 /* The end of a connection: log, report, release, forget. */
@@ -179,7 +222,8 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 	}
 	if (exp.nconns >= exp.conf->max_clients) {
 		log_warnx("client %s port %u: --max-clients (%u) reached; "
-		    "closed", mc->peer, mc->port, exp.conf->max_clients);
+		    "connection closed", mc->peer, mc->port,
+		    exp.conf->max_clients);
 		exp_report_refused(mc->peer, mc->port);
 		close(fd);
 		return;
@@ -210,6 +254,8 @@ finish(const char *why)
 		r = conn_read(exp.conns[0], 1);
 		client_end(exp.conns[0], r == END_NONE ? END_SHUTDOWN : r);
 	}
+	if (exp.db != NULL)	/* kept open while it could not be written */
+		exp_db_close();
 	exp_report_flush(now_mono_ms(), 1);
 	hook_exit();
 	exit(0);
@@ -325,15 +371,19 @@ timers(uint64_t now)
 		else if (due < next)
 			next = due;
 	}
+	/* a database kept open for rows that waited, now written */
+	if (exp.db != NULL && exp.refs == 0 && !db_stalled(exp.db))
+		exp_db_close();
 	idle_ms = exp.conf->idle_timeout * 1000ULL;
-	if (idle_ms != 0 && now >= exp.next_sweep) {
+	if (idle_ms != 0 && now >= exp.next_sweep && !exp.paused) {
 		exp.next_sweep = now + 1000;
 		for (i = exp.nconns; i-- > 0; )
 			if (i < exp.nconns &&
 			    now - conn_last_rx(exp.conns[i]) >= idle_ms)
 				client_end(exp.conns[i], END_IDLE);
 	}
-	if (exp.assigned && exp.nconns == 0 && !exp.idle_sent) {
+	if (exp.assigned && exp.nconns == 0 && !exp.idle_sent &&
+	    exp.db == NULL) {
 		due = exp.idle_since + exp.conf->linger * 1000ULL;
 		if (now >= due) {
 			msg_send(exp.ctl.fd, MSG_IDLE, -1, &exp.received,
@@ -383,6 +433,8 @@ loop(void)
 		next = timers(now);
 		if ((due = exp_report_flush(now, 0)) != 0 && due < next)
 			next = due;
+		if ((exp.db != NULL && db_stalled(exp.db)) != exp.paused)
+			pause_clients(!exp.paused);
 		n = epoll_wait(exp.epfd, evs, nitems(evs),
 		    next > now ? (int)(next - now) : 0);
 		if (n == -1 && errno != EINTR)

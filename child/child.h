@@ -91,6 +91,8 @@ struct backend {
 	int	(*insert)(struct db *, struct table *, const struct row *);
 	/* serialise schema work with other servers (may be NULL) */
 	int	(*lock)(struct db *, int on);
+	/* should the child stop reading its clients for now? (may be NULL) */
+	int	(*stalled)(struct db *);
 };
 
 struct sender {
@@ -113,6 +115,7 @@ struct db {
 	struct table		*meta;		/* _experiment_metadata */
 	struct sender		*senders;
 	unsigned		 pending;	/* writes since last commit */
+	int			 failing;	/* the last commit failed */
 	uint64_t		 dirty_since;	/* monotonic ms */
 	uint64_t		 rows;
 	uint64_t		 dropped;
@@ -127,6 +130,7 @@ struct table	*db_declare(struct db *, const struct oml_schema *);
 int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
+int		 db_stalled(struct db *);
 const char	*db_sql_type(enum oml_type, int postgres);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);

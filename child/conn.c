@@ -7,6 +7,7 @@
  * header, a bad schema or an exceeded limit closes the connection.  Input
  * is read in large blocks and decoded in place.
  */
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #define LOW_STREAMS	256	/* indices with a direct slot */
 #define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
 #define DROP_LOG_EVERY	10000
+#define PROGRESS_BYTES	4096	/* of an unfinished line or packet */
 
 enum state { ST_HEADER, ST_TEXT, ST_BINARY };
 
@@ -50,7 +52,8 @@ struct conn {
 	int		 nhigh;
 	long		 maxindex;	/* highest declared index, -1 none */
 	int		 nstreams;
-	uint64_t	 last_rx;
+	uint64_t	 last_rx;	/* last progress, for --timeout */
+	size_t		 trickle;	/* bytes since then */
 	uint64_t	 rows;
 	uint64_t	 dropped;
 	uint64_t	 skipped;	/* binary garbage not yet reported */
@@ -581,6 +584,15 @@ process(struct conn *c)
 			break;
 		c->off += used;
 	}
+	/*
+	 * Progress resets the idle clock: something complete, or a few KiB
+	 * of something long.  A client dribbling bytes without ever
+	 * finishing a line is idle, however often it sends one.
+	 */
+	if (c->off > 0 || c->trickle >= PROGRESS_BYTES) {
+		c->last_rx = now_mono_ms();
+		c->trickle = 0;
+	}
 	/* keep only the incomplete tail, at the front */
 	buf_drop(&c->in, c->off);
 	c->off = 0;
@@ -597,15 +609,24 @@ conn_feed(struct conn *c, const char *p, size_t len)
 
 /*
  * Read what the socket has (a bounded amount per call, for fairness,
- * unless draining at shutdown) and process it.  Returns END_NONE to keep the connection, else why it ends.
+ * unless draining at shutdown) and process it.  Returns END_NONE to keep
+ * the connection, else why it ends.
  */
 enum conn_end
 conn_read(struct conn *c, int drain)
 {
 	ssize_t	 n;
-	int	 i;
+	size_t	 budget = SIZE_MAX;
+	int	 i, queued;
 
-	for (i = 0; drain || i < READS_PER_EVENT; i++) {
+	/*
+	 * Draining takes what was queued when it began (and one chunk
+	 * more, to see an end of file), not a stream that never ends: a
+	 * client streaming for ever must not keep a finishing process.
+	 */
+	if (drain && ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued >= 0)
+		budget = (size_t)queued + READ_CHUNK;
+	for (i = 0; drain ? budget > 0 : i < READS_PER_EVENT; i++) {
 		buf_reserve(&c->in, READ_CHUNK);
 		n = read(c->ev.fd, c->in.p + c->in.len, c->in.cap - c->in.len);
 		if (n == 0)
@@ -619,9 +640,13 @@ conn_read(struct conn *c, int drain)
 			return END_ERROR;
 		}
 		c->in.len += (size_t)n;
-		c->last_rx = now_mono_ms();
+		c->trickle += (size_t)n;
+		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
 			return END_PROTOCOL;
+		/* the database stalled: read no more than this chunk */
+		if (!drain && c->db != NULL && db_stalled(c->db))
+			break;
 	}
 	return END_NONE;
 }

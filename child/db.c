@@ -292,13 +292,34 @@ db_close(struct db *db)
 	db_free(db);
 }
 
+/*
+ * Commit the batch.  On failure (the database is away) the batch stays
+ * pending, and the timer tries again about a commit interval (a second)
+ * later.
+ */
 int
 db_commit(struct db *db)
 {
-	if (db->pending == 0)
+	unsigned	 n = db->pending;
+
+	if (n == 0)
 		return 0;
 	db->pending = 0;
-	return db->be->commit(db);
+	if (db->be->commit(db) == -1) {
+		db->pending = n;
+		db->dirty_since = now_mono_ms();
+		db->failing = 1;
+		return -1;
+	}
+	db->failing = 0;
+	return 0;
+}
+
+/* Has the backend asked the child to stop reading its clients? */
+int
+db_stalled(struct db *db)
+{
+	return db->be->stalled != NULL && db->be->stalled(db);
 }
 
 /* Is a commit due?  Returns the deadline in monotonic ms, or 0. */
@@ -415,7 +436,7 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 	t->rows++;
 	db->rows++;
 	dirty(db);
-	if (db->pending >= db->conf->commit_rows)
+	if (db->pending >= db->conf->commit_rows && !db->failing)
 		db_commit(db);
 	return 0;
 }

@@ -5,6 +5,15 @@
  * killed); on close the file goes back to a rollback journal, so that it is
  * the plain single-file database every reader expects.  Every value is a
  * bound parameter; statements are prepared once.
+ *
+ * A full disk (or an I/O error, or a lock held too long) must not lose
+ * rows the clients have sent: every write since the last commit is also
+ * kept in a redo journal (journal.c).  When one fails for such a passing
+ * reason, the transaction is rolled back, the backend reports itself
+ * stalled so that the child stops reading its clients (TCP holds them
+ * back), later writes only go to the journal, and each commit the timer
+ * asks for replays the journal into a fresh transaction until one
+ * succeeds.  Rows are lost only if the process stops first (logged).
  */
 #include <sys/stat.h>
 
@@ -18,6 +27,9 @@
 #include <unistd.h>
 
 #include "child/child.h"
+#include "child/journal.h"
+
+#define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
 
 struct sq {
 	sqlite3		*h;
@@ -28,6 +40,11 @@ struct sq {
 	sqlite3_stmt	*snd_get;
 	sqlite3_stmt	*snd_max;
 	sqlite3_stmt	*snd_ins;
+	int		 rc;		/* of the last failure */
+	struct journal	 j;		/* writes since the last commit */
+	int		 failing;	/* stalled until the journal is written */
+	uint64_t	 fail_since;
+	int		 snd_next;	/* no sender id below this is free */
 };
 
 #define SQ(db)	((struct sq *)(db)->bh)
@@ -36,8 +53,11 @@ static int
 sq_exec(struct db *db, const char *sql)
 {
 	char	*err = NULL;
+	int	 rc;
 
-	if (sqlite3_exec(SQ(db)->h, sql, NULL, NULL, &err) != SQLITE_OK) {
+	if ((rc = sqlite3_exec(SQ(db)->h, sql, NULL, NULL, &err))
+	    != SQLITE_OK) {
+		SQ(db)->rc = rc;
 		log_warnx("%s: %s: %s", SQ(db)->path, sql, err ? err : "?");
 		sqlite3_free(err);
 		return -1;
@@ -45,13 +65,39 @@ sq_exec(struct db *db, const char *sql)
 	return 0;
 }
 
+/* Does the last failure pass with time (space, I/O, a lock)? */
+static int
+sq_transient(const struct sq *sq)
+{
+	switch (sq->rc & 0xff) {
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_BUSY:
+	case SQLITE_NOMEM:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Give up the open transaction, whatever state it is in; begin anew. */
+static void
+sq_abandon(struct db *db)
+{
+	if (!sqlite3_get_autocommit(SQ(db)->h))
+		sqlite3_exec(SQ(db)->h, "ROLLBACK", NULL, NULL, NULL);
+	sq_exec(db, "BEGIN");
+}
+
 static sqlite3_stmt *
 sq_prepare(struct db *db, const char *sql)
 {
 	sqlite3_stmt	*st;
+	int		 rc;
 
-	if (sqlite3_prepare_v3(SQ(db)->h, sql, -1, SQLITE_PREPARE_PERSISTENT,
-	    &st, NULL) != SQLITE_OK) {
+	if ((rc = sqlite3_prepare_v3(SQ(db)->h, sql, -1,
+	    SQLITE_PREPARE_PERSISTENT, &st, NULL)) != SQLITE_OK) {
+		SQ(db)->rc = rc;
 		log_warnx("%s: prepare %s: %s", SQ(db)->path, sql,
 		    sqlite3_errmsg(SQ(db)->h));
 		return NULL;
@@ -68,6 +114,7 @@ sq_done(struct db *db, sqlite3_stmt *st)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (r != SQLITE_DONE) {
+		SQ(db)->rc = r;
 		log_warnx("%s: %s", SQ(db)->path, sqlite3_errmsg(SQ(db)->h));
 		return -1;
 	}
@@ -159,6 +206,11 @@ sq_close(struct db *db)
 	sqlite3_finalize(sq->snd_get);
 	sqlite3_finalize(sq->snd_max);
 	sqlite3_finalize(sq->snd_ins);
+	if (sq->failing)
+		log_error("%s: closing while it cannot be written: %u rows "
+		    "received since the last commit are lost", sq->path,
+		    sq->j.rows);
+	journal_free(&sq->j);
 	if (!sqlite3_get_autocommit(sq->h))
 		sq_exec(db, "COMMIT");
 	/* Back to a single file, unless a reader holds it open right now. */
@@ -171,17 +223,102 @@ sq_close(struct db *db)
 	db->bh = NULL;
 }
 
+/* A write failed for a passing reason: roll back, keep the journal. */
+static void
+sq_fail(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+
+	sq_abandon(db);
+	if (sq->failing)
+		return;
+	sq->failing = 1;
+	sq->fail_since = now_mono_ms();
+	log_error("%s: cannot be written (%s): keeping the %u rows since the "
+	    "last commit in memory and reading no client of this experiment "
+	    "until it can", sq->path, sqlite3_errstr(sq->rc), sq->j.rows);
+}
+
+static int	 sq_apply(struct db *, const struct jentry *);
+
+/* Write the journal again into a fresh transaction. */
+static int
+sq_replay(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct jentry	 e;
+	size_t		 off = 0;
+
+	sq_abandon(db);
+	while (journal_next(&sq->j, &off, &e)) {
+		if (sq_apply(db, &e) == 0 || !sq_transient(sq))
+			continue;	/* written, or refused for good */
+		sq_abandon(db);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 sq_commit(struct db *db)
 {
 	struct sq	*sq = SQ(db);
 
+	if (sq->failing && sq_replay(db) == -1)
+		return -1;
 	if (sq_exec(db, "COMMIT") == -1) {
 		/* a failed COMMIT may leave the transaction open or not */
-		if (!sqlite3_get_autocommit(sq->h))
+		if (sq_transient(sq)) {
+			sq_fail(db);
 			return -1;
+		}
+		log_error("%s: commit failed: %u rows received since the last "
+		    "commit are lost", sq->path, sq->j.rows);
+		journal_clear(&sq->j);
+		sq_abandon(db);
+		return -1;
 	}
+	if (sq->failing) {
+		log_info("%s: written again after %.1f s: the %u rows that "
+		    "waited are stored; reading clients again", sq->path,
+		    (now_mono_ms() - sq->fail_since) / 1000.0, sq->j.rows);
+		sq->failing = 0;
+	}
+	journal_clear(&sq->j);
 	return sq_exec(db, "BEGIN");
+}
+
+/*
+ * Record a write in the journal, then make it, unless the database is
+ * failing (the journal is written later).  A write refused for a passing
+ * reason stays in the journal and stalls the database; one refused for
+ * good is forgotten and fails.
+ */
+static int
+sq_write(struct db *db, const struct jentry *e)
+{
+	struct sq	*sq = SQ(db);
+
+	journal_add(&sq->j, e);
+	if (sq->failing)
+		return 0;
+	if (sq_apply(db, e) == 0) {
+		if (sq->j.b.len >= JOURNAL_MAX)
+			sq_commit(db);	/* failure stalls: still recorded */
+		return 0;
+	}
+	if (sq_transient(sq)) {
+		sq_fail(db);
+		return 0;
+	}
+	journal_undo(&sq->j);
+	return -1;
+}
+
+static int
+sq_stalled(struct db *db)
+{
+	return SQ(db) != NULL && SQ(db)->failing;
 }
 
 static int
@@ -238,7 +375,7 @@ sq_meta_get(struct db *db, const char *key, char **val)
 }
 
 static int
-sq_meta_set(struct db *db, const char *key, const char *val)
+x_meta(struct db *db, const char *key, const char *val)
 {
 	struct sq	*sq = SQ(db);
 
@@ -262,16 +399,37 @@ sq_meta_set(struct db *db, const char *key, const char *val)
 }
 
 static int
+sq_meta_set(struct db *db, const char *key, const char *val)
+{
+	struct jentry	 e = { .kind = J_META, .a = key, .b = val };
+
+	return sq_write(db, &e);
+}
+
+static int
 sq_create_senders(struct db *db)
 {
-	return sq_exec(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
-	    "id INTEGER UNIQUE);");
+	struct jentry	 e = { .kind = J_EXEC, .a = "CREATE TABLE _senders "
+	    "(name TEXT PRIMARY KEY, id INTEGER UNIQUE);" };
+
+	return sq_write(db, &e);
+}
+
+static int
+x_sender(struct db *db, const char *name, int id)
+{
+	struct sq	*sq = SQ(db);
+
+	sqlite3_bind_text(sq->snd_ins, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(sq->snd_ins, 2, id);
+	return sq_done(db, sq->snd_ins);
 }
 
 static int
 sq_sender(struct db *db, const char *name, int *id)
 {
 	struct sq	*sq = SQ(db);
+	struct jentry	 e;
 	int		 r;
 
 	if (sq->snd_get == NULL && ((sq->snd_get = sq_prepare(db,
@@ -289,20 +447,26 @@ sq_sender(struct db *db, const char *name, int *id)
 	sqlite3_clear_bindings(sq->snd_get);
 	if (r == SQLITE_ROW)
 		return 0;
+	memset(&e, 0, sizeof(e));
 	if (sqlite3_step(sq->snd_max) != SQLITE_ROW) {
 		sqlite3_reset(sq->snd_max);
 		log_warnx("%s: sender id: %s", sq->path, sqlite3_errmsg(sq->h));
 		return -1;
 	}
+	/* past every id given out, even in a batch not written yet */
 	*id = sqlite3_column_int(sq->snd_max, 0);
 	sqlite3_reset(sq->snd_max);
-	sqlite3_bind_text(sq->snd_ins, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int(sq->snd_ins, 2, *id);
-	return sq_done(db, sq->snd_ins);
+	if (*id < sq->snd_next)
+		*id = sq->snd_next;
+	sq->snd_next = *id + 1;
+	e.kind = J_SENDER;
+	e.a = name;
+	e.id = *id;
+	return sq_write(db, &e);
 }
 
 static int
-sq_table_create(struct db *db, struct table *t)
+x_create(struct db *db, struct table *t)
 {
 	char	*sql = db_create_sql(t, 0);
 	int	 r;
@@ -310,6 +474,14 @@ sq_table_create(struct db *db, struct table *t)
 	r = sq_exec(db, sql);
 	free(sql);
 	return r;
+}
+
+static int
+sq_table_create(struct db *db, struct table *t)
+{
+	struct jentry	 e = { .kind = J_CREATE, .t = t };
+
+	return sq_write(db, &e);
 }
 
 static int
@@ -387,7 +559,7 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 }
 
 static int
-sq_insert(struct db *db, struct table *t, const struct row *r)
+x_insert(struct db *db, struct table *t, const struct row *r)
 {
 	sqlite3_stmt	*st;
 	int		 i, rc;
@@ -407,11 +579,39 @@ sq_insert(struct db *db, struct table *t, const struct row *r)
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
+		SQ(db)->rc = rc;
 		log_warnx("%s: insert into %s: %s", SQ(db)->path,
 		    t->schema.name, sqlite3_errmsg(SQ(db)->h));
 		return -1;
 	}
 	return 0;
+}
+
+static int
+sq_insert(struct db *db, struct table *t, const struct row *r)
+{
+	struct jentry	 e = { .kind = J_ROW, .t = t, .row = *r };
+
+	return sq_write(db, &e);
+}
+
+/* Make one recorded write. */
+static int
+sq_apply(struct db *db, const struct jentry *e)
+{
+	switch (e->kind) {
+	case J_EXEC:
+		return sq_exec(db, e->a);
+	case J_CREATE:
+		return x_create(db, e->t);
+	case J_META:
+		return x_meta(db, e->a, e->b);
+	case J_SENDER:
+		return x_sender(db, e->a, e->id);
+	case J_ROW:
+		return x_insert(db, e->t, &e->row);
+	}
+	return -1;
 }
 
 /* Start-up check, run as the target user: is the directory usable? */
@@ -449,4 +649,5 @@ const struct backend backend_sqlite = {
 	.table_free = sq_table_free,
 	.insert = sq_insert,
 	.lock = NULL,
+	.stalled = sq_stalled,
 };

@@ -31,6 +31,28 @@ child_reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/*
+ * The system refused a new process (out of descriptors or processes):
+ * every waiting connection retries, so say so at most once a second.
+ */
+static void
+spawn_failed(const char *what)
+{
+	static uint64_t	 last;
+	static unsigned	 times;
+	uint64_t	 now = now_mono_ms();
+	int		 e = errno;
+
+	times++;
+	if (last != 0 && now - last < 1000)
+		return;
+	errno = e;
+	log_warn("cannot start an experiment process (%s, %u time%s since "
+	    "the last report)", what, times, times == 1 ? "" : "s");
+	last = now;
+	times = 0;
+}
+
 /* Fork a spare.  Returns NULL (logged) if the system refuses. */
 struct child *
 child_spawn(void)
@@ -39,14 +61,17 @@ child_spawn(void)
 	int		 sv[2];
 	pid_t		 pid;
 
+	fd_reserve_release();	/* the descriptors kept for this */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		log_warn("socketpair");
+		spawn_failed("socketpair");
+		fd_reserve_fill();
 		return NULL;
 	}
 	if ((pid = fork()) == -1) {
-		log_warn("fork");
+		spawn_failed("fork");
 		close(sv[0]);
 		close(sv[1]);
+		fd_reserve_fill();
 		return NULL;
 	}
 	if (pid == 0) {
@@ -55,6 +80,7 @@ child_spawn(void)
 		child_main(sv[1], &opts.cc);
 	}
 	close(sv[1]);
+	fd_reserve_fill();
 	set_nonblock(sv[0]);
 	c = xcalloc(1, sizeof(*c));
 	c->ev.kind = EV_CHILD;

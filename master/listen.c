@@ -2,8 +2,11 @@
  * Listening sockets.  By default one IPv6 socket that also takes IPv4
  * (peers appear as ::ffff:a.b.c.d, as with the original), falling back to
  * IPv4 alone where IPv6 is absent.  "ADDR:PORT" or "[V6]:PORT" binds one
- * address.  Running out of descriptors pauses accepting for a moment
- * instead of spinning on a socket that stays readable.
+ * address.  Running out of descriptors (a few are always kept back for
+ * forking experiment processes), or a full --max-pending whose oldest
+ * connection is still young, pauses accepting until a connection goes or
+ * a moment has passed, instead of spinning on a socket that stays
+ * readable.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -12,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +25,41 @@
 #include "master/master.h"
 
 #define MAXLISTEN	8
+#define RESERVE		4	/* descriptors kept back from clients */
 
 static struct ev	 lsock[MAXLISTEN];
 static int		 nlisten;
 static int		 paused = 1;
 static uint64_t		 resume_at;
+static int		 reserve[RESERVE];
+static int		 nreserve;
+
+/*
+ * A few descriptors are held on /dev/null so that clients can never take
+ * the last ones: forking an experiment process needs a socket pair, and
+ * connections waiting for that process hold descriptors of their own.
+ * Returns 1 if the reserve is complete.
+ */
+int
+fd_reserve_fill(void)
+{
+	int	 fd;
+
+	while (nreserve < RESERVE) {
+		if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1)
+			return 0;
+		reserve[nreserve++] = fd;
+	}
+	return 1;
+}
+
+/* Give the reserve up for a moment (to fork); fill it again after. */
+void
+fd_reserve_release(void)
+{
+	while (nreserve > 0)
+		close(reserve[--nreserve]);
+}
 
 static void
 addr_string(const struct sockaddr *sa, char *host, size_t hlen,
@@ -156,7 +190,23 @@ listen_pause(int on)
 	resume_at = on ? now_mono_ms() + 1000 : 0;
 }
 
-/* Resume accepting after a descriptor shortage; 0 or the next deadline. */
+/* Pause until a descriptor or a pending slot is freed, or until "until". */
+static void
+listen_wait(uint64_t until)
+{
+	listen_pause(1);
+	resume_at = until;
+}
+
+/* A connection went: if accepting was paused for want of room, go on. */
+void
+listen_resume(void)
+{
+	if (paused && resume_at != 0 && !stopping)
+		listen_pause(0);
+}
+
+/* Resume accepting after a shortage; 0 or the next deadline. */
 uint64_t
 listen_tick(uint64_t now)
 {
@@ -169,6 +219,31 @@ listen_tick(uint64_t now)
 	return resume_at;
 }
 
+/*
+ * Out of descriptors: stop accepting until one is freed (or a second has
+ * passed), instead of spinning on a listening socket that stays
+ * readable.  Logged at most once a second, with how often it happened.
+ */
+static void
+accept_starved(void)
+{
+	static uint64_t	 last;
+	static unsigned	 times;
+	uint64_t	 now = now_mono_ms();
+	int		 e = errno;
+
+	times++;
+	if (last == 0 || now - last >= 1000) {
+		errno = e;
+		log_warn("accept: pausing until a descriptor is free (%u "
+		    "time%s since the last report)", times, times == 1 ?
+		    "" : "s");
+		last = now;
+		times = 0;
+	}
+	listen_wait(now + 1000);
+}
+
 void
 listen_accept(struct ev *ev)
 {
@@ -176,18 +251,27 @@ listen_accept(struct ev *ev)
 	socklen_t		 sl;
 	char			 host[NI_MAXHOST];
 	uint16_t		 port;
+	uint64_t		 retry;
 	int			 fd, n;
 
 	for (n = 0; n < 64; n++) {
+		if (!pending_room(now_mono_ms(), &retry)) {
+			listen_wait(retry);
+			return;
+		}
+		if (!fd_reserve_fill()) {
+			errno = EMFILE;
+			accept_starved();
+			return;
+		}
 		sl = sizeof(ss);
 		fd = accept4(ev->fd, (struct sockaddr *)&ss, &sl,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				log_warn("accept: pausing for a second");
-				listen_pause(1);
-			} else if (errno != EAGAIN && errno != EINTR &&
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_starved();
+			else if (errno != EAGAIN && errno != EINTR &&
 			    errno != ECONNABORTED)
 				log_warn("accept");
 			return;

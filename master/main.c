@@ -26,8 +26,8 @@ int		 stopping;
 
 static struct ev	 sigev = { EV_SIGNAL, -1 };
 static uint64_t		 kill_at;
-static void		*graveyard[256];
-static size_t		 ngrave;
+static void		**graveyard;
+static size_t		 ngrave, gravecap;
 
 extern char **environ;
 
@@ -59,14 +59,19 @@ ev_del(struct ev *e)
 
 /*
  * Objects may be freed while later events of the same epoll batch still
- * point at them: mark them dead and free them after the batch.
+ * point at them: mark them dead and free them after the batch.  One pass
+ * of the loop may bury any number (a thousand half-open connections
+ * expiring together), so the list grows as needed.
  */
 void
 ev_free_later(struct ev *e)
 {
 	e->kind = EV_DEAD;
-	if (ngrave == nitems(graveyard))
-		fatalx("graveyard full");
+	if (ngrave == gravecap) {
+		gravecap = gravecap ? gravecap * 2 : 256;
+		graveyard = xreallocarray(graveyard, gravecap,
+		    sizeof(*graveyard));
+	}
 	graveyard[ngrave++] = e;
 }
 

@@ -101,12 +101,16 @@ void	 ev_free_later(struct ev *);
 /* listen.c */
 int	 listen_open(const char *);
 void	 listen_pause(int);
+void	 listen_resume(void);
+int	 fd_reserve_fill(void);
+void	 fd_reserve_release(void);
 uint64_t listen_tick(uint64_t);
 void	 listen_accept(struct ev *);
 void	 listen_drain(void);
 void	 listen_close(void);
 
 /* sniff.c */
+int	 pending_room(uint64_t now, uint64_t *retry);
 void	 pending_new(int fd, const char *peer, uint16_t port);
 void	 pending_read(struct pending *);
 void	 pending_expire(uint64_t now);

@@ -57,7 +57,8 @@ first_spare(void)
 
 /*
  * Route a named connection.  Returns 0 if handed over (the fd is gone),
- * 1 if it must wait for a spare, -1 if it cannot be served.
+ * 1 if it must wait for a spare, -1 if it cannot be served, -2 if it
+ * cannot be served and that has been logged.
  */
 int
 policy_route(struct pending *p)
@@ -69,9 +70,11 @@ policy_route(struct pending *p)
 
 	if ((c = child_by_exp(p->sn.name)) == NULL) {
 		if (children_count(CH_SERVING) >= opts.max_experiments) {
-			log_warnx("experiment %s refused: --max-experiments "
-			    "(%u) reached", p->sn.name, opts.max_experiments);
-			return -1;
+			log_warnx("client %s port %u: experiment %s refused: "
+			    "--max-experiments (%u) reached; connection closed",
+			    p->peer, p->port, p->sn.name,
+			    opts.max_experiments);
+			return -2;
 		}
 		if ((c = first_spare()) == NULL) {
 			spawn_more(1);

@@ -5,7 +5,8 @@
  * and then routes the socket with the bytes read so far.  Two lists, each
  * in deadline order: connections still being read, and named connections
  * waiting for an experiment process.  When too many connections are still
- * being read, the oldest is dropped so that real clients get in.
+ * being read, the oldest is dropped so that real clients get in (or, if
+ * even the oldest is only just accepted, the listener waits a moment).
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include "master/master.h"
 
 #define WAIT_MS		30000	/* for an experiment process to be ready */
+#define MIN_AGE_MS	250	/* before --max-pending may drop a connection */
 
 struct plist {
 	struct pending	*head, *tail;
@@ -62,15 +64,41 @@ pending_end(struct pending *p, const char *why, const char *message)
 	pending_free(p, why);
 }
 
+/*
+ * Room under --max-pending for one more connection?  Past the limit the
+ * oldest connection still naming its experiment is dropped, but only
+ * once it has had MIN_AGE_MS to send its header: in a burst of real
+ * clients the listener accepts faster than the clients write, and those
+ * must not be mistaken for idlers.  Returns 1 if there is room now, else
+ * 0 with *retry the time at which the oldest may be dropped.
+ */
+int
+pending_room(uint64_t now, uint64_t *retry)
+{
+	struct pending	*old;
+	uint64_t	 born;
+
+	while (reading.n >= opts.max_pending) {
+		old = reading.head;
+		born = old->deadline - opts.header_timeout * 1000ULL;
+		if (now < born + MIN_AGE_MS) {
+			*retry = born + MIN_AGE_MS;
+			return 0;
+		}
+		pending_read(old);	/* its header may be here by now */
+		if (reading.head == old)
+			pending_end(old, "too many connections still "
+			    "sending their header; dropping the oldest",
+			    "SOCKET_DROPPED");
+	}
+	return 1;
+}
+
 void
 pending_new(int fd, const char *peer, uint16_t port)
 {
 	struct pending	*p;
 
-	if (reading.n >= opts.max_pending)
-		pending_end(reading.head, "too many connections still "
-		    "sending their header; dropping the oldest",
-		    "SOCKET_DROPPED");
 	p = xcalloc(1, sizeof(*p));
 	p->ev.kind = EV_PENDING;
 	p->ev.fd = fd;
@@ -82,6 +110,8 @@ pending_new(int fd, const char *peer, uint16_t port)
 	ev_add(&p->ev, EPOLLIN | EPOLLRDHUP);
 	log_debug("connection from %s port %u", peer, port);
 	report_event(REPORT_CONNECT, peer, port, NULL, NULL);
+	/* A client usually sends its header at once: route it now. */
+	pending_read(p);
 }
 
 /*
@@ -102,6 +132,7 @@ pending_free(struct pending *p, const char *why)
 	plist_del(p->waiting ? &waiting : &reading, p);
 	buf_free(&p->data);
 	ev_free_later(&p->ev);
+	listen_resume();	/* a descriptor and a slot are free */
 }
 
 /* Hand p over (policy_route took the fd) or park it for a child. */
@@ -112,6 +143,7 @@ pending_named(struct pending *p)
 
 	ev_del(&p->ev);
 	plist_del(&reading, p);
+	listen_resume();	/* a slot under --max-pending is free */
 	p->waiting = 1;
 	plist_add(&waiting, p);
 	r = policy_route(p);
@@ -123,8 +155,8 @@ pending_named(struct pending *p)
 		p->ev.fd = -1;	/* now the child's */
 		pending_free(p, NULL);
 	} else
-		pending_end(p, "cannot serve this experiment now",
-		    "SOCKET_DROPPED");
+		pending_end(p, r == -2 ? NULL : "cannot serve this experiment "
+		    "now", "SOCKET_DROPPED");
 }
 
 static int
@@ -204,8 +236,8 @@ pending_retry_waiting(void)
 			p->ev.fd = -1;
 			pending_free(p, NULL);
 		} else
-			pending_end(p, "cannot serve this experiment now",
-			    "SOCKET_DROPPED");
+			pending_end(p, r == -2 ? NULL : "cannot serve this "
+			    "experiment now", "SOCKET_DROPPED");
 	}
 }
 

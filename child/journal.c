@@ -1,0 +1,165 @@
+/*
+ * The redo journal of the SQLite backend (see journal.h).  Each entry is
+ * a fixed record followed by its strings, the row's value array and the
+ * bytes of its string, blob and vector values, all in one growing
+ * buffer.  Only sizes are stored, never pointers into the buffer, since
+ * it moves as it grows; journal_next() rebuilds the pointers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "child/journal.h"
+
+struct jrec {
+	size_t		 size;		/* of the whole entry */
+	enum jkind	 kind;
+	struct table	*t;
+	int		 id;
+	int		 n;		/* row values */
+	size_t		 alen;		/* with their NULs */
+	size_t		 blen;
+	int		 sender;
+	int32_t		 seq;
+	double		 ts_client;
+	double		 ts_server;
+};
+
+static int
+has_bytes(const struct oml_value *v)
+{
+	return v->type == OML_STRING || v->type == OML_BLOB ||
+	    oml_type_is_vector(v->type);
+}
+
+static char *
+put(char *p, const void *src, size_t len)
+{
+	if (len > 0)
+		memcpy(p, src, len);
+	return p + len;
+}
+
+void
+journal_add(struct journal *j, const struct jentry *e)
+{
+	struct jrec	 r;
+	size_t		 size;
+	char		*p;
+	int		 i;
+
+	memset(&r, 0, sizeof(r));
+	r.kind = e->kind;
+	r.t = e->t;
+	r.id = e->id;
+	r.alen = e->a != NULL ? strlen(e->a) + 1 : 0;
+	r.blen = e->b != NULL ? strlen(e->b) + 1 : 0;
+	size = sizeof(r) + r.alen + r.blen;
+	if (e->kind == J_ROW) {
+		r.n = e->row.n;
+		r.sender = e->row.sender;
+		r.seq = e->row.seq;
+		r.ts_client = e->row.ts_client;
+		r.ts_server = e->row.ts_server;
+		size += (size_t)r.n * sizeof(*e->row.v);
+		for (i = 0; i < r.n; i++)
+			if (has_bytes(&e->row.v[i]))
+				size += e->row.v[i].u.s.len;
+	}
+	r.size = size;
+	/* one reservation, then plain copies: this runs for every row */
+	buf_reserve(&j->b, size);
+	p = j->b.p + j->b.len;
+	p = put(p, &r, sizeof(r));
+	p = put(p, e->a, r.alen);
+	p = put(p, e->b, r.blen);
+	p = put(p, e->row.v, (size_t)r.n * sizeof(*e->row.v));
+	for (i = 0; i < r.n; i++)
+		if (has_bytes(&e->row.v[i]))
+			p = put(p, e->row.v[i].u.s.p, e->row.v[i].u.s.len);
+	j->last = j->b.len;
+	j->b.len += size;
+	j->n++;
+	if (e->kind == J_ROW)
+		j->rows++;
+}
+
+void
+journal_undo(struct journal *j)
+{
+	struct jrec	 r;
+
+	if (j->n == 0)
+		return;
+	memcpy(&r, j->b.p + j->last, sizeof(r));
+	j->b.len = j->last;
+	j->n--;
+	if (r.kind == J_ROW)
+		j->rows--;
+	/* the one before is not known; undo is for the entry just added */
+	j->last = 0;
+}
+
+void
+journal_clear(struct journal *j)
+{
+	j->b.len = 0;
+	j->last = 0;
+	j->n = 0;
+	j->rows = 0;
+	/* the next batch is likely as big: keep the memory, unless one
+	 * huge row (a large blob) inflated it */
+	if (j->b.cap > 16 * 1024 * 1024)
+		buf_free(&j->b);
+}
+
+void
+journal_free(struct journal *j)
+{
+	buf_free(&j->b);
+	free(j->vals);
+	memset(j, 0, sizeof(*j));
+}
+
+int
+journal_next(struct journal *j, size_t *off, struct jentry *e)
+{
+	struct jrec	 r;
+	const char	*p;
+	int		 i;
+
+	if (*off >= j->b.len)
+		return 0;
+	memcpy(&r, j->b.p + *off, sizeof(r));
+	p = j->b.p + *off + sizeof(r);
+	memset(e, 0, sizeof(*e));
+	e->kind = r.kind;
+	e->t = r.t;
+	e->id = r.id;
+	e->a = r.alen ? p : NULL;
+	p += r.alen;
+	e->b = r.blen ? p : NULL;
+	p += r.blen;
+	if (r.n > j->nvals) {
+		j->vals = xreallocarray(j->vals, (size_t)r.n,
+		    sizeof(*j->vals));
+		j->nvals = r.n;
+	}
+	if (r.n > 0) {
+		memcpy(j->vals, p, (size_t)r.n * sizeof(*j->vals));
+		p += (size_t)r.n * sizeof(*j->vals);
+	}
+	for (i = 0; i < r.n; i++) {
+		if (!has_bytes(&j->vals[i]))
+			continue;
+		j->vals[i].u.s.p = j->vals[i].u.s.len > 0 ? p : "";
+		p += j->vals[i].u.s.len;
+	}
+	e->row.sender = r.sender;
+	e->row.seq = r.seq;
+	e->row.ts_client = r.ts_client;
+	e->row.ts_server = r.ts_server;
+	e->row.n = r.n;
+	e->row.v = j->vals;
+	*off += r.size;
+	return 1;
+}

@@ -1,0 +1,46 @@
+/*
+ * child/journal.h -- private to the SQLite backend (store_sqlite.c) and
+ * journal.c: a redo log of every write made since the last commit, so
+ * that a transaction the storage refused for a passing reason (a full
+ * disk, an I/O error) can be written again, in the same order, once it
+ * can.  Entries are deep copies; nothing points into a connection.
+ */
+#ifndef CHILD_JOURNAL_H
+#define CHILD_JOURNAL_H
+
+#include "child/child.h"
+
+enum jkind { J_EXEC = 1, J_CREATE, J_META, J_SENDER, J_ROW };
+
+/*
+ * One write.  J_EXEC: SQL a.  J_CREATE: table t.  J_META: key a, value b.
+ * J_SENDER: name a with id.  J_ROW: row for table t.  Strings and row
+ * values returned by journal_next() point into the journal and stay
+ * valid until it is next changed.
+ */
+struct jentry {
+	enum jkind		 kind;
+	struct table		*t;
+	const char		*a;
+	const char		*b;
+	int			 id;
+	struct row		 row;
+};
+
+struct journal {
+	struct buf		 b;
+	size_t			 last;		/* offset of the last entry */
+	unsigned		 n;		/* entries */
+	unsigned		 rows;		/* of which rows */
+	struct oml_value	*vals;		/* journal_next()'s row values */
+	int			 nvals;
+};
+
+void	 journal_add(struct journal *, const struct jentry *);
+void	 journal_undo(struct journal *);	/* forget the last entry */
+void	 journal_clear(struct journal *);
+void	 journal_free(struct journal *);
+/* The entry at *off, then *off moves on; 0 at the end. */
+int	 journal_next(struct journal *, size_t *off, struct jentry *);
+
+#endif /* CHILD_JOURNAL_H */

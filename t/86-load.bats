@@ -1,0 +1,106 @@
+#!/usr/bin/env bats
+# Load: many connections at once, half-open headers, and running out of
+# file descriptors.  Each test prints its figures on the bats output.
+
+load helpers
+
+# Milliseconds since an arbitrary origin.
+ms() {
+	echo $(( $(date +%s%N) / 1000000 ))
+}
+
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# The master's count of connections still naming their experiment, from
+# a status summary asked for now.
+pending_count() {
+	local n
+	n=$(grep -c 'status: master' "$LOG" || true)
+	kill -USR1 "$SERVER_PID"
+	wait_for 5 eval '[ "$(grep -c "status: master" "$LOG")" -gt '"$n"' ]' || return 1
+	grep 'status: master' "$LOG" | tail -n 1 |
+	    sed 's/.* \([0-9]*\) connections naming.*/\1/'
+}
+
+pending_is() {
+	[ "$(pending_count)" = "$1" ]
+}
+
+@test "1000 connections that never finish their header delay no real client and are reaped" {
+	start_server -d 3 --header-timeout 3
+	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
+	bg "$OMLSEND" -q -r "$T/half" -c 1000 -H 30000 "127.0.0.1:$PORT"
+	wait_for 20 pending_is 1000
+	# real clients go straight through
+	local t0 t1
+	t0=$(ms)
+	send -e real -n 100 -S r1
+	send -e real -n 100 -b -S r2
+	t1=$(ms)
+	wait_rows real gen 200
+	echo "two real clients with 1000 half-open connections: $((t1 - t0)) ms" >&3
+	[ $((t1 - t0)) -lt 3000 ]
+	# and all of the half-open ones are reaped after --header-timeout
+	wait_for 10 eval '[ "$(grep -c "did not name its experiment in time; connection closed" "$LOG")" -eq 1000 ]'
+	pending_is 0
+}
+
+@test "past --max-pending the oldest half-open connections are dropped so real clients get in" {
+	start_server -d 3 --max-pending 100 --header-timeout 60
+	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
+	bg "$OMLSEND" -q -r "$T/half" -c 1000 -H 30000 "127.0.0.1:$PORT"
+	wait_for 20 eval '[ "$(grep -c "dropping the oldest; connection closed" "$LOG")" -eq 900 ]'
+	pending_is 100
+	local t0 t1
+	t0=$(ms)
+	send -e real -n 100
+	t1=$(ms)
+	wait_rows real gen 100
+	echo "a real client past --max-pending: $((t1 - t0)) ms" >&3
+	[ $((t1 - t0)) -lt 3000 ]
+	# one more half-open connection came in with it, so one more went
+	[ "$(grep -c "dropping the oldest; connection closed" "$LOG")" -eq 901 ]
+}
+
+@test "2000 clients across 100 experiments store every row" {
+	start_server -d 3
+	local t0 t1 i bad=0
+	t0=$(ms)
+	send -c 2000 -E 100 -n 20
+	t1=$(ms)
+	for i in $(seq 0 99); do
+		wait_rows "omlsend-$i" gen 400 20 || bad=$((bad + 1))
+	done
+	echo "2000 clients, 100 experiments, 40000 rows: sent in $((t1 - t0)) ms, all stored after $(( $(ms) - t0 )) ms" >&3
+	[ "$bad" -eq 0 ]
+	[ "$(grep -c 'ready: omlsend-' "$LOG")" -eq 2000 ]
+	! log_has 'connection closed|connection dropped|tuple dropped'
+}
+
+@test "out of file descriptors, the master pauses accepting without spinning and serves everyone" {
+	start_server -d 3
+	prlimit --pid "$SERVER_PID" --nofile=64:64
+	local c0 c1 t0 t1 i starved
+	c0=$(cpu_ticks "$SERVER_PID")
+	t0=$(ms)
+	send -c 200 -E 10 -n 5 -H 1000
+	for i in $(seq 0 9); do
+		wait_rows "omlsend-$i" gen 100
+	done
+	t1=$(ms)
+	c1=$(cpu_ticks "$SERVER_PID")
+	starved=$(sed -n 's/.*accept: pausing until a descriptor is free (\([0-9]*\) time.*/\1/p' "$LOG" |
+	    awk '{ n += $1 } END { print n + 0 }')
+	echo "200 clients under a 64-descriptor limit: all stored in $((t1 - t0)) ms; $(grep -c "accept: pausing" "$LOG") pause lines, $starved refusals in the first; master CPU $(( (c1 - c0) * 10 )) ms" >&3
+	log_has 'master: accept: pausing until a descriptor is free .*: Too many open files'
+	[ "$starved" -gt 0 ]
+	# no busy loop: the master used a fraction of the time it waited, and
+	# said so at most about once a second
+	[ $(( (c1 - c0) * 10 )) -lt $(( (t1 - t0) / 4 )) ]
+	[ "$(grep -c 'accept: pausing' "$LOG")" -le $(( (t1 - t0) / 1000 + 2 )) ]
+	[ "$(grep -c 'cannot start an experiment process' "$LOG")" -le $(( (t1 - t0) / 1000 + 2 )) ]
+	[ "$(grep -c 'ready: omlsend-' "$LOG")" -eq 200 ]
+}
