@@ -34,7 +34,7 @@ check_witnesses() {
 	# the server and the attacked experiment's process are the same ones
 	kill -0 "$SERVER_PID"
 	[ "$(exp_pid victim)" = "$VPID" ]
-	! log_has 'killed by signal|exited with status|fatal'
+	log_lacks 'killed by signal|exited with status|fatal'
 	no_stray_files
 }
 
@@ -290,6 +290,6 @@ ready_port() {
 	# one line each, and the held clients never noticed
 	[ "$(grep -c 'refused: --max-experiments' "$LOG")" -eq 1 ]
 	[ "$(grep -c -- '--max-clients (3) reached' "$LOG")" -eq 1 ]
-	! log_has 'port [0-9]+ (protocol error|socket error|limit reached).*: [0-9]+ rows stored'
+	log_lacks 'port [0-9]+ (protocol error|socket error|limit reached).*: [0-9]+ rows stored'
 	[ "$(q victim "SELECT count(*) FROM gen")" = $((WROWS + 15)) ]
 }

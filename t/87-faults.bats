@@ -92,7 +92,7 @@ exited() {
 	kill -0 "$SERVER_PID"
 	kill -0 "$(exp_pid full)"
 	kill -0 "$big"	# held back by TCP, not refused
-	! log_has 'tuple dropped|connection closed|killed by signal'
+	log_lacks 'tuple dropped|connection closed|killed by signal'
 	# space returns
 	mount -o remount,size=64m "$TMPFS"
 	wait_log 'exp/full: .*/full.sq3: written again after [0-9.]+ s' 20
@@ -141,6 +141,6 @@ exited() {
 	wait_for 10 eval '[ "$(sed -n 2p "$T/rq.out")" = 10 ]'
 	echo 'COMMIT;' >&5
 	exec 5>&-
-	! log_has 'WARN  exp/|ERROR'
+	log_lacks 'WARN  exp/|ERROR'
 	! grep -i error "$T/rq.out"
 }
