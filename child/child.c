@@ -37,6 +37,7 @@ static struct {
 	uint64_t		 rows;		/* of databases already closed */
 	uint64_t		 dropped;
 	uint64_t		 next_sweep;
+	int			 paused;	/* not reading clients: db away */
 	struct conn		**grave;	/* freed after the batch */
 	unsigned		 ngrave;
 	unsigned		 gravecap;
@@ -79,8 +80,40 @@ cev_add(struct cev *e)
 {
 	struct epoll_event	 ee = { .events = EPOLLIN, .data.ptr = e };
 
+	if (e->kind == CEV_CONN && exp.paused)
+		ee.events = 0;
 	if (epoll_ctl(exp.epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1)
 		fatal("epoll_ctl");
+}
+
+/*
+ * While the database is away and the backend holds as many rows as it
+ * may, clients are not read: their data waits in the kernel and in the
+ * clients rather than being dropped.  Idle reaping waits too.
+ */
+static void
+pause_clients(int on)
+{
+	struct epoll_event	 ee;
+	unsigned		 i;
+
+	exp.paused = on;
+	for (i = 0; i < exp.nconns; i++) {
+		ee.events = on ? 0 : EPOLLIN;
+		ee.data.ptr = exp.conns[i];
+		if (epoll_ctl(exp.epfd, EPOLL_CTL_MOD, conn_fd(exp.conns[i]),
+		    &ee) == -1)
+			fatal("epoll_ctl");
+	}
+	if (on)
+		log_warnx("the database is away and the batch is full: not "
+		    "reading from %u client%s until it is back", exp.nconns,
+		    exp.nconns == 1 ? "" : "s");
+	else {
+		log_info("the database is back: reading from clients again");
+		exp.next_sweep = now_mono_ms() +
+		    exp.conf->idle_timeout * 1000ULL;
+	}
 }
 
 struct db *
@@ -299,7 +332,7 @@ timers(uint64_t now)
 			next = due;
 	}
 	idle_ms = exp.conf->idle_timeout * 1000ULL;
-	if (idle_ms != 0 && now >= exp.next_sweep) {
+	if (idle_ms != 0 && now >= exp.next_sweep && !exp.paused) {
 		exp.next_sweep = now + 1000;
 		for (i = exp.nconns; i-- > 0; )
 			if (i < exp.nconns &&
@@ -352,6 +385,8 @@ loop(void)
 	for (;;) {
 		now = now_mono_ms();
 		next = timers(now);
+		if ((exp.db != NULL && db_stalled(exp.db)) != exp.paused)
+			pause_clients(!exp.paused);
 		n = epoll_wait(exp.epfd, evs, nitems(evs),
 		    next > now ? (int)(next - now) : 0);
 		if (n == -1 && errno != EINTR)
@@ -405,5 +440,5 @@ child_probe(const struct child_conf *conf)
 {
 	if (conf->backend == BACKEND_SQLITE)
 		return sqlite_probe(conf);
-	return -1;
+	return pg_probe(conf);
 }

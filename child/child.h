@@ -88,8 +88,14 @@ struct backend {
 	int	(*table_prepare)(struct db *, struct table *);
 	void	(*table_free)(struct db *, struct table *);
 	int	(*insert)(struct db *, struct table *, const struct row *);
-	/* serialise schema work with other servers (may be NULL) */
+	/*
+	 * Serialise schema work with other servers (may be NULL).  Between
+	 * lock(1) and lock(0) db.c re-reads the tables; lock(0) makes the
+	 * work durable and fails if it could not.
+	 */
 	int	(*lock)(struct db *, int on);
+	/* should the child stop reading its clients for now? (may be NULL) */
+	int	(*stalled)(struct db *);
 };
 
 struct sender {
@@ -112,6 +118,7 @@ struct db {
 	struct table		*meta;		/* _experiment_metadata */
 	struct sender		*senders;
 	unsigned		 pending;	/* writes since last commit */
+	int			 failing;	/* the last commit failed */
 	uint64_t		 dirty_since;	/* monotonic ms */
 	uint64_t		 rows;
 	uint64_t		 dropped;
@@ -126,13 +133,16 @@ struct table	*db_declare(struct db *, const struct oml_schema *);
 int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
+int		 db_stalled(struct db *);
 const char	*db_sql_type(enum oml_type, int postgres);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);
 
 /* store_sqlite.c, store_pg.c */
 extern const struct backend	 backend_sqlite;
+extern const struct backend	 backend_pg;
 int		 sqlite_probe(const struct child_conf *);
+int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */
 enum cev_kind { CEV_CTL, CEV_SIGNAL, CEV_CONN, CEV_HOOK, CEV_DEAD };

@@ -191,7 +191,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		if (strcmp(arg, "sqlite") == 0)
 			o->cc.backend = BACKEND_SQLITE;
 		else if (strcmp(arg, "postgresql") == 0)
-			unavailable("--backend=postgresql");
+			o->cc.backend = BACKEND_POSTGRESQL;
 		else
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;

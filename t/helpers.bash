@@ -19,6 +19,7 @@ setup() {
 	BG_PIDS=()
 	export ASAN_OPTIONS="log_path=$T/asan:detect_leaks=1:abort_on_error=0"
 	export UBSAN_OPTIONS="log_path=$T/ubsan:print_stacktrace=1:halt_on_error=1"
+	if declare -F pg_setup >/dev/null; then pg_setup; fi
 }
 
 teardown() {
@@ -203,6 +204,8 @@ same_as_original() {
 # Tests that should hold for both backends read through these, so that the
 # same file runs with OML2_BACKEND=postgresql (see t/pg.bash once present).
 BACKEND=${OML2_BACKEND:-sqlite}
+
+if [ "$BACKEND" = postgresql ]; then . "$BATS_TEST_DIRNAME/pg.bash"; fi
 
 # Extra server options for the backend under test.
 backend_args() {

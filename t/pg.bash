@@ -1,0 +1,132 @@
+# A throwaway PostgreSQL cluster for the tests (PostgreSQL 15 binaries).
+#
+# Loaded by t/helpers.bash when OML2_BACKEND=postgresql.  The cluster runs
+# on loopback on a free port, as the unprivileged user omlpg (when the
+# suite runs as root), from a temporary directory; the suite administers it
+# as the superuser omlpg over a Unix socket in that directory.  The server
+# under test logs in over TCP with a password as PG_ROLE, a role with
+# CREATEDB and nothing more.
+#
+# One cluster per bats file (setup_file/teardown_file), or one for a whole
+# run:  bash t/pg.bash run CMD...  starts it, exports its coordinates and
+# runs CMD (the Makefile's test-pg does this); bats files then use it.
+# Before each test every experiment database is dropped, so that each test
+# starts from an empty cluster, as it does from an empty data directory.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_OSUSER=omlpg
+PG_ADMIN=omlpg			# the bootstrap superuser
+PG_ROLE=oml2test		# what the server logs in as
+PG_NOCREATE=oml2nocreate	# a role without CREATEDB
+
+pg_as() {
+	if [ "$(id -u)" -eq 0 ]; then
+		(cd / && runuser -u "$PG_OSUSER" -- "$@")
+	else
+		"$@"
+	fi
+}
+
+pg_free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 30000))
+		[ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && break
+	done
+	echo "$p"
+}
+
+# Start a cluster and export OML2_PG_DIR, OML2_PG_PORT and OML2_PG_PASS.
+pg_cluster_start() {
+	local dir port i
+	if [ "$(id -u)" -eq 0 ] && ! id "$PG_OSUSER" >/dev/null 2>&1; then
+		useradd --system --no-create-home --shell /usr/sbin/nologin \
+		    "$PG_OSUSER" 2>/dev/null || id "$PG_OSUSER" >/dev/null || return 1
+	fi
+	dir=$(mktemp -d /tmp/oml2pg.XXXXXX)
+	chmod 755 "$dir"
+	[ "$(id -u)" -eq 0 ] && chown "$PG_OSUSER" "$dir"
+	pg_as "$PG_BIN/initdb" -D "$dir/data" -U "$PG_ADMIN" -A trust -E UTF8 \
+	    --locale=C --no-sync >"$dir/initdb.log" 2>&1 || {
+		cat "$dir/initdb.log" >&2
+		return 1
+	}
+	cat >"$dir/data/pg_hba.conf" <<-EOF
+	local all all trust
+	host all $PG_ADMIN 127.0.0.1/32 reject
+	host all all 127.0.0.1/32 scram-sha-256
+	EOF
+	for i in 1 2 3 4 5; do
+		port=$(pg_free_port)
+		pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
+		    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c full_page_writes=off -c synchronous_commit=on -c max_connections=200" \
+		    start >/dev/null && break
+		port=
+	done
+	[ -n "$port" ] || { cat "$dir/pg.log" >&2; return 1; }
+	export OML2_PG_DIR=$dir OML2_PG_PORT=$port
+	export OML2_PG_PASS="pw-$RANDOM-$RANDOM-$RANDOM"
+	pg_admin postgres "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$OML2_PG_PASS'" &&
+	pg_admin postgres "CREATE ROLE $PG_NOCREATE LOGIN PASSWORD '$OML2_PG_PASS'"
+}
+
+pg_cluster_stop() {
+	[ -n "${OML2_PG_DIR:-}" ] || return 0
+	pg_as "$PG_BIN/pg_ctl" -D "$OML2_PG_DIR/data" -m fast -w stop >/dev/null 2>&1
+	rm -rf "$OML2_PG_DIR"
+}
+
+# SQL as the superuser: pg_admin DB SQL
+pg_admin() {
+	psql -XAtq -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" \
+	    -U "$PG_ADMIN" -d "$1" -c "$2"
+}
+
+# The backend-neutral helpers of helpers.bash use these two.
+pg_server_args() {
+	echo -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
+	    --pg-user="$PG_ROLE" --pg-pass="$OML2_PG_PASS"
+}
+
+# Rows as a|b|c, no headers, NULL as empty: pg_query EXP SQL
+pg_query() {
+	psql -XAtq -F'|' -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" \
+	    -p "$OML2_PG_PORT" -U "$PG_ADMIN" -d "$1" -c "$2"
+}
+
+# Every test starts from a cluster with no experiment database.
+pg_setup() {
+	[ -n "${OML2_PG_PORT:-}" ] || {
+		echo "no PostgreSQL cluster (see t/pg.bash)" >&2
+		return 1
+	}
+	psql -XAtq -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" \
+	    -U "$PG_ADMIN" -d postgres >/dev/null <<-'EOF'
+	SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database
+	    WHERE datname NOT IN ('postgres', 'template0', 'template1') \gexec
+	EOF
+}
+
+# One cluster per bats file, unless the whole run has one.
+if [ -z "${OML2_PG_PORT:-}" ]; then
+	setup_file() {
+		pg_cluster_start
+	}
+	teardown_file() {
+		pg_cluster_stop
+	}
+fi
+
+# bash t/pg.bash run CMD...: one cluster around CMD.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	[ "${1:-}" = run ] && [ $# -ge 2 ] || {
+		echo "usage: bash t/pg.bash run CMD..." >&2
+		exit 2
+	}
+	shift
+	pg_cluster_start || exit 1
+	trap pg_cluster_stop EXIT
+	rc=0
+	"$@" || rc=$?
+	exit "$rc"
+fi
