@@ -130,10 +130,15 @@ sq() {
 	sqlite "$DATA/$db.sq3" "$@"
 }
 
+sql_is() {
+	[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]
+}
+
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
+# (not through eval: inside wait_for, $1... would be wait_for's own)
 wait_sql() {
 	local got
-	wait_for "${4:-10}" eval '[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]' || {
+	wait_for "${4:-10}" sql_is "$1" "$2" "$3" || {
 		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
@@ -223,10 +228,14 @@ q() {
 	fi
 }
 
+q_is() {
+	[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]
+}
+
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
 	local got
-	wait_for "${4:-10}" eval '[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]' || {
+	wait_for "${4:-10}" q_is "$1" "$2" "$3" || {
 		got=$(q "$1" "$2" 2>&1)
 		echo "query on $1: $2: wanted '$3', got '$got'" >&2
 		return 1
