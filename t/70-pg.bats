@@ -6,6 +6,14 @@
 export OML2_BACKEND=postgresql
 load helpers
 
+# Fail if the command succeeds (a bare '!' does not fail a bats test).
+refute() {
+	if "$@"; then
+		echo "should not have succeeded: $*" >&2
+		return 1
+	fi
+}
+
 # Run the server in the foreground with some PostgreSQL options replaced;
 # it must refuse to start: refused OPTION...
 refused() {
@@ -148,7 +156,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	[ "${lines[1]}" = "table_t_2|1 t_2 x:double" ]
 	[ "${lines[2]}" = "table_t_3|2 t_3 y:int32" ]
 	[ "${#lines[@]}" -eq 3 ]
-	! log_has 'protocol error'
+	refute log_has 'protocol error'
 }
 
 @test "tables whose names start with pg or sql are found again on reopening" {
@@ -159,7 +167,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q prefix "SELECT (SELECT count(*) FROM pgtab) || ' ' || (SELECT count(*) FROM sqlthing)" "4 4"
 	run q prefix "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
 	[ "$output" = 4 ]
-	! log_has 'protocol error'
+	refute log_has 'protocol error'
 }
 
 @test "a table left without its table_ row is not clobbered: the schema goes to name_2" {
@@ -195,10 +203,10 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	pids="$SERVER_PID $(pgrep -P "$SERVER_PID" | tr '\n' ' ')"
 	[ "$(echo $pids | wc -w)" -ge 3 ]
 	for pid in $pids; do
-		! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$secret"
+		refute grep -qF -- "$secret" "/proc/$pid/cmdline"
 	done
-	! ps -eo args | grep -v grep | grep -qF -- "$secret"
-	! grep -qF -- "$secret" "$LOG"
+	refute eval 'ps -eo args | grep -v grep | grep -qF -- "$secret"'
+	refute grep -qF -- "$secret" "$LOG"
 	# the start-up probe too: hold PostgreSQL still while it connects
 	stop_server
 	: >"$LOG"
@@ -214,7 +222,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	kill -CONT "$pm"
 	[ "$seen" -eq 0 ]
 	wait_log ' ready: '
-	! grep -qF -- "$secret" "$LOG"
+	refute grep -qF -- "$secret" "$LOG"
 }
 
 @test "PGPASSWORD works in place of --pg-pass, and so does a password file" {
@@ -280,6 +288,6 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q restart "SELECT count(*), count(DISTINCT oml_seq), min(oml_seq), max(oml_seq) FROM gen" "600|600|1|600" 20
 	log_has 'connection to PostgreSQL lost'
 	log_has 'reconnected to PostgreSQL'
-	! log_has 'closed: .*protocol error|socket error'
+	refute log_has 'protocol error|socket error'
 	wait_log "client .* closed by the client: 600 rows stored, 0 dropped"
 }
