@@ -145,8 +145,8 @@ wait_sql() {
 	}
 }
 
-wait_rows() {
-	wait_sql "$1" "SELECT count(*) FROM \"$2\"" "$3" "${4:-10}"
+wait_rows() {	# either backend
+	wait_q "$1" "SELECT count(*) FROM \"$2\"" "$3" "${4:-10}"
 }
 
 # Pids of the server's children, optionally only those serving experiment $1.

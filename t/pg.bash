@@ -94,6 +94,48 @@ pg_query() {
 	    -p "$OML2_PG_PORT" -U "$PG_ADMIN" -d "$1" -c "$2"
 }
 
+# Does experiment $1's database hold what the original server stored in
+# SQLite dump $2?  The same tables with the same columns, and the same rows
+# (by oml_tuple_id) in every column but oml_ts_server, each compared as
+# its type reads back: integers exactly, doubles to 1e-12 (NaN is NULL in
+# SQLite), booleans as 0/1, blobs as hex.  The PostgreSQL rows are copied
+# into a scratch SQLite database beside the original's to compare them.
+pg_same_as_original() {
+	local exp=$1 orig=$T/orig.$RANDOM.sq3 t a b cols c ty cond
+	sqlite "$orig" <"$2"
+	a=$(sqlite "$orig" "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+	b=$(pg_query "$exp" "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+	[ "$a" = "$b" ] || { diff <(echo "$a") <(echo "$b") >&2; return 1; }
+	for t in $a; do
+		a=$(sqlite "$orig" "SELECT group_concat(name, ',') FROM pragma_table_info('$t')")
+		b=$(pg_query "$exp" "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '$t'")
+		[ "$a" = "$b" ] || { echo "table $t: columns $b, not $a" >&2; return 1; }
+		[ "$t" = _senders ] && cols=name || cols=oml_tuple_id
+		pg_query "$exp" "COPY (SELECT * FROM \"$t\" ORDER BY $cols) TO STDOUT WITH (FORMAT csv, HEADER, NULL '\N')" >"$T/pg.csv"
+		sqlite "$orig" ".import --csv $T/pg.csv \"pg_$t\""
+		cond=
+		while IFS='|' read -r c ty; do
+			[ "$c" = oml_ts_server ] && continue
+			local p="NULLIF(p.\"$c\", '\N')" o="o.\"$c\""
+			case $ty in
+			boolean) c="(CASE $p WHEN 't' THEN 1 WHEN 'f' THEN 0 END) IS $o" ;;
+			double*) c="(($p IS NULL OR $p = 'NaN') AND $o IS NULL) OR abs(CAST($p AS REAL) - $o) <= 1e-12 * abs($o)" ;;
+			bytea) c="(CASE WHEN $p IS NULL THEN NULL ELSE upper(substr($p, 3)) END) IS (CASE WHEN $o IS NULL THEN NULL ELSE hex($o) END)" ;;
+			integer|bigint|smallint) c="CAST($p AS INTEGER) IS $o" ;;
+			*) c="$p IS $o" ;;
+			esac
+			cond="$cond AND ($c)"
+		done < <(pg_query "$exp" "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '$t' ORDER BY ordinal_position")
+		[ "$t" = _senders ] && c=name || c=oml_tuple_id
+		a=$(sqlite "$orig" "SELECT (SELECT count(*) FROM \"$t\") || ' ' || (SELECT count(*) FROM \"pg_$t\") || ' ' || (SELECT count(*) FROM \"$t\" o JOIN \"pg_$t\" p ON CAST(p.$c AS TEXT) = CAST(o.$c AS TEXT) WHERE 1 $cond)")
+		set -- $a
+		[ "$1" = "$2" ] && [ "$1" = "$3" ] || {
+			echo "table $t: $1 rows in the original, $2 stored, $3 equal" >&2
+			return 1
+		}
+	done
+}
+
 # Every test starts from a cluster with no experiment database.
 pg_setup() {
 	[ -n "${OML2_PG_PORT:-}" ] || {
