@@ -175,6 +175,18 @@ unavailable(const char *opt)
 	bad("%s: this feature is not available in this build", opt);
 }
 
+/* A --pg-* option; the last one given wins. */
+static void
+pg_opt(char **dst, unsigned bit, const char *arg)
+{
+	static unsigned	 copied;	/* which *dst are our copies */
+
+	if (copied & bit)
+		free(*dst);
+	*dst = xstrdup(arg);
+	copied |= bit;
+}
+
 static void
 one(struct options *o, int c, const char *arg, char **datadir)
 {
@@ -195,11 +207,11 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		else
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;
-	case O_PG_HOST:	o->cc.pg_host = xstrdup(arg); break;
-	case O_PG_PORT:	o->cc.pg_port = xstrdup(arg); break;
-	case O_PG_USER:	o->cc.pg_user = xstrdup(arg); break;
-	case O_PG_PASS:	o->cc.pg_pass = xstrdup(arg); break;
-	case O_PG_CONNECT: o->cc.pg_connect = xstrdup(arg); break;
+	case O_PG_HOST:	pg_opt(&o->cc.pg_host, 1, arg); break;
+	case O_PG_PORT:	pg_opt(&o->cc.pg_port, 2, arg); break;
+	case O_PG_USER:	pg_opt(&o->cc.pg_user, 4, arg); break;
+	case O_PG_PASS:	pg_opt(&o->cc.pg_pass, 8, arg); break;
+	case O_PG_CONNECT: pg_opt(&o->cc.pg_connect, 16, arg); break;
 	case O_SPARES:	o->spares = (int)num("--spares", arg, 0, 64); break;
 	case O_LINGER:	o->linger = num("--linger", arg, 0, 86400); break;
 	case O_HEADER_LIMIT:
