@@ -66,7 +66,6 @@ struct pgtab {
 
 struct pg {
 	PGconn		*c;
-	char		*host;		/* for log lines */
 	char		 port[24];
 	int		 locked;	/* in a lock(1) transaction */
 	int		 utf8;		/* strings are checked before COPY */
@@ -362,14 +361,13 @@ pg_open(struct db *db)
 
 	pg = xcalloc(1, sizeof(*pg));
 	db->bh = pg;
-	pg->host = xstrdup(conf->pg_host);
 	resolve_port(conf->pg_port, pg->port);
-	/* never a password (§9.2) */
-	xasprintf(&db->uri, "postgresql://%s@%s:%s/%s", conf->pg_user,
-	    conf->pg_host, pg->port, db->name);
+	/* never a password (§9.2); an IPv6 address in brackets */
+	xasprintf(&db->uri, "postgresql://%s@%s%s%s:%s/%s", conf->pg_user,
+	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
+	    strchr(conf->pg_host, ':') ? "]" : "", pg->port, db->name);
 	if (ensure_database(conf, db->name) == -1 ||
 	    (pg->c = pg_connect(conf, db->name, 0)) == NULL) {
-		free(pg->host);
 		free(pg);
 		db->bh = NULL;
 		return -1;
@@ -594,7 +592,6 @@ pg_close(struct db *db)
 	for (t = db->tables; t != NULL; t = t->next)
 		db->be->table_free(db, t);
 	PQfinish(pg->c);
-	free(pg->host);
 	free(pg);
 	db->bh = NULL;
 }

@@ -130,8 +130,10 @@ sq() {
 	sqlite "$DATA/$db.sq3" "$@"
 }
 
+# (a reader must not create the file before the server does)
 sql_is() {
-	[ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]
+	[ -e "$DATA/$1.sq3" ] &&
+	    [ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]
 }
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
@@ -229,6 +231,7 @@ q() {
 }
 
 q_is() {
+	[ "$BACKEND" = postgresql ] || [ -e "$DATA/$1.sq3" ] || return 1
 	[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]
 }
 
