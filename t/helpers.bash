@@ -127,13 +127,16 @@ sqlite() {
 sq() {
 	local db=$1
 	shift
-	sqlite "$DATA/$db.sq3" "$@"
+	# read-only: a reader must never create the file or its -wal/-shm
+	# (as root, they would then be root's, and a --user server's writes
+	# would fail)
+	sqlite -readonly "$DATA/$db.sq3" "$@"
 }
 
 # (a reader must not create the file before the server does)
 sql_is() {
 	[ -e "$DATA/$1.sq3" ] &&
-	    [ "$(sqlite "$DATA/$1.sq3" "$2" 2>/dev/null)" = "$3" ]
+	    [ "$(sq "$1" "$2" 2>/dev/null)" = "$3" ]
 }
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
@@ -141,7 +144,7 @@ sql_is() {
 wait_sql() {
 	local got
 	wait_for "${4:-10}" sql_is "$1" "$2" "$3" || {
-		got=$(sqlite "$DATA/$1.sq3" "$2" 2>&1)
+		got=$(sq "$1" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
