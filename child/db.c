@@ -123,10 +123,7 @@ table_materialise(struct db *db, struct table *t)
 	return r;
 }
 
-/*
- * Learn one existing table from its table_* row, or note it as unknown.
- * Only for tables that exist.
- */
+/* Learn one existing table from its table_* row, or note it as unknown. */
 static void
 learn_table(struct db *db, const char *name)
 {
@@ -305,7 +302,8 @@ db_close(struct db *db)
 
 /*
  * Commit the batch.  On failure (the database is away) the batch stays
- * pending, and the timer tries again about a --commit interval later.
+ * pending, and the timer tries again about a commit interval (a second)
+ * later.
  */
 int
 db_commit(struct db *db)
