@@ -463,10 +463,8 @@ db_set_start(struct db *db, long t)
 int
 db_insert(struct db *db, struct table *t, const struct row *r)
 {
-	if (db->be->insert(db, t, r) == -1) {
-		db->dropped++;
-		return -1;
-	}
+	if (db->be->insert(db, t, r) == -1)
+		return -1;	/* counted by the caller's drop() */
 	t->rows++;
 	db->rows++;
 	dirty(db);

@@ -27,13 +27,10 @@
  */
 #include <arpa/inet.h>
 
-#include <errno.h>
-#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -41,9 +38,10 @@
 #include "child/child.h"
 
 #define MAINT_DB	"postgres"
-#define LOCK_CLASS	0x4f4d4c32	/* "OML2": advisory lock namespace */
-#define LOCK_SCHEMA	1		/* in the experiment's database */
-#define LOCK_CREATE	2		/* in the maintenance database */
+/* Advisory locks: class 0x4f4d4c32 ("OML2"), then which. */
+#define LOCK_SCHEMA	"pg_advisory_xact_lock(1330466866, 1)"	/* per db */
+#define LOCK_CREATE	"pg_advisory_lock(1330466866, 2)"	/* maint. db */
+#define UNLOCK_CREATE	"pg_advisory_unlock(1330466866, 2)"
 #define BACKLOG_MAX	(64u * 1024 * 1024)	/* then stop reading clients */
 #define BACKOFF_MIN_MS	200
 #define BACKOFF_MAX_MS	4000
@@ -312,7 +310,7 @@ ensure_database(const struct child_conf *conf, const char *name)
 	if ((c = pg_connect(conf, MAINT_DB, 0)) == NULL)
 		return -1;
 	PQsetNoticeProcessor(c, notice, NULL);
-	res = PQexec(c, "SELECT pg_advisory_lock(1330466866, 2)");
+	res = PQexec(c, "SELECT " LOCK_CREATE);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto fail;
 	PQclear(res);
@@ -340,7 +338,7 @@ ensure_database(const struct child_conf *conf, const char *name)
 			log_info("database %s created in PostgreSQL", name);
 		PQclear(res);
 	}
-	res = PQexec(c, "SELECT pg_advisory_unlock(1330466866, 2)");
+	res = PQexec(c, "SELECT " UNLOCK_CREATE);
 	r = 0;
 fail:
 	if (r == -1)
@@ -687,7 +685,7 @@ pg_sender(struct db *db, const char *name, int *id)
 	if (up(db) == -1)
 		return -1;
 	if (own && (cmd(db, "BEGIN") == -1 || (res = run(db,
-	    "SELECT pg_advisory_xact_lock(1330466866, 1)", 0, NULL,
+	    "SELECT " LOCK_SCHEMA, 0, NULL,
 	    PGRES_TUPLES_OK)) == NULL))
 		goto fail;
 	if (own)
@@ -1011,7 +1009,7 @@ pg_lock(struct db *db, int on)
 	}
 	if (flush(db) == -1 || up(db) == -1 || cmd(db, "BEGIN") == -1)
 		return -1;
-	res = run(db, "SELECT pg_advisory_xact_lock(1330466866, 1)", 0, NULL,
+	res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
 	    PGRES_TUPLES_OK);
 	if (res == NULL) {
 		if (pg->c != NULL)

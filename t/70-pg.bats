@@ -256,10 +256,11 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	raw 'protocol: 5\ndomain: utf\nsender-id: bad\nschema: 1 gen n:int32 x:double s:string\n\n1.0\t1\t1\t1\t1.5\tok-\xc3\xa9\n1.0\t1\t2\t2\t2.5\tbad-\xff\xfe\n1.0\t1\t3\t3\t3.5\tok-again\n'
 	wait "$BG"
 	wait_q utf "SELECT count(*) FROM gen" 302
-	run q utf "SELECT s FROM gen WHERE oml_sender_id = 2 ORDER BY oml_seq"
+	run q utf "SELECT s FROM gen WHERE oml_sender_id = (SELECT id FROM _senders WHERE name = 'bad') ORDER BY oml_seq"
 	[ "$output" = "$(printf 'ok-\xc3\xa9\nok-again')" ]
 	wait_log 'table gen: field s is not valid UTF-8'
 	wait_log 'client .* tuple dropped: gen: the database refused the row'
+	wait_log 'closed: 302 rows stored, 1 dropped'
 }
 
 @test "a row PostgreSQL refuses inside a batch costs only itself" {
@@ -276,6 +277,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	[ "$output" = 3 ]
 	wait_log 'table gen: row from sender omlsend-[0-2] seq 13 dropped: .*not13'
 	[ "$(grep -c 'seq 13 dropped' "$LOG")" -eq 3 ]
+	wait_log "database $(uri refuse) closed: 1197 rows stored, 3 dropped"
 }
 
 @test "PostgreSQL restarting mid-stream loses no row and no client" {
