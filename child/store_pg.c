@@ -48,6 +48,7 @@
 #define CLOSE_WAIT_MS	15000	/* closing: how long to wait for the server */
 #define PG_NAMELEN	63	/* longer identifiers would be truncated */
 #define BAD_UTF8_LOG	10
+#define RETRY_LOG	30	/* failed reconnections: log one in this many */
 
 /* The binary COPY stream's fixed parts. */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
@@ -126,10 +127,10 @@ notice(void *arg, const char *msg)
  * Connect to database dbname as --pg-* say.  --pg-connect's parameters
  * come after --pg-host, --pg-port, --pg-user and --pg-pass and so override
  * them (as the original's conninfo did, §13); the database name always
- * comes last.  NULL on failure, logged at the given level (1 = error).
+ * comes last.  NULL on failure, logged at the given level.
  */
 static PGconn *
-pg_connect(const struct child_conf *conf, const char *dbname, int quiet)
+pg_connect(const struct child_conf *conf, const char *dbname, int level)
 {
 	const char		*kw[64], *val[64];
 	PQconninfoOption	*extra = NULL, *o;
@@ -185,14 +186,10 @@ pg_connect(const struct child_conf *conf, const char *dbname, int quiet)
 	}
 	if (PQstatus(c) != CONNECTION_OK) {
 		pq_msg(PQerrorMessage(c), m, sizeof(m));
-		if (quiet)
-			log_warnx("postgresql at %s port %s as %s, database "
-			    "%s: %s", conf->pg_host, port, conf->pg_user,
-			    dbname, m);
-		else
-			log_error("postgresql at %s port %s as %s, database "
-			    "%s: %s", conf->pg_host, port, conf->pg_user,
-			    dbname, m);
+		(level == LOG_LVL_ERROR ? log_error : level == LOG_LVL_WARN ?
+		    log_warnx : log_debug)("postgresql at %s port %s as %s, "
+		    "database %s: %s", conf->pg_host, port, conf->pg_user,
+		    dbname, m);
 		PQfinish(c);
 		return NULL;
 	}
@@ -272,7 +269,9 @@ up(struct db *db)
 	now = now_mono_ms();
 	if (now < pg->next_try)
 		return -1;
-	if ((pg->c = pg_connect(db->conf, db->name, 1)) == NULL) {
+	/* while it is away: the first failure, then one in RETRY_LOG */
+	if ((pg->c = pg_connect(db->conf, db->name, pg->failures %
+	    RETRY_LOG == 0 ? LOG_LVL_WARN : LOG_LVL_DEBUG)) == NULL) {
 		pg->failures++;
 		pg->backoff = pg->backoff == 0 ? BACKOFF_MIN_MS :
 		    pg->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
@@ -307,7 +306,7 @@ ensure_database(const struct child_conf *conf, const char *name)
 	char		*id, *sql, m[512];
 	int		 r = -1, exists;
 
-	if ((c = pg_connect(conf, MAINT_DB, 0)) == NULL)
+	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
 	PQsetNoticeProcessor(c, notice, NULL);
 	res = PQexec(c, "SELECT " LOCK_CREATE);
@@ -365,7 +364,7 @@ pg_open(struct db *db)
 	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
 	    strchr(conf->pg_host, ':') ? "]" : "", pg->port, db->name);
 	if (ensure_database(conf, db->name) == -1 ||
-	    (pg->c = pg_connect(conf, db->name, 0)) == NULL) {
+	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL) {
 		free(pg);
 		db->bh = NULL;
 		return -1;
@@ -1038,7 +1037,7 @@ pg_probe(const struct child_conf *conf)
 	char		 port[24], m[512];
 	int		 r = -1;
 
-	if ((c = pg_connect(conf, MAINT_DB, 0)) == NULL)
+	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
 	resolve_port(conf->pg_port, port);
 	res = PQexec(c, "SELECT rolcreatedb OR rolsuper FROM "

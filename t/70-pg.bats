@@ -293,3 +293,19 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	refute log_has 'protocol error|socket error'
 	wait_log "client .* closed by the client: 600 rows stored, 0 dropped"
 }
+
+@test "PostgreSQL away for a while: the batch waits, reconnection backs off, no row is lost" {
+	start_server
+	bg send -e away -n 600 -B 10 -p 50 -S patient
+	local sender=$BG
+	wait_for 10 eval '[ "$(q away "SELECT count(*) FROM gen" 2>/dev/null || echo 0)" -gt 0 ]'
+	pg_stop
+	wait_log 'connection to PostgreSQL lost'
+	wait_for 10 eval '[ "$(grep -c "postgresql at 127.0.0.1 port $OML2_PG_PORT as $PG_ROLE, database away: .*refused" "$LOG")" -ge 2 ]'
+	pg_start
+	wait "$sender"
+	wait_q away "SELECT count(*), count(DISTINCT oml_seq) FROM gen" "600|600" 20
+	log_has 'reconnected to PostgreSQL after [2-9][0-9]* failed attempts'
+	refute log_has 'protocol error|socket error'
+}
+

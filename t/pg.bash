@@ -58,9 +58,7 @@ pg_cluster_start() {
 	EOF
 	for i in 1 2 3 4 5; do
 		port=$(pg_free_port)
-		pg_as "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w -t 30 \
-		    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c full_page_writes=off -c synchronous_commit=on -c max_connections=200" \
-		    start >/dev/null && break
+		OML2_PG_DIR=$dir OML2_PG_PORT=$port pg_start && break
 		port=
 	done
 	[ -n "$port" ] || { cat "$dir/pg.log" >&2; return 1; }
@@ -68,6 +66,17 @@ pg_cluster_start() {
 	export OML2_PG_PASS="pw-$RANDOM-$RANDOM-$RANDOM"
 	pg_admin postgres "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$OML2_PG_PASS'" &&
 	pg_admin postgres "CREATE ROLE $PG_NOCREATE LOGIN PASSWORD '$OML2_PG_PASS'"
+}
+
+# Start and stop the cluster's server (the tests of outages use these).
+pg_start() {
+	pg_as "$PG_BIN/pg_ctl" -D "$OML2_PG_DIR/data" -l "$OML2_PG_DIR/pg.log" \
+	    -w -t 30 -o "-c listen_addresses=127.0.0.1 -c port=$OML2_PG_PORT -c unix_socket_directories=$OML2_PG_DIR -c fsync=off -c full_page_writes=off -c max_connections=200" \
+	    start >/dev/null
+}
+
+pg_stop() {
+	pg_as "$PG_BIN/pg_ctl" -D "$OML2_PG_DIR/data" -m fast -w stop >/dev/null
 }
 
 pg_cluster_stop() {
