@@ -35,7 +35,7 @@ HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 
 TOOLS		 = t/omlsend t/unit_proto
 
-.PHONY: all deps deps-build run test test-unit test-bats test-asan bench \
+.PHONY: all deps deps-build run test test-unit test-bats test-pg test-asan bench \
 	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
 
 all: oml2-server $(TOOLS)
@@ -65,10 +65,11 @@ run: deps-build
 	./oml2-server -l 3003 -D ./data --logfile=-
 
 # The whole suite: unit tests, then the bats suite against the normal
-# build, then again against an ASan+UBSan build (any report fails it).
+# build, the compatibility tests against PostgreSQL (test-pg), then the bats
+# suite again against an ASan+UBSan build (any report fails it).
 test: deps
 	@$(MAKE) --no-print-directory all check-clang
-	@$(MAKE) --no-print-directory test-unit test-fuzz test-bats
+	@$(MAKE) --no-print-directory test-unit test-fuzz test-bats test-pg
 	@$(MAKE) --no-print-directory test-asan
 
 test-unit: $(TOOLS)
@@ -76,6 +77,11 @@ test-unit: $(TOOLS)
 
 test-bats: all
 	bats --timing t/
+
+# The compatibility tests again, against a throwaway PostgreSQL cluster.
+test-pg: all
+	OML2_BACKEND=postgresql bash t/pg.bash run bats --timing \
+	    t/20-serve.bats $(wildcard t/5*.bats t/6*.bats)
 
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	     -fno-sanitize-recover=all

@@ -488,5 +488,5 @@ child_probe(const struct child_conf *conf)
 {
 	if (conf->backend == BACKEND_SQLITE)
 		return sqlite_probe(conf);
-	return -1;
+	return pg_probe(conf);
 }

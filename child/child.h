@@ -89,7 +89,11 @@ struct backend {
 	int	(*table_prepare)(struct db *, struct table *);
 	void	(*table_free)(struct db *, struct table *);
 	int	(*insert)(struct db *, struct table *, const struct row *);
-	/* serialise schema work with other servers (may be NULL) */
+	/*
+	 * Serialise schema work with other servers (may be NULL).  Between
+	 * lock(1) and lock(0) db.c re-reads the tables; lock(0) makes the
+	 * work durable and fails if it could not.
+	 */
 	int	(*lock)(struct db *, int on);
 	/* should the child stop reading its clients for now? (may be NULL) */
 	int	(*stalled)(struct db *);
@@ -137,7 +141,9 @@ char		*db_insert_sql(const struct table *, int postgres);
 
 /* store_sqlite.c, store_pg.c */
 extern const struct backend	 backend_sqlite;
+extern const struct backend	 backend_pg;
 int		 sqlite_probe(const struct child_conf *);
+int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */
 enum cev_kind { CEV_CTL, CEV_SIGNAL, CEV_CONN, CEV_HOOK, CEV_DEAD };

@@ -220,6 +220,40 @@ db_load(struct db *db)
 	return table_materialise(db, db->meta);
 }
 
+/* Under the lock: learn the tables other servers created meanwhile. */
+static int
+refresh(struct db *db)
+{
+	char	**names = NULL;
+	int	 i, n = 0;
+
+	if (db->be->tables(db, &names, &n) == -1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (!name_eq(db, names[i], SENDERS_TABLE))
+			learn_table(db, names[i]);
+		free(names[i]);
+	}
+	free(names);
+	return 0;
+}
+
+/* Drop a table object whose creation was not made durable. */
+static void
+table_forget(struct db *db, struct table *t)
+{
+	struct table	**pp;
+
+	for (pp = &db->tables; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	if (db->meta == t)
+		db->meta = NULL;
+	table_free(db, t);
+}
+
 static void
 db_free(struct db *db)
 {
@@ -255,22 +289,23 @@ db_open(const struct child_conf *conf, const char *name)
 	db = xcalloc(1, sizeof(*db));
 	db->conf = conf;
 	db->name = xstrdup(name);
-	db->be = &backend_sqlite;
+	db->be = conf->backend == BACKEND_POSTGRESQL ? &backend_pg :
+	    &backend_sqlite;
 	if (db->be->open(db) == -1) {
 		db_free(db);
 		return NULL;
 	}
-	if (db->be->lock != NULL)
-		db->be->lock(db, 1);
-	r = db_load(db);
+	r = db->be->lock != NULL ? db->be->lock(db, 1) : 0;
+	if (r == 0)
+		r = db_load(db);
 	if (r == 0 && (r = db->be->meta_get(db, "start_time", &val)) == 0)
 		db->start_time = strtol(val, NULL, 10);
 	free(val);
 	db->created = db->start_time == 0;
 	if (r != -1)
 		r = db_commit(db);
-	if (db->be->lock != NULL)
-		db->be->lock(db, 0);
+	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+		r = -1;
 	if (r == -1) {
 		log_error("database %s: cannot be set up", db->uri);
 		db->be->close(db);
@@ -332,20 +367,21 @@ db_commit_due(const struct db *db)
 }
 
 static struct table *
-declare_locked(struct db *db, const struct oml_schema *s)
+declare_locked(struct db *db, const struct oml_schema *s, int *created)
 {
 	struct table	*t;
 	char		 cand[256];
 	int		 k;
 
+	*created = 0;
+	if (db->be->lock != NULL && refresh(db) == -1)
+		return NULL;	/* another server's work? */
 	for (k = 1; k <= MAX_RENAME; k++) {
 		if (k == 1)
 			snprintf(cand, sizeof(cand), "%s", s->name);
 		else if ((size_t)snprintf(cand, sizeof(cand), "%s_%d",
 		    s->name, k) >= sizeof(cand))
 			break;
-		if (db->be->lock != NULL)
-			learn_table(db, cand);	/* another server's work? */
 		if ((t = table_find(db, cand)) != NULL) {
 			if (fields_equal(&t->schema, s))
 				return t;
@@ -359,6 +395,7 @@ declare_locked(struct db *db, const struct oml_schema *s)
 			return NULL;
 		}
 		table_add(db, t);
+		*created = 1;
 		if (k > 1)
 			log_warnx("schema %s differs from the existing table; "
 			    "created table %s for it", s->name, cand);
@@ -379,14 +416,19 @@ struct table *
 db_declare(struct db *db, const struct oml_schema *s)
 {
 	struct table	*t;
+	int		 created;
 
 	if (db->be->lock != NULL && db->be->lock(db, 1) == -1)
 		return NULL;
-	t = declare_locked(db, s);
+	t = declare_locked(db, s, &created);
 	if (db->be->lock != NULL) {
 		if (t != NULL)
 			db_commit(db);
-		db->be->lock(db, 0);
+		if (db->be->lock(db, 0) == -1 && t != NULL) {
+			if (created)
+				table_forget(db, t);
+			t = NULL;
+		}
 	}
 	return t;
 }
@@ -412,27 +454,44 @@ db_sender(struct db *db, const char *name, int *id)
 	return 0;
 }
 
-/* The first start-time seen becomes the experiment's (§4.2). */
+/*
+ * The first start-time seen becomes the experiment's (§4.2).  With several
+ * servers, "first" is decided under the lock: one that another server
+ * stored meanwhile is adopted.
+ */
 int
 db_set_start(struct db *db, long t)
 {
-	char	 val[32];
+	char	 val[32], *old = NULL;
+	int	 r = 1;
 
 	if (db->start_time != 0 || t == 0)
 		return 0;
-	db->start_time = t;
-	snprintf(val, sizeof(val), "%ld", t);
-	dirty(db);
-	return db->be->meta_set(db, "start_time", val);
+	if (db->be->lock != NULL) {
+		if (db->be->lock(db, 1) == -1)
+			return -1;
+		if ((r = db->be->meta_get(db, "start_time", &old)) == 0)
+			db->start_time = strtol(old, NULL, 10);
+		free(old);
+	}
+	if (r == 1) {
+		snprintf(val, sizeof(val), "%ld", t);
+		dirty(db);
+		if ((r = db->be->meta_set(db, "start_time", val)) == 0)
+			db->start_time = t;
+	}
+	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+		r = -1;
+	if (r == -1)
+		db->start_time = 0;
+	return r == -1 ? -1 : 0;
 }
 
 int
 db_insert(struct db *db, struct table *t, const struct row *r)
 {
-	if (db->be->insert(db, t, r) == -1) {
-		db->dropped++;
-		return -1;
-	}
+	if (db->be->insert(db, t, r) == -1)
+		return -1;	/* counted by the caller's drop() */
 	t->rows++;
 	db->rows++;
 	dirty(db);

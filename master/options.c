@@ -181,13 +181,6 @@ defaults(struct options *o)
 	o->cc.commit_ms = 1000;
 }
 
-/* Options whose feature is not in this build must not pretend to work. */
-static void
-unavailable(const char *opt)
-{
-	bad("%s: this feature is not available in this build", opt);
-}
-
 static void
 one(struct options *o, int c, const char *arg, char **datadir)
 {
@@ -204,7 +197,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		if (strcmp(arg, "sqlite") == 0)
 			o->cc.backend = BACKEND_SQLITE;
 		else if (strcmp(arg, "postgresql") == 0)
-			unavailable("--backend=postgresql");
+			o->cc.backend = BACKEND_POSTGRESQL;
 		else
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;

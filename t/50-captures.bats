@@ -5,6 +5,11 @@ load helpers
 
 replay() {
 	"$OMLSEND" -q -r "$BATS_TEST_DIRNAME/data/$1.oml" "127.0.0.1:$PORT"
+	if [ "$BACKEND" = postgresql ]; then
+		wait_log "database postgresql:.*/$1 closed"
+		pg_same_as_original "$1" "$BATS_TEST_DIRNAME/data/$1.original.sql"
+		return
+	fi
 	wait_log "database file:.*/$1.sq3 closed"
 	same_as_original "$DATA/$1.sq3" "$BATS_TEST_DIRNAME/data/$1.original.sql"
 }
@@ -34,6 +39,6 @@ replay() {
 	local before
 	before=$(date +%s)
 	replay lib_txt_simple10
-	run sq lib_txt_simple10 "SELECT min(oml_ts_server) >= $before - 1795527379 - 1 AND max(oml_ts_server) <= $(date +%s) - 1795527379 + 1 FROM omlgen_simple"
+	run q lib_txt_simple10 "SELECT CASE WHEN min(oml_ts_server) >= $before - 1795527379 - 1 AND max(oml_ts_server) <= $(date +%s) - 1795527379 + 1 THEN 1 ELSE 0 END FROM omlgen_simple"
 	[ "$output" = 1 ]
 }

@@ -19,6 +19,7 @@ setup() {
 	BG_PIDS=()
 	export ASAN_OPTIONS="log_path=$T/asan:detect_leaks=1:abort_on_error=0"
 	export UBSAN_OPTIONS="log_path=$T/ubsan:print_stacktrace=1:halt_on_error=1"
+	if declare -F pg_setup >/dev/null; then pg_setup; fi
 }
 
 teardown() {
@@ -138,22 +139,31 @@ sq() {
 	local db=$1
 	shift
 	[ -e "$DATA/$db.sq3" ] || { echo "no database $DATA/$db.sq3" >&2; return 1; }
-	sqlite "$DATA/$db.sq3" "$@"
+	# read-only: a reader must never create the file or its -wal/-shm
+	# (as root, they would then be root's, and a --user server's writes
+	# would fail)
+	sqlite -readonly "$DATA/$db.sq3" "$@"
+}
+
+# (a reader must not create the file before the server does)
+sql_is() {
+	[ -e "$DATA/$1.sq3" ] &&
+	    [ "$(sq "$1" "$2" 2>/dev/null)" = "$3" ]
 }
 
 # Wait until a query returns the expected text: wait_sql DB SQL WANT [SECS]
-# (wait_for runs the eval with its own positional parameters: use locals.)
+# (not through eval: inside wait_for, $1... would be wait_for's own)
 wait_sql() {
-	local got ws_db=$1 ws_sql=$2 ws_want=$3
-	wait_for "${4:-10}" eval '[ "$(sq "$ws_db" "$ws_sql" 2>/dev/null)" = "$ws_want" ]' || {
+	local got
+	wait_for "${4:-10}" sql_is "$1" "$2" "$3" || {
 		got=$(sq "$1" "$2" 2>&1)
 		echo "sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
 }
 
-wait_rows() {
-	wait_sql "$1" "SELECT count(*) FROM \"$2\"" "$3" "${4:-10}"
+wait_rows() {	# either backend
+	wait_q "$1" "SELECT count(*) FROM \"$2\"" "$3" "${4:-10}"
 }
 
 # Pids of the server's children, optionally only those serving experiment $1.
@@ -217,6 +227,8 @@ same_as_original() {
 # same file runs with OML2_BACKEND=postgresql (see t/pg.bash once present).
 BACKEND=${OML2_BACKEND:-sqlite}
 
+if [ "$BACKEND" = postgresql ]; then . "$BATS_TEST_DIRNAME/pg.bash"; fi
+
 # Extra server options for the backend under test.
 backend_args() {
 	if [ "$BACKEND" = postgresql ] && declare -F pg_server_args >/dev/null; then
@@ -233,10 +245,15 @@ q() {
 	fi
 }
 
+q_is() {
+	[ "$BACKEND" = postgresql ] || [ -e "$DATA/$1.sq3" ] || return 1
+	[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]
+}
+
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
-	local got wq_exp=$1 wq_sql=$2 wq_want=$3
-	wait_for "${4:-10}" eval '[ "$(q "$wq_exp" "$wq_sql" 2>/dev/null)" = "$wq_want" ]' || {
+	local got
+	wait_for "${4:-10}" q_is "$1" "$2" "$3" || {
 		got=$(q "$1" "$2" 2>&1)
 		echo "query on $1: $2: wanted '$3', got '$got'" >&2
 		return 1

@@ -1,0 +1,1081 @@
+/*
+ * The PostgreSQL backend (PROTOCOL.md §8, --backend postgresql): one
+ * database per experiment, created on first use.
+ *
+ * Rows are not sent one by one.  Each table keeps the rows of the current
+ * batch in memory, already encoded as binary COPY tuples, and a commit
+ * sends every table's batch with COPY in one transaction.  The rows stay in
+ * memory until that COMMIT succeeds, so:
+ *  - a row the database refuses (§8.9, §12 #23) costs only itself: each
+ *    table's COPY runs under a savepoint, and a failed COPY is retried on
+ *    halves of the batch until the bad row is alone, logged and dropped;
+ *  - a lost connection (PostgreSQL restarting) costs nothing: the server
+ *    reconnects with a backoff and sends the batch again.  While the
+ *    database is away the child stops reading from its clients once the
+ *    batch passes BACKLOG_MAX bytes (see db_stalled()).
+ *
+ * Several servers may write one experiment at once (behind a load
+ * balancer).  Database creation is serialised by an advisory lock in the
+ * maintenance database (and a duplicate_database error is taken as
+ * success); schema work, metadata and sender ids run in short transactions
+ * holding an advisory lock of the experiment database, so every server
+ * sees the others' tables and senders (db.c re-reads them under the lock).
+ *
+ * Passwords are never logged: connection parameters are passed to libpq as
+ * keyword arrays, never as one string, and only host, port and user are
+ * ever named in a log line.
+ */
+#include <arpa/inet.h>
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "child/child.h"
+
+#define MAINT_DB	"postgres"
+/* Advisory locks: class 0x4f4d4c32 ("OML2"), then which. */
+#define LOCK_SCHEMA	"pg_advisory_xact_lock(1330466866, 1)"	/* per db */
+#define LOCK_CREATE	"pg_advisory_lock(1330466866, 2)"	/* maint. db */
+#define UNLOCK_CREATE	"pg_advisory_unlock(1330466866, 2)"
+#define BACKLOG_MAX	(64u * 1024 * 1024)	/* then stop reading clients */
+#define BACKOFF_MIN_MS	200
+#define BACKOFF_MAX_MS	4000
+#define CLOSE_WAIT_MS	15000	/* closing: how long to wait for the server */
+#define PG_NAMELEN	63	/* longer identifiers would be truncated */
+#define BAD_UTF8_LOG	10
+#define RETRY_LOG	30	/* failed reconnections: log one in this many */
+
+/* The binary COPY stream's fixed parts. */
+static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+static const char copy_trailer[2] = { '\377', '\377' };
+
+/* A table's batch: encoded tuples and where each one ends. */
+struct pgtab {
+	struct buf	 data;
+	size_t		*ends;
+	size_t		 n;
+	size_t		 cap;
+	char		*copy_sql;
+};
+
+struct pg {
+	PGconn		*c;
+	char		 port[24];
+	int		 locked;	/* in a lock(1) transaction */
+	int		 utf8;		/* strings are checked before COPY */
+	int		 down;		/* the connection was lost */
+	uint64_t	 next_try;	/* monotonic ms */
+	unsigned	 backoff;
+	unsigned	 failures;
+	size_t		 backlog;	/* bytes in every table's batch */
+	size_t		 batch_rows;
+	unsigned	 bad_utf8;
+};
+
+#define PG(db)	((struct pg *)(db)->bh)
+
+/* --- connecting ---------------------------------------------------- */
+
+/* --pg-port is a number or a service name (§10.1); "" if neither. */
+static void
+resolve_port(const char *s, char out[24])
+{
+	struct servent	*se;
+	unsigned long	 v;
+
+	out[0] = '\0';
+	if (parse_uint(s, 65535, &v) == 0 && v > 0) {
+		snprintf(out, 24, "%lu", v);
+		return;
+	}
+	if ((se = getservbyname(s, "tcp")) != NULL)
+		snprintf(out, 24, "%u", (unsigned)ntohs((uint16_t)se->s_port));
+	else if (strcmp(s, "postgresql") == 0)
+		snprintf(out, 24, "5432");	/* no /etc/services entry */
+}
+
+/* A libpq message on one line, without its trailing newline. */
+static const char *
+pq_msg(const char *m, char *out, size_t len)
+{
+	size_t	 i;
+
+	strlcpy(out, m != NULL && *m != '\0' ? m : "unknown error", len);
+	for (i = 0; out[i] != '\0'; i++)
+		if (out[i] == '\n' || out[i] == '\r' || out[i] == '\t')
+			out[i] = ' ';
+	while (i > 0 && out[i - 1] == ' ')
+		out[--i] = '\0';
+	return out;
+}
+
+static void
+notice(void *arg, const char *msg)
+{
+	char	 m[256];
+
+	(void)arg;
+	log_debug("postgresql: %s", pq_msg(msg, m, sizeof(m)));
+}
+
+/*
+ * Connect to database dbname as --pg-* say.  --pg-connect's parameters
+ * come after --pg-host, --pg-port, --pg-user and --pg-pass and so override
+ * them (as the original's conninfo did, §13); the database name always
+ * comes last.  NULL on failure, logged at the given level.
+ */
+static PGconn *
+pg_connect(const struct child_conf *conf, const char *dbname, int level)
+{
+	const char		*kw[64], *val[64];
+	PQconninfoOption	*extra = NULL, *o;
+	PGconn			*c;
+	char			 port[24], *err = NULL, *passfile = NULL;
+	char			 m[512];
+	int			 n = 0;
+
+	resolve_port(conf->pg_port, port);
+	if (port[0] == '\0') {
+		log_error("--pg-port %s: not a port number or a known service",
+		    conf->pg_port);
+		return NULL;
+	}
+	kw[n] = "host";			val[n++] = conf->pg_host;
+	kw[n] = "port";			val[n++] = port;
+	kw[n] = "user";			val[n++] = conf->pg_user;
+	if (conf->pg_pass != NULL) {
+		kw[n] = "password";	val[n++] = conf->pg_pass;
+	}
+	if (conf->ids.set && conf->ids.home != NULL &&
+	    getenv("PGPASSFILE") == NULL) {
+		/* the --user's ~/.pgpass, not that of $HOME (root's) */
+		xasprintf(&passfile, "%s/.pgpass", conf->ids.home);
+		kw[n] = "passfile";	val[n++] = passfile;
+	}
+	kw[n] = "connect_timeout";	val[n++] = "10";
+	kw[n] = "application_name";	val[n++] = "oml2-server";
+	if (conf->pg_connect != NULL && *conf->pg_connect != '\0') {
+		if ((extra = PQconninfoParse(conf->pg_connect, &err)) == NULL) {
+			/* its text may hold a password: not repeated here */
+			log_error("--pg-connect: not a valid libpq connection "
+			    "string");
+			PQfreemem(err);
+			free(passfile);
+			return NULL;
+		}
+		for (o = extra; o->keyword != NULL && n < 60; o++)
+			if (o->val != NULL && strcmp(o->keyword, "dbname") != 0) {
+				kw[n] = o->keyword;
+				val[n++] = o->val;
+			}
+	}
+	kw[n] = "dbname";		val[n++] = dbname;
+	kw[n] = NULL;			val[n] = NULL;
+	c = PQconnectdbParams(kw, val, 0);
+	if (extra != NULL)
+		PQconninfoFree(extra);
+	free(passfile);
+	if (c == NULL) {
+		log_error("postgresql: out of memory");
+		return NULL;
+	}
+	if (PQstatus(c) != CONNECTION_OK) {
+		pq_msg(PQerrorMessage(c), m, sizeof(m));
+		(level == LOG_LVL_ERROR ? log_error : level == LOG_LVL_WARN ?
+		    log_warnx : log_debug)("postgresql at %s port %s as %s, "
+		    "database %s: %s", conf->pg_host, port, conf->pg_user,
+		    dbname, m);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, notice, NULL);
+	return c;
+}
+
+/* --- statements ---------------------------------------------------- */
+
+static void
+lost(struct db *db)
+{
+	struct pg	*pg = PG(db);
+
+	if (!pg->down)
+		log_warnx("database %s: connection to PostgreSQL lost; rows are "
+		    "kept until it is back", db->name);
+	pg->down = 1;
+	pg->locked = 0;
+	PQfinish(pg->c);
+	pg->c = NULL;
+	pg->next_try = now_mono_ms();	/* one quick try first */
+}
+
+/* A failed statement: log it; notice a lost connection.  Returns -1. */
+static int
+failed(struct db *db, const char *what, PGresult *res)
+{
+	struct pg	*pg = PG(db);
+	char		 m[512];
+
+	pq_msg(res != NULL && *PQresultErrorMessage(res) != '\0' ?
+	    PQresultErrorMessage(res) : PQerrorMessage(pg->c), m, sizeof(m));
+	if (PQstatus(pg->c) != CONNECTION_OK)
+		lost(db);
+	else
+		log_warnx("database %s: %s: %s", db->name, what, m);
+	return -1;
+}
+
+/* Run sql with text parameters; the result if it has status want. */
+static PGresult *
+run(struct db *db, const char *sql, int np, const char *const *pv,
+    ExecStatusType want)
+{
+	struct pg	*pg = PG(db);
+	PGresult	*res;
+
+	if (pg->c == NULL)
+		return NULL;
+	res = PQexecParams(pg->c, sql, np, NULL, pv, NULL, NULL, 0);
+	if (res != NULL && PQresultStatus(res) == want)
+		return res;
+	failed(db, sql, res);
+	PQclear(res);
+	return NULL;
+}
+
+static int
+cmd(struct db *db, const char *sql)
+{
+	PGresult	*res = run(db, sql, 0, NULL, PGRES_COMMAND_OK);
+
+	PQclear(res);
+	return res == NULL ? -1 : 0;
+}
+
+/* Make sure we are connected, reconnecting after a loss (with backoff). */
+static int
+up(struct db *db)
+{
+	struct pg	*pg = PG(db);
+	uint64_t	 now;
+
+	if (pg->c != NULL)
+		return 0;
+	now = now_mono_ms();
+	if (now < pg->next_try)
+		return -1;
+	/* while it is away: the first failure, then one in RETRY_LOG */
+	if ((pg->c = pg_connect(db->conf, db->name, pg->failures %
+	    RETRY_LOG == 0 ? LOG_LVL_WARN : LOG_LVL_DEBUG)) == NULL) {
+		pg->failures++;
+		pg->backoff = pg->backoff == 0 ? BACKOFF_MIN_MS :
+		    pg->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+		    pg->backoff * 2;
+		pg->next_try = now + pg->backoff;
+		return -1;
+	}
+	if (pg->down)
+		log_info("database %s: reconnected to PostgreSQL after %u "
+		    "failed attempt%s; %zu rows waiting", db->name,
+		    pg->failures, pg->failures == 1 ? "" : "s",
+		    pg->batch_rows);
+	pg->down = 0;
+	pg->failures = 0;
+	pg->backoff = 0;
+	return 0;
+}
+
+/* --- opening ------------------------------------------------------- */
+
+/*
+ * Create the experiment's database unless it exists.  Servers racing to
+ * create it queue on an advisory lock; a duplicate_database error (a
+ * server that takes no lock) counts as success.
+ */
+static int
+ensure_database(const struct child_conf *conf, const char *name)
+{
+	PGconn		*c;
+	PGresult	*res;
+	const char	*pv[1] = { name };
+	char		*id, *sql, m[512];
+	int		 r = -1, exists;
+
+	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
+		return -1;
+	PQsetNoticeProcessor(c, notice, NULL);
+	res = PQexec(c, "SELECT " LOCK_CREATE);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto fail;
+	PQclear(res);
+	res = PQexecParams(c, "SELECT 1 FROM pg_catalog.pg_database WHERE "
+	    "datname = $1", 1, NULL, pv, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto fail;
+	exists = PQntuples(res) > 0;
+	PQclear(res);
+	res = NULL;
+	if (!exists) {
+		if ((id = PQescapeIdentifier(c, name, strlen(name))) == NULL)
+			goto fail;
+		xasprintf(&sql, "CREATE DATABASE %s", id);
+		PQfreemem(id);
+		res = PQexec(c, sql);
+		free(sql);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			const char *st = PQresultErrorField(res,
+			    PG_DIAG_SQLSTATE);
+
+			if (st == NULL || strcmp(st, "42P04") != 0)
+				goto fail;
+		} else
+			log_info("database %s created in PostgreSQL", name);
+		PQclear(res);
+	}
+	res = PQexec(c, "SELECT " UNLOCK_CREATE);
+	r = 0;
+fail:
+	if (r == -1)
+		log_error("postgresql: creating database %s: %s", name,
+		    pq_msg(res ? PQresultErrorMessage(res) : PQerrorMessage(c),
+		    m, sizeof(m)));
+	PQclear(res);
+	PQfinish(c);
+	return r;
+}
+
+static int
+pg_open(struct db *db)
+{
+	const struct child_conf	*conf = db->conf;
+	struct pg		*pg;
+	const char		*enc;
+
+	pg = xcalloc(1, sizeof(*pg));
+	db->bh = pg;
+	resolve_port(conf->pg_port, pg->port);
+	/* never a password (§9.2); an IPv6 address in brackets */
+	xasprintf(&db->uri, "postgresql://%s@%s%s%s:%s/%s", conf->pg_user,
+	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
+	    strchr(conf->pg_host, ':') ? "]" : "", pg->port, db->name);
+	if (ensure_database(conf, db->name) == -1 ||
+	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL) {
+		free(pg);
+		db->bh = NULL;
+		return -1;
+	}
+	enc = PQparameterStatus(pg->c, "client_encoding");
+	pg->utf8 = enc != NULL && strcmp(enc, "UTF8") == 0;
+	return 0;
+}
+
+/* --- the batch ------------------------------------------------------- */
+
+static void
+batch_clear(struct db *db)
+{
+	struct pg	*pg = PG(db);
+	struct pgtab	*b;
+	struct table	*t;
+
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL) {
+			b->data.len = 0;
+			b->n = 0;
+		}
+	pg->backlog = 0;
+	pg->batch_rows = 0;
+}
+
+static int32_t
+get32(const char *p)
+{
+	uint32_t	 v;
+
+	memcpy(&v, p, 4);
+	return (int32_t)ntohl(v);
+}
+
+/* The row refused on its own: log it and forget it. */
+static void
+drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
+{
+	struct pgtab	*b = t->be;
+	struct sender	*s;
+	const char	*row = b->data.p + (i == 0 ? 0 : b->ends[i - 1]);
+	const char	*who = "(none)";
+	char		 m[512];
+	int32_t		 sender = get32(row + 6), seq = get32(row + 14);
+
+	for (s = db->senders; s != NULL; s = s->next)
+		if (s->id == sender)
+			who = s->name;
+	log_warnx("database %s: table %s: row from sender %s seq %d dropped: "
+	    "%s", db->name, t->schema.name, who, seq,
+	    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
+	t->rows--;
+	db->rows--;
+	db->dropped++;
+}
+
+/* Rows [lo, hi) refused for a reason that is not theirs alone. */
+static void
+drop_rows(struct db *db, struct table *t, size_t lo, size_t hi,
+    PGresult *res)
+{
+	char	 m[512];
+
+	log_warnx("database %s: table %s: %zu rows dropped: %s", db->name,
+	    t->schema.name, hi - lo, pq_msg(PQresultErrorMessage(res), m,
+	    sizeof(m)));
+	t->rows -= hi - lo;
+	db->rows -= hi - lo;
+	db->dropped += hi - lo;
+}
+
+/* Data exceptions (22xxx) and constraint violations (23xxx) are a row's. */
+static int
+data_error(const PGresult *res)
+{
+	const char	*st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return st != NULL && (strncmp(st, "22", 2) == 0 ||
+	    strncmp(st, "23", 2) == 0);
+}
+
+/* One COPY of rows [lo, hi).  1: stored, 0: refused (*res), -1: lost. */
+static int
+copy_send(struct db *db, struct table *t, size_t lo, size_t hi,
+    PGresult **res)
+{
+	struct pg	*pg = PG(db);
+	struct pgtab	*b = t->be;
+	PGresult	*r;
+	size_t		 from = lo == 0 ? 0 : b->ends[lo - 1];
+	int		 ok;
+
+	*res = NULL;
+	r = PQexec(pg->c, b->copy_sql);
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		*res = r;
+		return PQstatus(pg->c) == CONNECTION_OK ? 0 : -1;
+	}
+	PQclear(r);
+	ok = PQputCopyData(pg->c, copy_header, sizeof(copy_header)) == 1 &&
+	    PQputCopyData(pg->c, b->data.p + from, (int)(b->ends[hi - 1] -
+	    from)) == 1 &&
+	    PQputCopyData(pg->c, copy_trailer, sizeof(copy_trailer)) == 1;
+	PQputCopyEnd(pg->c, ok ? NULL : "oml2-server: sending failed");
+	ok = 0;
+	while ((r = PQgetResult(pg->c)) != NULL) {
+		if (PQresultStatus(r) == PGRES_COMMAND_OK)
+			ok = 1;
+		else if (*res == NULL) {
+			*res = r;
+			continue;
+		}
+		PQclear(r);
+	}
+	if (ok && *res == NULL)
+		return 1;
+	return PQstatus(pg->c) == CONNECTION_OK ? 0 : -1;
+}
+
+/*
+ * Store rows [lo, hi) of t inside the open transaction.  A refused COPY
+ * is rolled back to its savepoint and retried on each half, so that only
+ * the refused rows are dropped.  -1 if the connection was lost.
+ */
+static int
+copy_rows(struct db *db, struct table *t, size_t lo, size_t hi)
+{
+	PGresult	*res;
+	size_t		 mid;
+	int		 r;
+
+	if (cmd(db, "SAVEPOINT oml_batch") == -1)
+		return -1;
+	r = copy_send(db, t, lo, hi, &res);
+	if (r == 1)
+		return cmd(db, "RELEASE SAVEPOINT oml_batch");
+	if (r == -1) {
+		PQclear(res);
+		lost(db);
+		return -1;
+	}
+	if (cmd(db, "ROLLBACK TO SAVEPOINT oml_batch") == -1 ||
+	    cmd(db, "RELEASE SAVEPOINT oml_batch") == -1) {
+		PQclear(res);
+		return -1;
+	}
+	if (hi - lo == 1) {
+		drop_row(db, t, lo, res);
+		PQclear(res);
+		return 0;
+	}
+	if (!data_error(res)) {
+		/* not about one row's values: bisecting would not help */
+		drop_rows(db, t, lo, hi, res);
+		PQclear(res);
+		return 0;
+	}
+	PQclear(res);
+	mid = lo + (hi - lo) / 2;
+	if (copy_rows(db, t, lo, mid) == -1)
+		return -1;
+	return copy_rows(db, t, mid, hi);
+}
+
+/* Send every table's batch and commit.  Rows are kept unless it worked. */
+static int
+flush(struct db *db)
+{
+	struct pg	*pg = PG(db);
+	struct table	*t;
+	struct pgtab	*b;
+
+	if (pg->batch_rows == 0)
+		return 0;
+	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
+		goto fail;
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL && b->n > 0 &&
+		    copy_rows(db, t, 0, b->n) == -1)
+			goto fail;
+	if (cmd(db, "COMMIT") == -1)
+		goto fail;
+	batch_clear(db);
+	return 0;
+fail:
+	if (pg->c != NULL && PQtransactionStatus(pg->c) != PQTRANS_IDLE)
+		cmd(db, "ROLLBACK");
+	return -1;
+}
+
+/* --- the backend interface ------------------------------------------- */
+
+static int
+pg_commit(struct db *db)
+{
+	/* inside lock(1): lock(0) commits the schema work */
+	if (PG(db)->locked)
+		return 0;
+	return flush(db);
+}
+
+static void
+pg_close(struct db *db)
+{
+	struct pg	*pg = PG(db);
+	struct table	*t;
+	uint64_t	 give_up;
+
+	if (pg == NULL)
+		return;
+	if (pg->locked)
+		cmd(db, "ROLLBACK");
+	give_up = now_mono_ms() + CLOSE_WAIT_MS;
+	while (flush(db) == -1 && pg->batch_rows > 0 &&
+	    now_mono_ms() < give_up)
+		usleep(100 * 1000);
+	if (pg->batch_rows > 0)
+		log_error("database %s: PostgreSQL did not come back; %zu rows "
+		    "not stored", db->name, pg->batch_rows);
+	for (t = db->tables; t != NULL; t = t->next)
+		db->be->table_free(db, t);
+	PQfinish(pg->c);
+	free(pg);
+	db->bh = NULL;
+}
+
+static int
+pg_tables(struct db *db, char ***names, int *n)
+{
+	PGresult	*res;
+	int		 i;
+
+	if (up(db) == -1)
+		return -1;
+	res = run(db, "SELECT tablename FROM pg_catalog.pg_tables WHERE "
+	    "schemaname = 'public'", 0, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	*n = PQntuples(res);
+	*names = xcalloc((size_t)*n + 1, sizeof(char *));
+	for (i = 0; i < *n; i++)
+		(*names)[i] = xstrdup(PQgetvalue(res, i, 0));
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_meta_get(struct db *db, const char *key, char **val)
+{
+	PGresult	*res;
+	const char	*pv[1] = { key };
+	int		 r = 1;
+
+	if (up(db) == -1)
+		return -1;
+	res = run(db, "SELECT value FROM _experiment_metadata WHERE key = $1 "
+	    "AND subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1", 1, pv,
+	    PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) > 0) {
+		*val = xstrdup(PQgetvalue(res, 0, 0));
+		r = 0;
+	}
+	PQclear(res);
+	return r;
+}
+
+static int
+pg_meta_set(struct db *db, const char *key, const char *val)
+{
+	PGresult	*res;
+	const char	*pv[2] = { val, key };
+	int		 changed;
+
+	if (up(db) == -1)
+		return -1;
+	res = run(db, "UPDATE _experiment_metadata SET value = $1 WHERE "
+	    "key = $2 AND subject IS NULL", 2, pv, PGRES_COMMAND_OK);
+	if (res == NULL)
+		return -1;
+	changed = strcmp(PQcmdTuples(res), "0") != 0;
+	PQclear(res);
+	if (changed)
+		return 0;
+	pv[0] = key;
+	pv[1] = val;
+	res = run(db, "INSERT INTO _experiment_metadata (key, value) VALUES "
+	    "($1, $2)", 2, pv, PGRES_COMMAND_OK);
+	PQclear(res);
+	return res == NULL ? -1 : 0;
+}
+
+static int
+pg_create_senders(struct db *db)
+{
+	if (up(db) == -1)
+		return -1;
+	return cmd(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
+	    "id INTEGER UNIQUE);");
+}
+
+/*
+ * Senders from every server share one numbering: look up and insert in
+ * one transaction holding the schema lock.
+ */
+static int
+pg_sender(struct db *db, const char *name, int *id)
+{
+	struct pg	*pg = PG(db);
+	PGresult	*res;
+	const char	*pv[1] = { name };
+	int		 own = !pg->locked;
+
+	if (up(db) == -1)
+		return -1;
+	if (own && (cmd(db, "BEGIN") == -1 || (res = run(db,
+	    "SELECT " LOCK_SCHEMA, 0, NULL,
+	    PGRES_TUPLES_OK)) == NULL))
+		goto fail;
+	if (own)
+		PQclear(res);
+	res = run(db, "SELECT id FROM _senders WHERE name = $1", 1, pv,
+	    PGRES_TUPLES_OK);
+	if (res == NULL)
+		goto fail;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		res = run(db, "INSERT INTO _senders (name, id) SELECT $1, "
+		    "COALESCE(MAX(id), 0) + 1 FROM _senders RETURNING id", 1,
+		    pv, PGRES_TUPLES_OK);
+		if (res == NULL)
+			goto fail;
+	}
+	*id = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (own && cmd(db, "COMMIT") == -1)
+		return -1;
+	return 0;
+fail:
+	if (own && pg->c != NULL)
+		cmd(db, "ROLLBACK");
+	return -1;
+}
+
+static int
+pg_table_create(struct db *db, struct table *t)
+{
+	char	*sql;
+	int	 i, r;
+
+	if (strlen(t->schema.name) > PG_NAMELEN) {
+		log_warnx("table name %s is longer than PostgreSQL's %d bytes",
+		    t->schema.name, PG_NAMELEN);
+		return -1;
+	}
+	for (i = 0; i < t->schema.nfields; i++)
+		if (strlen(t->schema.fields[i].name) > PG_NAMELEN) {
+			log_warnx("table %s: field name %s is longer than "
+			    "PostgreSQL's %d bytes", t->schema.name,
+			    t->schema.fields[i].name, PG_NAMELEN);
+			return -1;
+		}
+	if (up(db) == -1)
+		return -1;
+	sql = db_create_sql(t, 1);
+	r = cmd(db, sql);
+	free(sql);
+	return r;
+}
+
+static int
+pg_table_prepare(struct db *db, struct table *t)
+{
+	struct pgtab	*b;
+	struct buf	 s;
+	int		 i;
+
+	(void)db;
+	if (t->be != NULL)
+		return 0;
+	b = xcalloc(1, sizeof(*b));
+	buf_init(&b->data);
+	buf_init(&s);
+	buf_printf(&s, "COPY \"%s\" (oml_sender_id, oml_seq, oml_ts_client, "
+	    "oml_ts_server", t->schema.name);
+	for (i = 0; i < t->schema.nfields; i++)
+		buf_printf(&s, ", \"%s\"", t->schema.fields[i].name);
+	buf_adds(&s, ") FROM STDIN (FORMAT binary)");
+	b->copy_sql = buf_cstr(&s);
+	t->be = b;
+	return 0;
+}
+
+static void
+pg_table_free(struct db *db, struct table *t)
+{
+	struct pgtab	*b = t->be;
+
+	if (b == NULL)
+		return;
+	if (db->bh != NULL) {
+		PG(db)->backlog -= b->data.len;
+		PG(db)->batch_rows -= b->n;
+	}
+	buf_free(&b->data);
+	free(b->ends);
+	free(b->copy_sql);
+	free(b);
+	t->be = NULL;
+}
+
+/* Is s valid UTF-8 (no NUL; PostgreSQL's rules)? */
+static int
+utf8_ok(const unsigned char *s, size_t n)
+{
+	size_t		 i = 0, k, len;
+	unsigned	 c, cp;
+
+	while (i < n) {
+		c = s[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp = c & 0x07;
+		} else
+			return 0;
+		if (n - i < len)
+			return 0;
+		for (k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 &&
+		    cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 ||
+		    cp > 0x10ffff)))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+static char *
+room(struct buf *b, size_t n)
+{
+	char	*p;
+
+	buf_reserve(b, n);
+	p = b->p + b->len;
+	b->len += n;
+	return p;
+}
+
+static void
+put32(struct buf *b, uint32_t v)
+{
+	v = htonl(v);
+	memcpy(room(b, 4), &v, 4);
+}
+
+static void
+put64(struct buf *b, uint64_t v)
+{
+	uint32_t	 w[2];
+
+	w[0] = htonl((uint32_t)(v >> 32));
+	w[1] = htonl((uint32_t)v);
+	memcpy(room(b, 8), w, 8);
+}
+
+static void
+field_i32(struct buf *b, int32_t v)
+{
+	put32(b, 4);
+	put32(b, (uint32_t)v);
+}
+
+static void
+field_i64(struct buf *b, uint64_t v)
+{
+	put32(b, 8);
+	put64(b, v);
+}
+
+static void
+field_f64(struct buf *b, double d)
+{
+	uint64_t	 u;
+
+	memcpy(&u, &d, 8);	/* NaN and infinities as they are */
+	field_i64(b, u);
+}
+
+static void
+field_bytes(struct buf *b, const char *p, size_t n)
+{
+	put32(b, (uint32_t)n);
+	if (n > 0)
+		memcpy(room(b, n), p, n);
+}
+
+/* §8.4 for PostgreSQL, in binary COPY form. */
+static void
+encode_value(struct buf *b, const struct oml_value *v)
+{
+	const char	*s;
+
+	switch (v->type) {
+	case OML_INT32:
+		field_i32(b, v->u.i32);
+		break;
+	case OML_UINT32:		/* INT8: the true value */
+		field_i64(b, (uint64_t)v->u.u32);
+		break;
+	case OML_INT64:
+	case OML_UINT64:		/* >= 2^63: the signed reading */
+		field_i64(b, v->u.u64);
+		break;
+	case OML_DOUBLE:
+		field_f64(b, v->u.d);
+		break;
+	case OML_STRING:		/* cut at a NUL, as in SQLite */
+		s = v->u.s.p != NULL ? v->u.s.p : "";
+		field_bytes(b, s, strnlen(s, v->u.s.len));
+		break;
+	case OML_BLOB:
+		if (v->null)
+			put32(b, 0xffffffffu);
+		else
+			field_bytes(b, v->u.s.p, v->u.s.len);
+		break;
+	case OML_GUID:
+		if (v->u.u64 == 0)
+			put32(b, 0xffffffffu);
+		else
+			field_i64(b, v->u.u64);
+		break;
+	case OML_BOOL:
+		put32(b, 1);
+		*room(b, 1) = v->u.b ? 1 : 0;
+		break;
+	default:			/* vectors, rendered as text */
+		field_bytes(b, v->u.s.p, v->u.s.len);
+		break;
+	}
+}
+
+/* Strings PostgreSQL would refuse are refused here, before the batch. */
+static int
+strings_ok(struct db *db, struct table *t, const struct row *r)
+{
+	struct pg	*pg = PG(db);
+	const char	*s;
+	int		 i;
+
+	if (!pg->utf8)
+		return 1;
+	for (i = 0; i < r->n; i++) {
+		if (r->v[i].type != OML_STRING || r->v[i].u.s.p == NULL)
+			continue;
+		s = r->v[i].u.s.p;
+		if (utf8_ok((const unsigned char *)s, strnlen(s,
+		    r->v[i].u.s.len)))
+			continue;
+		if (pg->bad_utf8++ < BAD_UTF8_LOG)
+			log_warnx("database %s: table %s: field %s is not "
+			    "valid UTF-8", db->name, t->schema.name,
+			    t->schema.fields[i].name);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+pg_insert(struct db *db, struct table *t, const struct row *r)
+{
+	struct pg	*pg = PG(db);
+	struct pgtab	*b;
+	size_t		 before;
+	uint16_t	 nf;
+	int		 i;
+
+	if (t->be == NULL)
+		pg_table_prepare(db, t);
+	b = t->be;
+	if (!strings_ok(db, t, r))
+		return -1;
+	before = b->data.len;
+	nf = htons((uint16_t)(r->n + 4));
+	memcpy(room(&b->data, 2), &nf, 2);
+	field_i32(&b->data, r->sender);
+	field_i32(&b->data, r->seq);
+	field_f64(&b->data, r->ts_client);
+	field_f64(&b->data, r->ts_server);
+	for (i = 0; i < r->n; i++)
+		encode_value(&b->data, &r->v[i]);
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 1024;
+		b->ends = xreallocarray(b->ends, b->cap, sizeof(*b->ends));
+	}
+	b->ends[b->n++] = b->data.len;
+	pg->backlog += b->data.len - before;
+	pg->batch_rows++;
+	return 0;
+}
+
+/*
+ * Schema work under the experiment's advisory lock: the batch goes first
+ * (so that metadata rows keep their order), then a transaction that holds
+ * the lock until lock(0) commits it.
+ */
+static int
+pg_lock(struct db *db, int on)
+{
+	struct pg	*pg = PG(db);
+	PGresult	*res;
+
+	if (!on) {
+		if (!pg->locked)
+			return 0;
+		pg->locked = 0;
+		if (pg->c == NULL)
+			return -1;
+		if (PQtransactionStatus(pg->c) == PQTRANS_INERROR) {
+			cmd(db, "ROLLBACK");
+			return -1;
+		}
+		return cmd(db, "COMMIT");
+	}
+	if (flush(db) == -1 || up(db) == -1 || cmd(db, "BEGIN") == -1)
+		return -1;
+	res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
+	    PGRES_TUPLES_OK);
+	if (res == NULL) {
+		if (pg->c != NULL)
+			cmd(db, "ROLLBACK");
+		return -1;
+	}
+	PQclear(res);
+	pg->locked = 1;
+	return 0;
+}
+
+static int
+pg_stalled(struct db *db)
+{
+	struct pg	*pg = PG(db);
+
+	return pg != NULL && pg->c == NULL && pg->backlog >= BACKLOG_MAX;
+}
+
+/* Start-up check, run as the target user (§10): reachable, may CREATEDB. */
+int
+pg_probe(const struct child_conf *conf)
+{
+	PGconn		*c;
+	PGresult	*res;
+	char		 port[24], m[512];
+	int		 r = -1;
+
+	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
+		return -1;
+	resolve_port(conf->pg_port, port);
+	res = PQexec(c, "SELECT rolcreatedb OR rolsuper FROM "
+	    "pg_catalog.pg_roles WHERE rolname = current_user");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_error("postgresql at %s port %s: %s", conf->pg_host, port,
+		    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
+	else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t")
+	    != 0)
+		log_error("postgresql at %s port %s: role %s may not create "
+		    "databases; give it CREATEDB (ALTER ROLE %s CREATEDB)",
+		    conf->pg_host, port, PQuser(c), PQuser(c));
+	else {
+		log_info("postgresql at %s port %s: connected as %s (server "
+		    "%s)", conf->pg_host, port, PQuser(c),
+		    PQparameterStatus(c, "server_version"));
+		r = 0;
+	}
+	PQclear(res);
+	PQfinish(c);
+	return r;
+}
+
+const struct backend backend_pg = {
+	.name = "postgresql",
+	.nocase = 0,
+	.open = pg_open,
+	.close = pg_close,
+	.commit = pg_commit,
+	.tables = pg_tables,
+	.meta_get = pg_meta_get,
+	.meta_set = pg_meta_set,
+	.sender = pg_sender,
+	.create_senders = pg_create_senders,
+	.table_create = pg_table_create,
+	.table_prepare = pg_table_prepare,
+	.table_free = pg_table_free,
+	.insert = pg_insert,
+	.lock = pg_lock,
+	.stalled = pg_stalled,
+};
