@@ -98,6 +98,7 @@ static const char help_text[] =
 "      --oml-collect=URI     tcp:HOST:PORT, HOST:PORT or file:PATH ($OML_COLLECT)\n"
 "      --oml-id=ID           sender id (default: the host name; $OML_NAME)\n"
 "      --oml-domain=DOMAIN   experiment (default oml2-server; $OML_DOMAIN)\n"
+"      --oml-server, --oml-exp-id  old names of --oml-collect, --oml-domain\n"
 "      --oml-text, --oml-binary  encoding (default text)\n"
 "      --oml-bufsize=BYTES   reports held for a slow collector (default 1048576)\n"
 "      --oml-noop            disable self-reporting, whatever else is given\n"

@@ -138,7 +138,7 @@ ALL='x_i:int32 x_u:uint32 x_l:int64 x_ul:uint64 x_d:double x_s:string x_b:blob x
 	wait_closed norow 1
 	# tables nobody described: one like the original's lost long schemas,
 	# and a name the server uses itself
-	q norow 'CREATE TABLE "u" (oml_tuple_id INTEGER PRIMARY KEY, oml_sender_id INTEGER, oml_seq INTEGER, oml_ts_client REAL, oml_ts_server REAL, "x" INTEGER)'
+	q_admin norow 'CREATE TABLE "u" (oml_tuple_id INTEGER PRIMARY KEY, oml_sender_id INTEGER, oml_seq INTEGER, oml_ts_client REAL, oml_ts_server REAL, "x" INTEGER)'
 	raw 'protocol: 5\ndomain: norow\nschema: 1 u x:int32\nschema: 2 _senders x:int32\n\n1\t1\t1\t7\n1\t2\t1\t8\n'
 	wait_closed norow 2
 	run q norow "SELECT x FROM u_2"

@@ -250,6 +250,16 @@ q_is() {
 	[ "$(q "$1" "$2" 2>/dev/null)" = "$3" ]
 }
 
+# Change experiment $1's database behind the server's back, as an
+# administrator would: q_admin EXP SQL
+q_admin() {
+	if [ "$BACKEND" = postgresql ]; then
+		pg_query "$1" "$2"
+	else
+		sqlite "$DATA/$1.sq3" "$2"
+	fi
+}
+
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
 	local got
