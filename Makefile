@@ -53,6 +53,10 @@ t/omlsend: $(O)/t/omlsend.o $(LIB_OBJ)
 t/unit_proto: $(O)/t/unit_proto.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
 
+# The benchmark's SQLite baseline inserter and its commit watcher.
+t/baseline: $(O)/t/baseline.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpq
+
 deps-build:
 	@sh t/deps.sh $(DEPS_BUILD)
 
@@ -90,6 +94,10 @@ asan-build: $(SERVER_OBJ) $(LIB_OBJ) $(O)/t/unit_proto.o
 	@mkdir -p t/asan
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_proto $(O)/t/unit_proto.o $(LIB_OBJ) -lbsd -lm
+
+# Throughput and memory figures (not a test): see README, Performance.
+bench: all t/baseline
+	bash t/bench.sh
 
 # Build once more with clang, warnings as errors, into a scratch tree.
 check-clang:
@@ -133,4 +141,4 @@ uninstall:
 	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
 
 clean:
-	rm -rf obj obj-asan obj-clang oml2-server $(TOOLS) t/asan
+	rm -rf obj obj-asan obj-clang oml2-server $(TOOLS) t/asan t/baseline
