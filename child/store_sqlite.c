@@ -5,6 +5,14 @@
  * killed); on close the file goes back to a rollback journal, so that it is
  * the plain single-file database every reader expects.  Every value is a
  * bound parameter; statements are prepared once.
+ *
+ * Rows are queued per table and inserted BATCH_ROWS at a time with one
+ * multi-row INSERT, which halves SQLite's cost per row (the statement's
+ * start, cursor and halt are paid once per batch).  A queued row holds
+ * copies of its strings, so the caller's buffers may change at once.  The
+ * queues are flushed before a commit and before any other statement, so
+ * nothing but the moment of the insert within the open transaction
+ * changes: rows still become visible only at the commit.
  */
 #include <sys/stat.h>
 
@@ -19,6 +27,29 @@
 
 #include "child/child.h"
 
+#define BATCH_LOG	4
+#define BATCH_ROWS	(1 << BATCH_LOG)
+
+/* One queued row: the values' strings live in the table's bytes buffer. */
+struct pend {
+	int		 sender;
+	int32_t		 seq;
+	double		 ts_client;
+	double		 ts_server;
+};
+
+/* A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue. */
+struct sqt {
+	sqlite3_stmt	*st[BATCH_LOG + 1];
+	int		 nf;		/* fields per row */
+	int		 batch;		/* rows per full batch, <= BATCH_ROWS */
+	int		 npend;
+	struct pend	 pend[BATCH_ROWS];
+	struct oml_value *vals;		/* batch * nf */
+	size_t		*off;		/* where each value's bytes are */
+	struct buf	 bytes;
+};
+
 struct sq {
 	sqlite3		*h;
 	char		*path;
@@ -31,6 +62,10 @@ struct sq {
 };
 
 #define SQ(db)	((struct sq *)(db)->bh)
+
+static void	flush(struct db *, struct table *);
+static void	flush_all(struct db *);
+static void	sqt_free(struct table *);
 
 static int
 sq_exec(struct db *db, const char *sql)
@@ -148,11 +183,9 @@ sq_close(struct db *db)
 
 	if (sq == NULL)
 		return;
+	flush_all(db);
 	for (t = db->tables; t != NULL; t = t->next)
-		if (t->be != NULL) {
-			sqlite3_finalize(t->be);
-			t->be = NULL;
-		}
+		sqt_free(t);
 	sqlite3_finalize(sq->meta_get);
 	sqlite3_finalize(sq->meta_upd);
 	sqlite3_finalize(sq->meta_ins);
@@ -176,6 +209,7 @@ sq_commit(struct db *db)
 {
 	struct sq	*sq = SQ(db);
 
+	flush_all(db);
 	if (sq_exec(db, "COMMIT") == -1) {
 		/* a failed COMMIT may leave the transaction open or not */
 		if (!sqlite3_get_autocommit(sq->h))
@@ -190,6 +224,7 @@ sq_tables(struct db *db, char ***names, int *n)
 	sqlite3_stmt	*st;
 	int		 r;
 
+	flush_all(db);
 	st = sq_prepare(db, "SELECT name FROM sqlite_master WHERE "
 	    "type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
 	if (st == NULL)
@@ -217,6 +252,7 @@ sq_meta_get(struct db *db, const char *key, char **val)
 	struct sq	*sq = SQ(db);
 	int		 r;
 
+	flush_all(db);
 	if (sq->meta_get == NULL && (sq->meta_get = sq_prepare(db,
 	    "SELECT value FROM _experiment_metadata WHERE key=? AND "
 	    "subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1")) == NULL)
@@ -242,6 +278,7 @@ sq_meta_set(struct db *db, const char *key, const char *val)
 {
 	struct sq	*sq = SQ(db);
 
+	flush_all(db);
 	if (sq->meta_upd == NULL && (sq->meta_upd = sq_prepare(db,
 	    "UPDATE _experiment_metadata SET value=? WHERE key=? AND "
 	    "subject IS NULL")) == NULL)
@@ -264,6 +301,7 @@ sq_meta_set(struct db *db, const char *key, const char *val)
 static int
 sq_create_senders(struct db *db)
 {
+	flush_all(db);
 	return sq_exec(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
 	    "id INTEGER UNIQUE);");
 }
@@ -274,6 +312,7 @@ sq_sender(struct db *db, const char *name, int *id)
 	struct sq	*sq = SQ(db);
 	int		 r;
 
+	flush_all(db);
 	if (sq->snd_get == NULL && ((sq->snd_get = sq_prepare(db,
 	    "SELECT id FROM _senders WHERE name=?")) == NULL ||
 	    (sq->snd_max = sq_prepare(db,
@@ -307,31 +346,89 @@ sq_table_create(struct db *db, struct table *t)
 	char	*sql = db_create_sql(t, 0);
 	int	 r;
 
+	flush_all(db);
 	r = sq_exec(db, sql);
 	free(sql);
 	return r;
 }
 
+/* The statement inserting 2^k rows into t, prepared on first use. */
+static sqlite3_stmt *
+sqt_stmt(struct db *db, struct table *t, int k)
+{
+	struct sqt	*q = t->be;
+	struct buf	 b;
+	char		*one, *tuple;
+	int		 i;
+
+	if (q->st[k] != NULL)
+		return q->st[k];
+	one = db_insert_sql(t, 0);		/* INSERT ... VALUES (?, ...); */
+	one[strlen(one) - 1] = '\0';
+	tuple = strrchr(one, '(');
+	buf_init(&b);
+	buf_adds(&b, one);
+	for (i = 1; i < 1 << k; i++) {
+		buf_adds(&b, ", ");
+		buf_adds(&b, tuple);
+	}
+	free(one);
+	q->st[k] = sq_prepare(db, buf_cstr(&b));
+	free(b.p);
+	return q->st[k];
+}
+
 static int
 sq_table_prepare(struct db *db, struct table *t)
 {
-	char	*sql;
+	struct sqt	*q;
+	int		 ncols, max;
 
 	if (t->be != NULL)
 		return 0;
-	sql = db_insert_sql(t, 0);
-	t->be = sq_prepare(db, sql);
-	free(sql);
-	return t->be == NULL ? -1 : 0;
+	q = xcalloc(1, sizeof(*q));
+	q->nf = t->schema.nfields;
+	/* a batch stays within SQLite's limit on bound parameters */
+	ncols = q->nf + 4;
+	max = sqlite3_limit(SQ(db)->h, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+	for (q->batch = BATCH_ROWS; q->batch > 1 && q->batch * ncols > max; )
+		q->batch /= 2;
+	q->vals = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
+	    sizeof(*q->vals));
+	q->off = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
+	    sizeof(*q->off));
+	buf_init(&q->bytes);
+	t->be = q;
+	if (sqt_stmt(db, t, 0) == NULL) {
+		sqt_free(t);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+sqt_free(struct table *t)
+{
+	struct sqt	*q = t->be;
+	int		 k;
+
+	if (q == NULL)
+		return;
+	for (k = 0; k <= BATCH_LOG; k++)
+		sqlite3_finalize(q->st[k]);
+	free(q->vals);
+	free(q->off);
+	buf_free(&q->bytes);
+	free(q);
+	t->be = NULL;
 }
 
 static void
 sq_table_free(struct db *db, struct table *t)
 {
-	(void)db;
-	if (t->be != NULL)
-		sqlite3_finalize(t->be);
-	t->be = NULL;
+	if (t->be != NULL && ((struct sqt *)t->be)->npend > 0)
+		flush(db, t);
+	sqt_free(t);
 }
 
 static void
@@ -387,30 +484,119 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 }
 
 static int
+uses_bytes(enum oml_type type)
+{
+	return type == OML_STRING || type == OML_BLOB ||
+	    oml_type_is_vector(type);
+}
+
+/* Bind queued rows [first, first + 2^k) to statement st and run it. */
+static int
+run_rows(struct sqt *q, sqlite3_stmt *st, int first, int k)
+{
+	const struct pend	*p;
+	struct oml_value	*v;
+	int			 r, i, col = 1, rc;
+
+	for (r = first; r < first + (1 << k); r++) {
+		p = &q->pend[r];
+		sqlite3_bind_int(st, col++, p->sender);
+		sqlite3_bind_int(st, col++, p->seq);
+		if (isnan(p->ts_client))
+			sqlite3_bind_null(st, col++);
+		else
+			sqlite3_bind_double(st, col++, p->ts_client);
+		sqlite3_bind_double(st, col++, p->ts_server);
+		for (i = 0; i < q->nf; i++) {
+			v = &q->vals[r * q->nf + i];
+			if (uses_bytes(v->type))
+				v->u.s.p = q->bytes.p == NULL ? "" :
+				    q->bytes.p + q->off[r * q->nf + i];
+			bind_value(st, col++, v);
+		}
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * Insert t's queued rows, in order, in the fewest statements.  A batch
+ * that fails is retried row by row, so that only the rows SQLite itself
+ * refuses are lost; those are logged and taken off the counts.
+ */
+static void
+flush(struct db *db, struct table *t)
+{
+	struct sqt	*q = t->be;
+	sqlite3_stmt	*st;
+	int		 first = 0, k, r, lost = 0;
+
+	for (k = BATCH_LOG; k >= 0; k--) {
+		while (q->npend - first >= 1 << k) {
+			if ((st = sqt_stmt(db, t, k)) != NULL &&
+			    run_rows(q, st, first, k) == 0) {
+				first += 1 << k;
+				continue;
+			}
+			for (r = first; r < first + (1 << k); r++)
+				if ((st = sqt_stmt(db, t, 0)) == NULL ||
+				    run_rows(q, st, r, 0) == -1) {
+					log_warnx("%s: insert into %s: %s",
+					    SQ(db)->path, t->schema.name,
+					    sqlite3_errmsg(SQ(db)->h));
+					lost++;
+				}
+			first += 1 << k;
+		}
+	}
+	q->npend = 0;
+	q->bytes.len = 0;
+	if (lost > 0) {
+		t->rows -= (uint64_t)lost;
+		db->rows -= (uint64_t)lost;
+		db->dropped += (uint64_t)lost;
+	}
+}
+
+static void
+flush_all(struct db *db)
+{
+	struct table	*t;
+
+	for (t = db->tables; t != NULL; t = t->next)
+		if (t->be != NULL && ((struct sqt *)t->be)->npend > 0)
+			flush(db, t);
+}
+
+/* Queue a row, with copies of its strings; a full queue is inserted. */
+static int
 sq_insert(struct db *db, struct table *t, const struct row *r)
 {
-	sqlite3_stmt	*st;
-	int		 i, rc;
+	struct sqt		*q;
+	struct oml_value	*v;
+	int			 i;
 
 	if (t->be == NULL && sq_table_prepare(db, t) == -1)
 		return -1;
-	st = t->be;
-	sqlite3_bind_int(st, 1, r->sender);
-	sqlite3_bind_int(st, 2, r->seq);
-	if (isnan(r->ts_client))
-		sqlite3_bind_null(st, 3);
-	else
-		sqlite3_bind_double(st, 3, r->ts_client);
-	sqlite3_bind_double(st, 4, r->ts_server);
-	for (i = 0; i < r->n; i++)
-		bind_value(st, i + 5, &r->v[i]);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		log_warnx("%s: insert into %s: %s", SQ(db)->path,
-		    t->schema.name, sqlite3_errmsg(SQ(db)->h));
-		return -1;
+	q = t->be;
+	q->pend[q->npend].sender = r->sender;
+	q->pend[q->npend].seq = r->seq;
+	q->pend[q->npend].ts_client = r->ts_client;
+	q->pend[q->npend].ts_server = r->ts_server;
+	for (i = 0; i < q->nf && i < r->n; i++) {
+		v = &q->vals[q->npend * q->nf + i];
+		*v = r->v[i];
+		if (uses_bytes(v->type)) {
+			q->off[q->npend * q->nf + i] = q->bytes.len;
+			if (v->u.s.p != NULL)
+				buf_add(&q->bytes, v->u.s.p, v->u.s.len);
+			else
+				v->u.s.len = 0;
+		}
 	}
+	if (++q->npend == q->batch)
+		flush(db, t);
 	return 0;
 }
 
