@@ -202,7 +202,14 @@ sq_close(struct db *db)
 	sqlite3_finalize(sq->snd_ins);
 	if (!sqlite3_get_autocommit(sq->h))
 		sq_exec(db, "COMMIT");
-	/* Back to a single file, unless a reader holds it open right now. */
+	/*
+	 * Back to a single file, unless a reader holds it open right now.
+	 * The WAL is copied back first by a checkpoint, which lets readers
+	 * in; the switch itself then has nothing left to copy, and holds
+	 * the exclusive lock that keeps readers out only for a moment.
+	 */
+	sqlite3_wal_checkpoint_v2(sq->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	    NULL, NULL);
 	sqlite3_busy_timeout(sq->h, 0);
 	sqlite3_exec(sq->h, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
 	if (sqlite3_close(sq->h) != SQLITE_OK)
