@@ -13,12 +13,17 @@
  * queues are flushed before a commit and before any other statement, so
  * nothing but the moment of the insert within the open transaction
  * changes: rows still become visible only at the commit.
+ *
+ * Copying the WAL back into the database (a checkpoint, with its two
+ * fsyncs) is the checkpointer thread's job, so that ingest does not wait
+ * for the disk; see struct ckpt.
  */
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +55,37 @@ struct sqt {
 	struct buf	 bytes;
 };
 
+/*
+ * The checkpointer: a thread with its own connection to the file, asked
+ * after each commit that leaves CKPT_BYTES or more in the WAL.  Its
+ * passive checkpoints never block the writer, but while the writer keeps
+ * writing the WAL cannot start again from its beginning; so past
+ * WAL_MAX_BYTES the writer waits for the thread and checkpoints the rest
+ * itself, and its next transaction rewinds the WAL.  Without the thread
+ * (a single-threaded SQLite, or no thread to be had) SQLite checkpoints
+ * in the writer, as it does by default.  Only ck->mu's fields are shared;
+ * the thread does not log (the writer reports its errors).
+ */
+#define CKPT_BYTES	(16 << 20)
+#define WAL_MAX_BYTES	(64 << 20)
+
+struct ckpt {
+	pthread_t	 thread;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	sqlite3		*h;
+	int		 soft;		/* WAL frames that call for a checkpoint */
+	int		 hard;		/* ... that make the writer do one */
+	int		 want;		/* under mu from here on */
+	int		 busy;
+	int		 stop;
+	int		 err;		/* the last failure, for the writer to log */
+};
+
 struct sq {
 	sqlite3		*h;
 	char		*path;
+	struct ckpt	*ck;
 	sqlite3_stmt	*meta_get;
 	sqlite3_stmt	*meta_upd;
 	sqlite3_stmt	*meta_ins;
@@ -141,6 +174,133 @@ sq_create(const char *path, const char *dir, const char *name)
 	return r;
 }
 
+static void *
+ckpt_main(void *arg)
+{
+	struct ckpt	*ck = arg;
+	int		 rc;
+
+	pthread_mutex_lock(&ck->mu);
+	for (;;) {
+		while (!ck->want && !ck->stop)
+			pthread_cond_wait(&ck->cv, &ck->mu);
+		if (ck->stop)
+			break;
+		ck->want = 0;
+		ck->busy = 1;
+		pthread_mutex_unlock(&ck->mu);
+		rc = sqlite3_wal_checkpoint_v2(ck->h, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&ck->mu);
+		ck->busy = 0;
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			ck->err = rc;
+		pthread_cond_broadcast(&ck->cv);
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return NULL;
+}
+
+/* SQLite calls this in the writer after each commit. */
+static int
+wal_hook(void *arg, sqlite3 *h, const char *name, int frames)
+{
+	struct sq	*sq = arg;
+	struct ckpt	*ck = sq->ck;
+	int		 err, rc = SQLITE_OK;
+
+	pthread_mutex_lock(&ck->mu);
+	err = ck->err;
+	ck->err = 0;
+	if (frames >= ck->hard) {
+		while (ck->busy)
+			pthread_cond_wait(&ck->cv, &ck->mu);
+		pthread_mutex_unlock(&ck->mu);
+		rc = sqlite3_wal_checkpoint_v2(h, name,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	} else {
+		if (frames >= ck->soft) {
+			ck->want = 1;
+			pthread_cond_signal(&ck->cv);
+		}
+		pthread_mutex_unlock(&ck->mu);
+	}
+	if (err != 0)
+		log_warnx("%s: checkpoint: %s", sq->path, sqlite3_errstr(err));
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_warnx("%s: checkpoint: %s", sq->path, sqlite3_errstr(rc));
+	return SQLITE_OK;
+}
+
+static int
+page_size(struct sq *sq)
+{
+	sqlite3_stmt	*st;
+	int		 n = 0;
+
+	if (sqlite3_prepare_v2(sq->h, "PRAGMA page_size", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	return n > 0 ? n : 4096;
+}
+
+static void
+ckpt_start(struct sq *sq)
+{
+	struct ckpt	*ck;
+	int		 r;
+
+	if (!sqlite3_threadsafe())
+		return;
+	ck = xcalloc(1, sizeof(*ck));
+	ck->soft = CKPT_BYTES / page_size(sq);
+	ck->hard = WAL_MAX_BYTES / page_size(sq);
+	if (sqlite3_open_v2(sq->path, &ck->h, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		log_warnx("%s: checkpointer: %s", sq->path, ck->h != NULL ?
+		    sqlite3_errmsg(ck->h) : "out of memory");
+		sqlite3_close(ck->h);
+		free(ck);
+		return;
+	}
+	sqlite3_busy_timeout(ck->h, 5000);
+	pthread_mutex_init(&ck->mu, NULL);
+	pthread_cond_init(&ck->cv, NULL);
+	if ((r = pthread_create(&ck->thread, NULL, ckpt_main, ck)) != 0) {
+		log_warnx("%s: checkpointer: %s", sq->path, strerror(r));
+		pthread_mutex_destroy(&ck->mu);
+		pthread_cond_destroy(&ck->cv);
+		sqlite3_close(ck->h);
+		free(ck);
+		return;
+	}
+	sq->ck = ck;
+	sqlite3_wal_hook(sq->h, wal_hook, sq);	/* replaces autocheckpoint */
+}
+
+static void
+ckpt_stop(struct sq *sq)
+{
+	struct ckpt	*ck = sq->ck;
+
+	if (ck == NULL)
+		return;
+	sqlite3_wal_hook(sq->h, NULL, NULL);
+	pthread_mutex_lock(&ck->mu);
+	ck->stop = 1;
+	pthread_cond_signal(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+	pthread_join(ck->thread, NULL);
+	pthread_mutex_destroy(&ck->mu);
+	pthread_cond_destroy(&ck->cv);
+	sqlite3_close(ck->h);
+	free(ck);
+	sq->ck = NULL;
+}
+
 static int
 sq_open(struct db *db)
 {
@@ -165,17 +325,18 @@ sq_open(struct db *db)
 	/*
 	 * 16 KiB pages for a new file (an existing one keeps its own): a
 	 * quarter of the pages, WAL frames and write calls for the same
-	 * rows, and with the default autocheckpoint of 1000 pages a quarter
-	 * of the checkpoints and their fsyncs.  Every reader takes any page
-	 * size.
+	 * rows.  Every reader takes any page size.
 	 */
 	if (sq_exec(db, "PRAGMA page_size=16384") == -1 ||
 	    sq_exec(db, "PRAGMA journal_mode=WAL") == -1 ||
-	    sq_exec(db, "PRAGMA synchronous=NORMAL") == -1 ||
-	    sq_exec(db, "BEGIN") == -1)
+	    sq_exec(db, "PRAGMA synchronous=NORMAL") == -1)
+		goto fail;
+	ckpt_start(sq);
+	if (sq_exec(db, "BEGIN") == -1)
 		goto fail;
 	return 0;
 fail:
+	ckpt_stop(sq);
 	sqlite3_close(sq->h);
 	free(sq->path);
 	free(sq);
@@ -200,6 +361,7 @@ sq_close(struct db *db)
 	sqlite3_finalize(sq->snd_get);
 	sqlite3_finalize(sq->snd_max);
 	sqlite3_finalize(sq->snd_ins);
+	ckpt_stop(sq);
 	if (!sqlite3_get_autocommit(sq->h))
 		sq_exec(db, "COMMIT");
 	/*
