@@ -186,48 +186,71 @@ run_bursts() {
 	rm -rf "$d"
 }
 
+# ready_clients PATTERN N: N clients of experiments PATTERN are ready.
 ready_clients() {
-	[ "$(grep -c ' ready: idle-' "$LOG")" -ge "$1" ]
+	[ "$(grep -c " ready: $1" "$LOG")" -ge "$2" ]
+}
+
+# The largest RSS and private memory among experiment children, in kB.
+exp_mem() {
+	local c v p max=0 maxp=0
+	for c in $(pgrep -P "$SPID" -f 'oml2-server: exp '); do
+		v=$(status_kb "$c" VmRSS)
+		p=$(status_kb "$c" RssAnon)
+		[ "$v" -gt "$max" ] && max=$v
+		[ "$p" -gt "$maxp" ] && maxp=$p
+	done
+	echo "RSS $(mb "$max") MB, private $(mb "$maxp") MB"
+}
+
+# idle_clients EXP-ARGS... : hold that many idle connections open
+idle_clients() {
+	"$OMLSEND" -q -n 0 -H 120000 "$@" "127.0.0.1:$PORT" >/dev/null 2>&1 &
+	BGP+=($!)
 }
 
 spares_up() {
 	[ "$(children | wc -l)" -ge 2 ]
 }
 
-# Scenario 6: idle memory.  Prints the figures, labelled.
+# Scenario 6: idle memory: 1,000 idle clients over 10 experiments, then
+# 1,000 on one.  "private" is the process's own memory (RssAnon); RSS
+# also counts the pages of shared libraries (libc, libsqlite3) that all
+# the processes share.
 run_idle() {
-	local d=$W/idle m0 m100 m1000 spare c v max=0 sum=0 n=0
+	local d=$W/idle m0 m100 m1000 c spare ten
 	start_server "$d" || die "idle: the server did not start"
 	until_true 10 spares_up
 	m0=$(status_kb "$SPID" VmRSS)
-	spare=$(status_kb "$(children | head -n 1)" VmRSS)
-	"$OMLSEND" -q -e idle -E 10 -c 100 -n 0 -H 120000 \
-	    "127.0.0.1:$PORT" >/dev/null 2>&1 &
-	BGP+=($!)
-	until_true 30 ready_clients 100 ||
+	c=$(children | head -n 1)
+	spare="RSS $(mb "$(status_kb "$c" VmRSS)") MB, private"
+	spare="$spare $(mb "$(status_kb "$c" RssAnon)") MB"
+	idle_clients -e idle -E 10 -c 100
+	until_true 30 ready_clients idle- 100 ||
 	    die "idle: 100 clients never ready"
 	m100=$(status_kb "$SPID" VmRSS)
-	"$OMLSEND" -q -e idle -E 10 -c 900 -n 0 -H 120000 \
-	    "127.0.0.1:$PORT" >/dev/null 2>&1 &
-	BGP+=($!)
-	until_true 60 ready_clients 1000 ||
+	idle_clients -e idle -E 10 -c 900
+	until_true 60 ready_clients idle- 1000 ||
 	    die "idle: 1000 clients never ready"
 	m1000=$(status_kb "$SPID" VmRSS)
-	for c in $(pgrep -P "$SPID" -f 'oml2-server: exp '); do
-		v=$(status_kb "$c" VmRSS)
-		sum=$((sum + v))
-		n=$((n + 1))
-		[ "$v" -gt "$max" ] && max=$v
-	done
-	echo "master RSS $(mb "$m0") / $(mb "$m100") / $(mb "$m1000") MB" \
-	    "with 0 / 100 / 1000 idle clients;" \
-	    "spare child $(mb "$spare") MB;" \
-	    "$n experiment children with 100 idle clients each:" \
-	    "mean $(mb $((sum / (n ? n : 1)))) MB, max $(mb "$max") MB"
+	ten=$(exp_mem)
 	kill "${BGP[@]}" 2>/dev/null
 	BGP=()
 	stop_server
-	rm -rf "$d"
+	start_server "$d.1" || die "idle: the server did not start"
+	idle_clients -e solo -c 1000
+	until_true 60 ready_clients solo: 1000 ||
+	    die "idle: 1000 clients of one experiment never ready"
+	echo "6 idle memory, 1000 idle clients:"
+	echo "    master: RSS $(mb "$m0") / $(mb "$m100") / $(mb "$m1000") MB" \
+	    "with 0 / 100 / 1000 idle clients"
+	echo "    spare child: $spare"
+	echo "    experiment child with 100 idle clients (largest of 10): $ten"
+	echo "    experiment child with 1000 idle clients: $(exp_mem)"
+	kill "${BGP[@]}" 2>/dev/null
+	BGP=()
+	stop_server
+	rm -rf "$d" "$d.1"
 }
 
 # --- PostgreSQL ------------------------------------------------------------
@@ -336,6 +359,7 @@ main() {
 	ulimit -n 4096 2>/dev/null
 	echo "oml2-server bench: $ROWS rows of (int32, double, string);" \
 	    "median of $REPEAT runs; $(nproc) cores; scratch in $W"
+	echo "load average at the start: $(cut -d ' ' -f 1-3 /proc/loadavg)"
 	for ((i = 1; i <= REPEAT; i++)); do
 		echo "  run $i of $REPEAT ..." >&2
 		out=$(run_baseline)
@@ -373,10 +397,15 @@ main() {
 	report "4 four clients, one experiment" "${rate[4]}" "$base" \
 	    "${mast[4]}" "${chld[4]}" "$(spread "${rate[4]}")"
 	out=($(run_bursts)) || exit 1
-	report "5 500 clients in bursts, 50 experiments" "${out[0]}" "$base" \
-	    "${out[1]}" "${out[2]}" "paced by the clients; ${out[*]:3}"
-	echo "6 idle: $(run_idle)"
+	row "5 500 clients in bursts, 50 experiments" \
+	    "$(printf '%.0f' "${out[0]}")" "-" \
+	    "$(mb "${out[1]}") / $(mb "${out[2]}") MB" \
+	    "paced by the clients; ${out[*]:3}"
+	run_idle
 	pg_scenario
+	echo "load average at the end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+	echo "(ratios are to the baseline of this run; other load on the" \
+	    "machine moves every figure)"
 }
 
 pg_scenario() {
