@@ -52,6 +52,7 @@ struct sqt {
 	struct pend	 pend[BATCH_ROWS];
 	struct oml_value *vals;		/* batch * nf */
 	size_t		*off;		/* where each value's bytes are */
+	uint8_t		*isbytes;	/* per field: has bytes to copy */
 	struct buf	 bytes;
 };
 
@@ -559,7 +560,7 @@ static int
 sq_table_prepare(struct db *db, struct table *t)
 {
 	struct sqt	*q;
-	int		 ncols, max;
+	int		 ncols, max, i;
 
 	if (t->be != NULL)
 		return 0;
@@ -574,6 +575,10 @@ sq_table_prepare(struct db *db, struct table *t)
 	    sizeof(*q->vals));
 	q->off = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
 	    sizeof(*q->off));
+	q->isbytes = xcalloc((size_t)(q->nf ? q->nf : 1), 1);
+	for (i = 0; i < q->nf; i++)
+		q->isbytes[i] = t->types[i] == OML_STRING ||
+		    t->types[i] == OML_BLOB || oml_type_is_vector(t->types[i]);
 	buf_init(&q->bytes);
 	t->be = q;
 	if (sqt_stmt(db, t, 0) == NULL) {
@@ -595,6 +600,7 @@ sqt_free(struct table *t)
 		sqlite3_finalize(q->st[k]);
 	free(q->vals);
 	free(q->off);
+	free(q->isbytes);
 	buf_free(&q->bytes);
 	free(q);
 	t->be = NULL;
@@ -660,13 +666,6 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 	}
 }
 
-static int
-uses_bytes(enum oml_type type)
-{
-	return type == OML_STRING || type == OML_BLOB ||
-	    oml_type_is_vector(type);
-}
-
 /* Bind queued rows [first, first + 2^k) to statement st and run it. */
 static int
 run_rows(struct sqt *q, sqlite3_stmt *st, int first, int k)
@@ -686,7 +685,7 @@ run_rows(struct sqt *q, sqlite3_stmt *st, int first, int k)
 		sqlite3_bind_double(st, col++, p->ts_server);
 		for (i = 0; i < q->nf; i++) {
 			v = &q->vals[r * q->nf + i];
-			if (uses_bytes(v->type))
+			if (q->isbytes[i])
 				v->u.s.p = q->bytes.p == NULL ? "" :
 				    q->bytes.p + q->off[r * q->nf + i];
 			bind_value(st, col++, v);
@@ -764,7 +763,7 @@ sq_insert(struct db *db, struct table *t, const struct row *r)
 	for (i = 0; i < q->nf && i < r->n; i++) {
 		v = &q->vals[q->npend * q->nf + i];
 		*v = r->v[i];
-		if (uses_bytes(v->type)) {
+		if (q->isbytes[i]) {
 			q->off[q->npend * q->nf + i] = q->bytes.len;
 			if (v->u.s.p != NULL)
 				buf_add(&q->bytes, v->u.s.p, v->u.s.len);
