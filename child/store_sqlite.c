@@ -158,8 +158,14 @@ sq_create(const char *path, const char *dir, const char *name)
 
 	xasprintf(&tmp, "%s/.%s.sq3.new", dir, name);
 	unlink(tmp);
+	/*
+	 * 16 KiB pages: a quarter of the pages, WAL frames and write calls
+	 * for the same rows.  Every reader takes any page size.
+	 */
 	if (sqlite3_open_v2(tmp, &h, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE, NULL) == SQLITE_OK &&
+	    sqlite3_exec(h, "PRAGMA page_size=16384", NULL, NULL, NULL) ==
+	    SQLITE_OK &&
 	    sqlite3_exec(h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) ==
 	    SQLITE_OK)
 		r = 0;
@@ -323,13 +329,7 @@ sq_open(struct db *db)
 		goto fail;
 	}
 	sqlite3_busy_timeout(sq->h, 5000);
-	/*
-	 * 16 KiB pages for a new file (an existing one keeps its own): a
-	 * quarter of the pages, WAL frames and write calls for the same
-	 * rows.  Every reader takes any page size.
-	 */
-	if (sq_exec(db, "PRAGMA page_size=16384") == -1 ||
-	    sq_exec(db, "PRAGMA journal_mode=WAL") == -1 ||
+	if (sq_exec(db, "PRAGMA journal_mode=WAL") == -1 ||
 	    sq_exec(db, "PRAGMA synchronous=NORMAL") == -1)
 		goto fail;
 	ckpt_start(sq);
