@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +259,7 @@ static void
 ckpt_start(struct sq *sq)
 {
 	struct ckpt	*ck;
+	sigset_t	 all, old;
 	int		 r;
 
 	if (!sqlite3_threadsafe())
@@ -276,7 +278,12 @@ ckpt_start(struct sq *sq)
 	sqlite3_busy_timeout(ck->h, 5000);
 	pthread_mutex_init(&ck->mu, NULL);
 	pthread_cond_init(&ck->cv, NULL);
-	if ((r = pthread_create(&ck->thread, NULL, ckpt_main, ck)) != 0) {
+	/* every signal stays the main thread's (signalfd, hook children) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&ck->thread, NULL, ckpt_main, ck);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
 		log_warnx("%s: checkpointer: %s", sq->path, strerror(r));
 		pthread_mutex_destroy(&ck->mu);
 		pthread_cond_destroy(&ck->cv);
