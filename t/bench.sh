@@ -13,7 +13,8 @@
 # Environment: BENCH_ROWS (1000000), BENCH_REPEAT (3: scenarios 1-4 and
 # the baseline run that many times, interleaved, and the medians are
 # shown), BENCH_DIR (scratch space, default $TMPDIR or /tmp),
-# OML2_SERVER (the binary).
+# OML2_SERVER (the binary), BENCH_MAIN (run just one function, such as
+# run_idle or pg_scenario, while working on this file).
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -416,10 +417,12 @@ pg_scenario() {
 		return 0
 	}
 	out=$(pg_server)
-	if [ $? -eq 2 ]; then
-		echo "7 PostgreSQL: skipped: PostgreSQL backend not available"
-		return 0
-	fi
+	case $? in
+	0)	;;
+	2)	echo "7 PostgreSQL: skipped: PostgreSQL backend not available"
+		return 0 ;;
+	*)	exit 1 ;;
+	esac
 	"$BASELINE" tsv "$ROWS" >"$W/rows.tsv"
 	base=$(pg_baseline) || die "pg: the \\copy baseline failed"
 	r=($out)
