@@ -137,12 +137,12 @@ send() {
 }
 
 # --- SQLite scenarios ------------------------------------------------------
-# run_sqlite NAME CONNS EXPS ENCODING: one timed run of ROWS rows in all,
+# run_sqlite NAME CONNS EXPS ENCODING TOTAL: one timed run of TOTAL rows
 # spread over CONNS connections and EXPS experiments.  Prints
 # "rows/s master_kb child_kb".
 run_sqlite() {
 	local name=$1 conns=$2 exps=$3 enc=$4 d=$W/$1.$RANDOM t0 t1 i
-	local per_conn=$((ROWS / conns)) spread=() dbs=()
+	local per_conn=$(($5 / conns)) spread=() dbs=()
 	start_server "$d" || die "$name: the server did not start:" \
 	    "$(cat "$d/stderr")"
 	if [ "$exps" -gt 1 ]; then
@@ -369,10 +369,11 @@ main() {
 		chld[b]+="${out##* } "
 		for k in 1 2 3 4; do
 			case $k in
-			1) out=$(run_sqlite bin 1 1 -b) ;;
-			2) out=$(run_sqlite text 1 1 -t) ;;
-			3) out=$(run_sqlite four 4 4 -b) ;;
-			4) out=$(run_sqlite shared 4 1 -b) ;;
+			1) out=$(run_sqlite bin 1 1 -b "$ROWS") ;;
+			2) out=$(run_sqlite text 1 1 -t "$ROWS") ;;
+			# each of the four does what scenario 1's client does
+			3) out=$(run_sqlite four 4 4 -b $((4 * ROWS))) ;;
+			4) out=$(run_sqlite shared 4 1 -b "$ROWS") ;;
 			esac
 			[ -n "$out" ] || exit 1
 			r=($out)
@@ -391,7 +392,7 @@ main() {
 	    "${mast[1]}" "${chld[1]}" "$(spread "${rate[1]}")"
 	report "2 one client, text, one experiment" "${rate[2]}" "$base" \
 	    "${mast[2]}" "${chld[2]}" "$(spread "${rate[2]}")"
-	report "3 four clients, four experiments" "${rate[3]}" "$base" \
+	report "3 four clients, four experiments, 4x" "${rate[3]}" "$base" \
 	    "${mast[3]}" "${chld[3]}" "$(spread "${rate[3]}"); $(calc \
 	    "$(median ${rate[3]}) / $(median ${rate[1]})" |
 	    awk '{ printf "%.2f", $1 }')x scenario 1"
