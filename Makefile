@@ -53,6 +53,10 @@ t/omlsend: $(O)/t/omlsend.o $(LIB_OBJ)
 t/unit_proto: $(O)/t/unit_proto.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
 
+# The benchmark's SQLite baseline inserter and its commit watcher.
+t/baseline: $(O)/t/baseline.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpq
+
 deps-build:
 	@sh t/deps.sh $(DEPS_BUILD)
 
@@ -148,6 +152,10 @@ test-fuzz: fuzz-build
 	    rm -rf $$d; \
 	done
 
+# Throughput and memory figures (not a test): see README, Performance.
+bench: all t/baseline
+	bash t/bench.sh
+
 # Build once more with clang, warnings as errors, into a scratch tree.
 check-clang:
 	@$(MAKE) --no-print-directory O=obj-clang CC=clang oml2-server-clang
@@ -191,4 +199,4 @@ uninstall:
 
 clean:
 	rm -rf obj obj-asan obj-clang obj-fuzz oml2-server $(TOOLS) t/asan \
-	    t/fuzz/bin
+	    t/fuzz/bin t/baseline

@@ -14,12 +14,26 @@
  * back), later writes only go to the journal, and each commit the timer
  * asks for replays the journal into a fresh transaction until one
  * succeeds.  Rows are lost only if the process stops first (logged).
+ *
+ * Rows are queued per table and inserted BATCH_ROWS at a time with one
+ * multi-row INSERT, which halves SQLite's cost per row (the statement's
+ * start, cursor and halt are paid once per batch).  A queued row holds
+ * copies of its strings, so the caller's buffers may change at once.  The
+ * queues are flushed before a commit and before any other statement, so
+ * nothing but the moment of the insert within the open transaction
+ * changes: rows still become visible only at the commit.
+ *
+ * Copying the WAL back into the database (a checkpoint, with its two
+ * fsyncs) is the checkpointer thread's job, so that ingest does not wait
+ * for the disk; see struct ckpt.
  */
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +44,61 @@
 #include "child/journal.h"
 
 #define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
+#define BATCH_LOG	4
+#define BATCH_ROWS	(1 << BATCH_LOG)
+
+/* One queued row: the values' strings live in the table's bytes buffer. */
+struct pend {
+	int		 sender;
+	int32_t		 seq;
+	double		 ts_client;
+	double		 ts_server;
+};
+
+/* A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue. */
+struct sqt {
+	sqlite3_stmt	*st[BATCH_LOG + 1];
+	int		 nf;		/* fields per row */
+	int		 batch;		/* rows per full batch, <= BATCH_ROWS */
+	int		 npend;
+	struct pend	 pend[BATCH_ROWS];
+	struct oml_value *vals;		/* batch * nf */
+	size_t		*off;		/* where each value's bytes are */
+	uint8_t		*isbytes;	/* per field: has bytes to copy */
+	struct buf	 bytes;
+};
+
+/*
+ * The checkpointer: a thread with its own connection to the file, asked
+ * after each commit that leaves CKPT_BYTES or more in the WAL.  Its
+ * passive checkpoints never block the writer, but while the writer keeps
+ * writing the WAL cannot start again from its beginning; so past
+ * WAL_MAX_BYTES the writer waits for the thread and checkpoints the rest
+ * itself, and its next transaction rewinds the WAL.  Without the thread
+ * (a single-threaded SQLite, or no thread to be had) SQLite checkpoints
+ * in the writer, as it does by default.  Only ck->mu's fields are shared;
+ * the thread does not log (the writer reports its errors).
+ */
+#define CKPT_BYTES	(16 << 20)
+#define WAL_MAX_BYTES	(64 << 20)
+
+struct ckpt {
+	pthread_t	 thread;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	sqlite3		*h;
+	int		 soft;		/* WAL frames that call for a checkpoint */
+	int		 hard;		/* ... that make the writer do one */
+	int		 want;		/* under mu from here on */
+	int		 busy;
+	int		 stop;
+	int		 err;		/* the last failure, for the writer to log */
+};
 
 struct sq {
 	sqlite3		*h;
 	char		*path;
+	struct ckpt	*ck;
 	sqlite3_stmt	*meta_get;
 	sqlite3_stmt	*meta_upd;
 	sqlite3_stmt	*meta_ins;
@@ -45,9 +110,15 @@ struct sq {
 	int		 failing;	/* stalled until the journal is written */
 	uint64_t	 fail_since;
 	int		 snd_next;	/* no sender id below this is free */
+	int		 replaying;	/* the journal, after a failure */
 };
 
 #define SQ(db)	((struct sq *)(db)->bh)
+
+static int	flush(struct db *, struct table *);
+static int	flush_all(struct db *);
+static void	sqt_free(struct table *);
+static void	queues_drop(struct db *);
 
 static int
 sq_exec(struct db *db, const char *sql)
@@ -84,6 +155,7 @@ sq_transient(const struct sq *sq)
 static void
 sq_abandon(struct db *db)
 {
+	queues_drop(db);
 	if (!sqlite3_get_autocommit(SQ(db)->h))
 		sqlite3_exec(SQ(db)->h, "ROLLBACK", NULL, NULL, NULL);
 	sq_exec(db, "BEGIN");
@@ -136,8 +208,14 @@ sq_create(const char *path, const char *dir, const char *name)
 
 	xasprintf(&tmp, "%s/.%s.sq3.new", dir, name);
 	unlink(tmp);
+	/*
+	 * 16 KiB pages: a quarter of the pages, WAL frames and write calls
+	 * for the same rows.  Every reader takes any page size.
+	 */
 	if (sqlite3_open_v2(tmp, &h, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE, NULL) == SQLITE_OK &&
+	    sqlite3_exec(h, "PRAGMA page_size=16384", NULL, NULL, NULL) ==
+	    SQLITE_OK &&
 	    sqlite3_exec(h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) ==
 	    SQLITE_OK)
 		r = 0;
@@ -151,6 +229,139 @@ sq_create(const char *path, const char *dir, const char *name)
 	unlink(tmp);
 	free(tmp);
 	return r;
+}
+
+static void *
+ckpt_main(void *arg)
+{
+	struct ckpt	*ck = arg;
+	int		 rc;
+
+	pthread_mutex_lock(&ck->mu);
+	for (;;) {
+		while (!ck->want && !ck->stop)
+			pthread_cond_wait(&ck->cv, &ck->mu);
+		if (ck->stop)
+			break;
+		ck->want = 0;
+		ck->busy = 1;
+		pthread_mutex_unlock(&ck->mu);
+		rc = sqlite3_wal_checkpoint_v2(ck->h, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&ck->mu);
+		ck->busy = 0;
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			ck->err = rc;
+		pthread_cond_broadcast(&ck->cv);
+	}
+	pthread_mutex_unlock(&ck->mu);
+	return NULL;
+}
+
+/* SQLite calls this in the writer after each commit. */
+static int
+wal_hook(void *arg, sqlite3 *h, const char *name, int frames)
+{
+	struct sq	*sq = arg;
+	struct ckpt	*ck = sq->ck;
+	int		 err, rc = SQLITE_OK;
+
+	pthread_mutex_lock(&ck->mu);
+	err = ck->err;
+	ck->err = 0;
+	if (frames >= ck->hard) {
+		while (ck->busy)
+			pthread_cond_wait(&ck->cv, &ck->mu);
+		pthread_mutex_unlock(&ck->mu);
+		rc = sqlite3_wal_checkpoint_v2(h, name,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	} else {
+		if (frames >= ck->soft) {
+			ck->want = 1;
+			pthread_cond_signal(&ck->cv);
+		}
+		pthread_mutex_unlock(&ck->mu);
+	}
+	if (err != 0)
+		log_warnx("%s: checkpoint: %s", sq->path, sqlite3_errstr(err));
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_warnx("%s: checkpoint: %s", sq->path, sqlite3_errstr(rc));
+	return SQLITE_OK;
+}
+
+static int
+page_size(struct sq *sq)
+{
+	sqlite3_stmt	*st;
+	int		 n = 0;
+
+	if (sqlite3_prepare_v2(sq->h, "PRAGMA page_size", -1, &st, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	return n > 0 ? n : 4096;
+}
+
+static void
+ckpt_start(struct sq *sq)
+{
+	struct ckpt	*ck;
+	sigset_t	 all, old;
+	int		 r;
+
+	if (!sqlite3_threadsafe())
+		return;
+	ck = xcalloc(1, sizeof(*ck));
+	ck->soft = CKPT_BYTES / page_size(sq);
+	ck->hard = WAL_MAX_BYTES / page_size(sq);
+	if (sqlite3_open_v2(sq->path, &ck->h, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		log_warnx("%s: checkpointer: %s", sq->path, ck->h != NULL ?
+		    sqlite3_errmsg(ck->h) : "out of memory");
+		sqlite3_close(ck->h);
+		free(ck);
+		return;
+	}
+	sqlite3_busy_timeout(ck->h, 5000);
+	pthread_mutex_init(&ck->mu, NULL);
+	pthread_cond_init(&ck->cv, NULL);
+	/* every signal stays the main thread's (signalfd, hook children) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&ck->thread, NULL, ckpt_main, ck);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		log_warnx("%s: checkpointer: %s", sq->path, strerror(r));
+		pthread_mutex_destroy(&ck->mu);
+		pthread_cond_destroy(&ck->cv);
+		sqlite3_close(ck->h);
+		free(ck);
+		return;
+	}
+	sq->ck = ck;
+	sqlite3_wal_hook(sq->h, wal_hook, sq);	/* replaces autocheckpoint */
+}
+
+static void
+ckpt_stop(struct sq *sq)
+{
+	struct ckpt	*ck = sq->ck;
+
+	if (ck == NULL)
+		return;
+	sqlite3_wal_hook(sq->h, NULL, NULL);
+	pthread_mutex_lock(&ck->mu);
+	ck->stop = 1;
+	pthread_cond_signal(&ck->cv);
+	pthread_mutex_unlock(&ck->mu);
+	pthread_join(ck->thread, NULL);
+	pthread_mutex_destroy(&ck->mu);
+	pthread_cond_destroy(&ck->cv);
+	sqlite3_close(ck->h);
+	free(ck);
+	sq->ck = NULL;
 }
 
 static int
@@ -175,11 +386,14 @@ sq_open(struct db *db)
 	}
 	sqlite3_busy_timeout(sq->h, 5000);
 	if (sq_exec(db, "PRAGMA journal_mode=WAL") == -1 ||
-	    sq_exec(db, "PRAGMA synchronous=NORMAL") == -1 ||
-	    sq_exec(db, "BEGIN") == -1)
+	    sq_exec(db, "PRAGMA synchronous=NORMAL") == -1)
+		goto fail;
+	ckpt_start(sq);
+	if (sq_exec(db, "BEGIN") == -1)
 		goto fail;
 	return 0;
 fail:
+	ckpt_stop(sq);
 	sqlite3_close(sq->h);
 	free(sq->path);
 	free(sq);
@@ -195,11 +409,10 @@ sq_close(struct db *db)
 
 	if (sq == NULL)
 		return;
+	if (!sq->failing && flush_all(db) == -1)
+		sq->failing = 1;	/* reported just below */
 	for (t = db->tables; t != NULL; t = t->next)
-		if (t->be != NULL) {
-			sqlite3_finalize(t->be);
-			t->be = NULL;
-		}
+		sqt_free(t);
 	sqlite3_finalize(sq->meta_get);
 	sqlite3_finalize(sq->meta_upd);
 	sqlite3_finalize(sq->meta_ins);
@@ -211,9 +424,17 @@ sq_close(struct db *db)
 		    "received since the last commit are lost", sq->path,
 		    sq->j.rows);
 	journal_free(&sq->j);
+	ckpt_stop(sq);
 	if (!sqlite3_get_autocommit(sq->h))
 		sq_exec(db, "COMMIT");
-	/* Back to a single file, unless a reader holds it open right now. */
+	/*
+	 * Back to a single file, unless a reader holds it open right now.
+	 * The WAL is copied back first by a checkpoint, which lets readers
+	 * in; the switch itself then has nothing left to copy, and holds
+	 * the exclusive lock that keeps readers out only for a moment.
+	 */
+	sqlite3_wal_checkpoint_v2(sq->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	    NULL, NULL);
 	sqlite3_busy_timeout(sq->h, 0);
 	sqlite3_exec(sq->h, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
 	if (sqlite3_close(sq->h) != SQLITE_OK)
@@ -250,13 +471,20 @@ sq_replay(struct db *db)
 	size_t		 off = 0;
 
 	sq_abandon(db);
+	sq->replaying = 1;
 	while (journal_next(&sq->j, &off, &e)) {
 		if (sq_apply(db, &e) == 0 || !sq_transient(sq))
 			continue;	/* written, or refused for good */
-		sq_abandon(db);
-		return -1;
+		goto fail;
 	}
+	if (flush_all(db) == -1)
+		goto fail;
+	sq->replaying = 0;
 	return 0;
+fail:
+	sq->replaying = 0;
+	sq_abandon(db);
+	return -1;
 }
 
 static int
@@ -266,6 +494,10 @@ sq_commit(struct db *db)
 
 	if (sq->failing && sq_replay(db) == -1)
 		return -1;
+	if (!sq->failing && flush_all(db) == -1) {
+		sq_fail(db);
+		return -1;
+	}
 	if (sq_exec(db, "COMMIT") == -1) {
 		/* a failed COMMIT may leave the transaction open or not */
 		if (sq_transient(sq)) {
@@ -327,6 +559,8 @@ sq_tables(struct db *db, char ***names, int *n)
 	sqlite3_stmt	*st;
 	int		 r;
 
+	if (!SQ(db)->failing && flush_all(db) == -1)
+		sq_fail(db);
 	st = sq_prepare(db, "SELECT name FROM sqlite_master WHERE "
 	    "type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
 	if (st == NULL)
@@ -354,6 +588,8 @@ sq_meta_get(struct db *db, const char *key, char **val)
 	struct sq	*sq = SQ(db);
 	int		 r;
 
+	if (!sq->failing && flush_all(db) == -1)
+		sq_fail(db);
 	if (sq->meta_get == NULL && (sq->meta_get = sq_prepare(db,
 	    "SELECT value FROM _experiment_metadata WHERE key=? AND "
 	    "subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1")) == NULL)
@@ -484,26 +720,88 @@ sq_table_create(struct db *db, struct table *t)
 	return sq_write(db, &e);
 }
 
+/* The statement inserting 2^k rows into t, prepared on first use. */
+static sqlite3_stmt *
+sqt_stmt(struct db *db, struct table *t, int k)
+{
+	struct sqt	*q = t->be;
+	struct buf	 b;
+	char		*one, *tuple;
+	int		 i;
+
+	if (q->st[k] != NULL)
+		return q->st[k];
+	one = db_insert_sql(t, 0);		/* INSERT ... VALUES (?, ...); */
+	one[strlen(one) - 1] = '\0';
+	tuple = strrchr(one, '(');
+	buf_init(&b);
+	buf_adds(&b, one);
+	for (i = 1; i < 1 << k; i++) {
+		buf_adds(&b, ", ");
+		buf_adds(&b, tuple);
+	}
+	free(one);
+	q->st[k] = sq_prepare(db, buf_cstr(&b));
+	free(b.p);
+	return q->st[k];
+}
+
 static int
 sq_table_prepare(struct db *db, struct table *t)
 {
-	char	*sql;
+	struct sqt	*q;
+	int		 ncols, max, i;
 
 	if (t->be != NULL)
 		return 0;
-	sql = db_insert_sql(t, 0);
-	t->be = sq_prepare(db, sql);
-	free(sql);
-	return t->be == NULL ? -1 : 0;
+	q = xcalloc(1, sizeof(*q));
+	q->nf = t->schema.nfields;
+	/* a batch stays within SQLite's limit on bound parameters */
+	ncols = q->nf + 4;
+	max = sqlite3_limit(SQ(db)->h, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+	for (q->batch = BATCH_ROWS; q->batch > 1 && q->batch * ncols > max; )
+		q->batch /= 2;
+	q->vals = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
+	    sizeof(*q->vals));
+	q->off = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
+	    sizeof(*q->off));
+	q->isbytes = xcalloc((size_t)(q->nf ? q->nf : 1), 1);
+	for (i = 0; i < q->nf; i++)
+		q->isbytes[i] = t->types[i] == OML_STRING ||
+		    t->types[i] == OML_BLOB || oml_type_is_vector(t->types[i]);
+	buf_init(&q->bytes);
+	t->be = q;
+	if (sqt_stmt(db, t, 0) == NULL) {
+		sqt_free(t);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+sqt_free(struct table *t)
+{
+	struct sqt	*q = t->be;
+	int		 k;
+
+	if (q == NULL)
+		return;
+	for (k = 0; k <= BATCH_LOG; k++)
+		sqlite3_finalize(q->st[k]);
+	free(q->vals);
+	free(q->off);
+	free(q->isbytes);
+	buf_free(&q->bytes);
+	free(q);
+	t->be = NULL;
 }
 
 static void
 sq_table_free(struct db *db, struct table *t)
 {
-	(void)db;
-	if (t->be != NULL)
-		sqlite3_finalize(t->be);
-	t->be = NULL;
+	if (t->be != NULL && ((struct sqt *)t->be)->npend > 0)
+		flush(db, t);
+	sqt_free(t);
 }
 
 static void
@@ -558,32 +856,144 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 	}
 }
 
+/* Bind queued rows [first, first + 2^k) to statement st and run it. */
+static int
+run_rows(struct sqt *q, sqlite3_stmt *st, int first, int k)
+{
+	const struct pend	*p;
+	struct oml_value	*v;
+	int			 r, i, col = 1, rc;
+
+	for (r = first; r < first + (1 << k); r++) {
+		p = &q->pend[r];
+		sqlite3_bind_int(st, col++, p->sender);
+		sqlite3_bind_int(st, col++, p->seq);
+		if (isnan(p->ts_client))
+			sqlite3_bind_null(st, col++);
+		else
+			sqlite3_bind_double(st, col++, p->ts_client);
+		sqlite3_bind_double(st, col++, p->ts_server);
+		for (i = 0; i < q->nf; i++) {
+			v = &q->vals[r * q->nf + i];
+			if (q->isbytes[i])
+				v->u.s.p = q->bytes.p == NULL ? "" :
+				    q->bytes.p + q->off[r * q->nf + i];
+			bind_value(st, col++, v);
+		}
+	}
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * Insert t's queued rows, in order, in the fewest statements.  A batch
+ * that fails is retried row by row, so that only the rows SQLite itself
+ * refuses for good are lost; those are logged and taken off the counts
+ * (once: not again when the journal is written a second time).  A
+ * failure that passes with time (a full disk) stops the flush: returns
+ * -1 with the cause in sq->rc, the rows still being in the journal.
+ */
+static int
+flush(struct db *db, struct table *t)
+{
+	struct sq	*sq = SQ(db);
+	struct sqt	*q = t->be;
+	sqlite3_stmt	*st;
+	int		 first = 0, k, r, lost = 0, rc = 0;
+
+	for (k = BATCH_LOG; k >= 0 && rc == 0; k--) {
+		while (rc == 0 && q->npend - first >= 1 << k) {
+			if ((st = sqt_stmt(db, t, k)) != NULL &&
+			    run_rows(q, st, first, k) == 0) {
+				first += 1 << k;
+				continue;
+			}
+			sq->rc = sqlite3_extended_errcode(sq->h);
+			if (sq_transient(sq)) {
+				rc = -1;
+				break;
+			}
+			for (r = first; r < first + (1 << k); r++) {
+				if ((st = sqt_stmt(db, t, 0)) != NULL &&
+				    run_rows(q, st, r, 0) == 0)
+					continue;
+				sq->rc = sqlite3_extended_errcode(sq->h);
+				if (sq_transient(sq)) {
+					rc = -1;
+					break;
+				}
+				log_warnx("%s: insert into %s: %s", sq->path,
+				    t->schema.name, sqlite3_errmsg(sq->h));
+				lost++;
+			}
+			first += 1 << k;
+		}
+	}
+	q->npend = 0;
+	q->bytes.len = 0;
+	if (lost > 0 && !sq->replaying) {
+		t->rows -= (uint64_t)lost;
+		db->rows -= (uint64_t)lost;
+		db->dropped += (uint64_t)lost;
+	}
+	return rc;
+}
+
+static int
+flush_all(struct db *db)
+{
+	struct table	*t;
+
+	for (t = db->tables; t != NULL; t = t->next)
+		if (t->be != NULL && ((struct sqt *)t->be)->npend > 0 &&
+		    flush(db, t) == -1)
+			return -1;
+	return 0;
+}
+
+/* The transaction is given up: its queued rows go with it. */
+static void
+queues_drop(struct db *db)
+{
+	struct table	*t;
+	struct sqt	*q;
+
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((q = t->be) != NULL) {
+			q->npend = 0;
+			q->bytes.len = 0;
+		}
+}
+
+/* Queue a row, with copies of its strings; a full queue is inserted. */
 static int
 x_insert(struct db *db, struct table *t, const struct row *r)
 {
-	sqlite3_stmt	*st;
-	int		 i, rc;
+	struct sqt		*q;
+	struct oml_value	*v;
+	int			 i;
 
 	if (t->be == NULL && sq_table_prepare(db, t) == -1)
 		return -1;
-	st = t->be;
-	sqlite3_bind_int(st, 1, r->sender);
-	sqlite3_bind_int(st, 2, r->seq);
-	if (isnan(r->ts_client))
-		sqlite3_bind_null(st, 3);
-	else
-		sqlite3_bind_double(st, 3, r->ts_client);
-	sqlite3_bind_double(st, 4, r->ts_server);
-	for (i = 0; i < r->n; i++)
-		bind_value(st, i + 5, &r->v[i]);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		SQ(db)->rc = rc;
-		log_warnx("%s: insert into %s: %s", SQ(db)->path,
-		    t->schema.name, sqlite3_errmsg(SQ(db)->h));
-		return -1;
+	q = t->be;
+	q->pend[q->npend].sender = r->sender;
+	q->pend[q->npend].seq = r->seq;
+	q->pend[q->npend].ts_client = r->ts_client;
+	q->pend[q->npend].ts_server = r->ts_server;
+	for (i = 0; i < q->nf && i < r->n; i++) {
+		v = &q->vals[q->npend * q->nf + i];
+		*v = r->v[i];
+		if (q->isbytes[i]) {
+			q->off[q->npend * q->nf + i] = q->bytes.len;
+			if (v->u.s.p != NULL)
+				buf_add(&q->bytes, v->u.s.p, v->u.s.len);
+			else
+				v->u.s.len = 0;
+		}
 	}
+	if (++q->npend == q->batch)
+		return flush(db, t);
 	return 0;
 }
 
@@ -595,10 +1005,16 @@ sq_insert(struct db *db, struct table *t, const struct row *r)
 	return sq_write(db, &e);
 }
 
-/* Make one recorded write. */
+/*
+ * Make one recorded write.  Rows wait in their table's queue; anything
+ * else first writes the queues, so that rows keep their order (the
+ * server's own metadata rows among the clients', for one).
+ */
 static int
 sq_apply(struct db *db, const struct jentry *e)
 {
+	if (e->kind != J_ROW && flush_all(db) == -1)
+		return -1;
 	switch (e->kind) {
 	case J_EXEC:
 		return sq_exec(db, e->a);

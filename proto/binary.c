@@ -42,10 +42,19 @@ be64(const uint8_t *p)
 	return (uint64_t)be32(p) << 32 | be32(p + 4);
 }
 
+/*
+ * mant * 2^(exp - 30).  The power of two, 2^-158 to 2^97, is a normal
+ * double built from its bits, and a 32-bit mantissa times it is exact, so
+ * this is ldexp's result without the library call.
+ */
 double
 bin_double_decode(int32_t mant, int8_t exp)
 {
-	return ldexp((double)mant, exp - 30);
+	uint64_t	 bits = (uint64_t)(exp - 30 + 1023) << 52;
+	double		 scale;
+
+	memcpy(&scale, &bits, sizeof(scale));
+	return (double)mant * scale;
 }
 
 /* DOUBLE_T payload (5 bytes). */

@@ -12,6 +12,13 @@
 
 #include "proto/proto.h"
 
+/* oml_type_is_vector(), inlined for the decoders' per-value paths. */
+static inline int
+is_vector_type(enum oml_type t)
+{
+	return t >= OML_VINT32 && t <= OML_VBOOL;
+}
+
 /* isspace() in the C locale, without the locale lookup. */
 static inline int
 is_ws(unsigned char c)

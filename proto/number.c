@@ -56,7 +56,17 @@ int_scan(const char *p, size_t len, int base, struct intscan *r)
 	if (i < len && (p[i] == '+' || p[i] == '-'))
 		r->neg = p[i++] == '-';
 	base = pick_base(p, len, &i, base);
-	for (first = i; i < len; i++) {
+	first = i;
+	/* Up to 19 decimal digits cannot overflow: no check needed. */
+	if (base == 10) {
+		uint64_t	 m = 0;
+
+		for (; i < len && i - first < 19 &&
+		    (unsigned char)(p[i] - '0') <= 9; i++)
+			m = m * 10 + (uint64_t)(p[i] - '0');
+		r->mag = m;
+	}
+	for (; i < len; i++) {
 		if ((d = digit_val((unsigned char)p[i])) >= base)
 			break;
 		if (r->mag > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
@@ -113,29 +123,28 @@ static size_t
 dbl_fast(const char *p, size_t len, double *out)
 {
 	uint64_t	 m = 0;
-	size_t		 i = 0, ndig = 0, nfrac = 0;
-	int		 neg = 0, dot = 0;
+	size_t		 i = 0, ndig, nfrac = 0, start;
+	int		 neg = 0;
 
 	if (i < len && (p[i] == '+' || p[i] == '-'))
 		neg = p[i++] == '-';
-	for (; i < len; i++) {
-		if (p[i] >= '0' && p[i] <= '9') {
-			if (++ndig > 16)
-				return 0;
+	for (start = i; i < len && (unsigned char)(p[i] - '0') <= 9; i++)
+		m = m * 10 + (uint64_t)(p[i] - '0');	/* wraps harmlessly */
+	ndig = i - start;
+	if (i < len && p[i] == '.') {
+		for (start = ++i; i < len && (unsigned char)(p[i] - '0') <= 9;
+		    i++)
 			m = m * 10 + (uint64_t)(p[i] - '0');
-			nfrac += dot;
-		} else if (p[i] == '.' && !dot)
-			dot = 1;
-		else
-			break;
+		nfrac = i - start;
 	}
-	if (ndig == 0 || m > (UINT64_C(1) << 53) || nfrac > 22)
+	ndig += nfrac;
+	if (ndig == 0 || ndig > 16 || m > (UINT64_C(1) << 53) || nfrac > 22)
 		return 0;
 	/* An exponent or a hex prefix follows: not a plain decimal. */
 	if (i < len && (p[i] == 'e' || p[i] == 'E' || p[i] == 'x' ||
 	    p[i] == 'X'))
 		return 0;
-	*out = (double)m / pow10tab[nfrac];
+	*out = nfrac == 0 ? (double)m : (double)m / pow10tab[nfrac];
 	if (neg)
 		*out = -*out;
 	return i;

@@ -177,7 +177,7 @@ text_value(char *p, size_t len, struct oml_value *v, struct buf *scratch,
 		v->u.b = bool_text(p, len);
 		return 0;
 	default:
-		if (!oml_type_is_vector(v->type))
+		if (!is_vector_type(v->type))
 			return text_int(p, len, v, why);
 		before = scratch->len;
 		if (vec_text(p, len, v->type, scratch, why) == -1)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/proto.h"
+#include "proto/internal.h"
 
 static const char *const canonical[OML_TYPE_MAX] = {
 	[OML_INT32] = "int32",
@@ -76,7 +77,7 @@ oml_type_parse(const char *s, size_t len, enum oml_type *t)
 int
 oml_type_is_vector(enum oml_type t)
 {
-	return t >= OML_VINT32 && t <= OML_VBOOL;
+	return is_vector_type(t);
 }
 
 static int

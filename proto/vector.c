@@ -201,7 +201,7 @@ vec_fixup(struct oml_value *out, int n, const struct buf *scratch)
 	int	 i;
 
 	for (i = 0; i < n; i++) {
-		if (!oml_type_is_vector(out[i].type))
+		if (!is_vector_type(out[i].type))
 			continue;
 		out[i].u.s.p = scratch->p != NULL ? scratch->p + off : "";
 		off += out[i].u.s.len;

@@ -545,6 +545,36 @@ test_text_double_vs_strtod(void)
 	CHECK(bad == 0);
 }
 
+/* The fast paths: plain decimals, and binary doubles without ldexp. */
+static void
+test_number_fast_paths(void)
+{
+	static const char *const plain[] = {
+		"1.", ".5", "123", "-0", "+7.25", "00012.5", "1.2.3",
+		"9007199254740993", "12345678901234567", "0.0000000000000000000001",
+		"4503599627370497.5", "-.125", "7.e3",
+	};
+	struct oml_value	 v;
+	size_t			 i;
+	unsigned int		 seed = 99, bad = 0;
+	int			 e;
+	int32_t			 m;
+
+	for (i = 0; i < nitems(plain); i++)
+		CHECK(tv(OML_DOUBLE, plain[i], &v) == 0 &&
+		    same_double(v.u.d, strtod(plain[i], NULL)));
+	for (e = -128; e <= 127; e++)
+		for (i = 0; i < 200; i++) {
+			seed = seed * 1103515245u + 12345u;
+			m = i == 0 ? INT32_MIN : i == 1 ? INT32_MAX :
+			    (int32_t)seed;
+			if (!same_double(bin_double_decode(m, (int8_t)e),
+			    ldexp((double)m, e - 30)))
+				bad++;
+		}
+	CHECK(bad == 0);
+}
+
 static void
 test_text_doubles(void)
 {
@@ -580,6 +610,7 @@ test_text_doubles(void)
 	CHECK(tv_drops(OML_DOUBLE, "1e-400"));
 	CHECK(tv_drops(OML_DOUBLE, "4.9406564584124654e-324"));
 	test_text_double_vs_strtod();
+	test_number_fast_paths();
 }
 
 static int
