@@ -332,6 +332,8 @@ restore_dump() {
 	DUMP_DIR=$T/dumps
 	CONF
 	export OML2_HOOK_CONF=$T/hook.conf
+	# pg_dump in the hook logs in as an operator would arrange it
+	[ "$BACKEND" != postgresql ] || export PGPASSWORD=$OML2_PG_PASS
 	start_server -H "$SHIPPED"
 	send -e shipped -n 20
 	wait_for 10 eval '[ "$(grep -c . "$T/iput.args" 2>/dev/null)" = 1 ]'

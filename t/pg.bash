@@ -181,3 +181,19 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	"$@" || rc=$?
 	exit "$rc"
 fi
+
+# pg_dump's text of experiment $1, without the random \restrict key lines
+# that make two dumps of the same database differ.
+pg_dump_exp() {
+	pg_dump -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" -U "$PG_ADMIN" "$1" |
+	    grep -v '^\\\(un\)\{0,1\}restrict '
+}
+
+# Restore dump $1 into a new database and print that as pg_dump_exp does.
+pg_restore_fresh() {
+	local db=restored_$RANDOM
+	pg_admin postgres "CREATE DATABASE $db" &&
+	    psql -XAq -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" \
+		-U "$PG_ADMIN" -d "$db" -f "$1" >/dev/null &&
+	    pg_dump_exp "$db"
+}
