@@ -258,6 +258,9 @@ DBCLOSED URI"
 }
 
 @test "a hook that stops reading its commands is dropped once they pile up" {
+	# The hook's pipes do not depend on the backend; this test fills them
+	# with long commands, which only SQLite's long file: URIs make.
+	[ "$BACKEND" = sqlite ] || skip "needs the long URIs of SQLite paths"
 	# Long commands, so that few connections fill the hook's pipe (shrunk
 	# to one page by the hook) and the server's 16 KiB of queued commands.
 	DATA=$T/$(printf 'd%.0s' {1..200})/$(printf 'e%.0s' {1..150})
