@@ -108,7 +108,7 @@ asan-build: $(SERVER_OBJ) $(LIB_OBJ) $(O)/t/unit_proto.o
 # FUZZ_SHORT seconds over its committed seed corpus only.
 FUZZERS		 = header sniff text binary
 FUZZ_SECONDS	?= 600
-FUZZ_SHORT	?= 10
+FUZZ_SHORT	?= 5
 FUZZ_CFLAGS	 = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=all
 FUZZ_OPTS	 = -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
