@@ -16,7 +16,7 @@ PG_INC		:= $(shell pkg-config --cflags-only-I libpq 2>/dev/null || echo -I/usr/i
 XCPPFLAGS	 = -I. $(PG_INC) -D_GNU_SOURCE \
 		   -DDEFAULT_DATADIR='"$(DEFAULT_DATADIR)"' \
 		   -DSHAREDIR='"$(SHAREDIR)"'
-LDLIBS		 = -lsqlite3 -lpq -lbsd -lm
+LDLIBS		 = -lsqlite3 -lbsd -lm -ldl -lpthread
 
 # Debian packages: what building needs, and what the test suite, the
 # benchmarks and the fuzzers need on top.

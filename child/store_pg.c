@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
+#include "child/pqlib.h"
 
 #include "child/child.h"
 
@@ -356,6 +356,8 @@ pg_open(struct db *db)
 	struct pg		*pg;
 	const char		*enc;
 
+	if (pqlib_load() == -1)
+		return -1;
 	pg = xcalloc(1, sizeof(*pg));
 	db->bh = pg;
 	resolve_port(conf->pg_port, pg->port);
@@ -1037,7 +1039,8 @@ pg_probe(const struct child_conf *conf)
 	char		 port[24], m[512];
 	int		 r = -1;
 
-	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
+	if (pqlib_load() == -1 ||
+	    (c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
 	resolve_port(conf->pg_port, port);
 	res = PQexec(c, "SELECT rolcreatedb OR rolsuper FROM "
