@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,7 @@ exp_db_close(void)
 	uri = xstrdup(exp.db->uri);
 	db_close(exp.db);
 	exp.db = NULL;
+	malloc_trim(0);		/* an idle experiment gives its heap back */
 	hook_event("DBCLOSED", uri);
 	free(uri);
 }

@@ -19,9 +19,10 @@
 
 #include "child/child.h"
 
-#define READ_CHUNK	(256 * 1024)
+#define READ_CHUNK	(256 * 1024)	/* the most one read takes */
+#define READ_FIRST	4096		/* ... and the least: idle clients */
 #define READS_PER_EVENT	8	/* then let the other clients in */
-#define LOW_STREAMS	256	/* indices with a direct slot */
+#define LOW_STREAMS	32	/* indices with a direct slot */
 #define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
 #define DROP_LOG_EVERY	10000
 #define PROGRESS_BYTES	4096	/* of an unfinished line or packet */
@@ -49,6 +50,7 @@ struct conn {
 	long		 offset;	/* start-time - S */
 	struct table	*low[LOW_STREAMS];
 	struct hislot	*high;		/* indices >= LOW_STREAMS, sorted */
+	size_t		 rsize;		/* read size, grows while reads fill it */
 	int		 nhigh;
 	long		 maxindex;	/* highest declared index, -1 none */
 	int		 nstreams;
@@ -81,6 +83,7 @@ conn_new(int fd, const char *peer, uint16_t port)
 	strlcpy(c->peer, peer, sizeof(c->peer));
 	c->port = port;
 	c->maxindex = -1;
+	c->rsize = READ_FIRST;
 	c->last_rx = now_mono_ms();
 	buf_init(&c->in);
 	buf_init(&c->scratch);
@@ -616,7 +619,7 @@ enum conn_end
 conn_read(struct conn *c, int drain)
 {
 	ssize_t	 n;
-	size_t	 budget = SIZE_MAX;
+	size_t	 budget = SIZE_MAX, room;
 	int	 i, queued;
 
 	/*
@@ -627,8 +630,12 @@ conn_read(struct conn *c, int drain)
 	if (drain && ioctl(c->ev.fd, FIONREAD, &queued) == 0 && queued >= 0)
 		budget = (size_t)queued + READ_CHUNK;
 	for (i = 0; drain ? budget > 0 : i < READS_PER_EVENT; i++) {
-		buf_reserve(&c->in, READ_CHUNK);
-		n = read(c->ev.fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+		/* small for idle clients, large for busy ones */
+		buf_reserve(&c->in, c->rsize);
+		room = c->in.cap - c->in.len;
+		n = read(c->ev.fd, c->in.p + c->in.len, room);
+		if (n > 0 && (size_t)n == room && c->rsize < READ_CHUNK)
+			c->rsize *= 2;
 		if (n == 0)
 			return END_EOF;
 		if (n == -1) {

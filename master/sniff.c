@@ -169,7 +169,10 @@ pending_fill(struct pending *p)
 		room = opts.header_limit - p->data.len;
 		if (room == 0)
 			return 0;
-		buf_reserve(&p->data, room);
+		/* most headers are short: grow the buffer as they come */
+		buf_reserve(&p->data, room < 1024 ? room : 1024);
+		room = p->data.cap - p->data.len < room ?
+		    p->data.cap - p->data.len : room;
 		n = recv(p->ev.fd, p->data.p + p->data.len, room, 0);
 		if (n > 0) {
 			p->data.len += (size_t)n;
