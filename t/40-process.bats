@@ -140,7 +140,7 @@ load helpers
 		send -e churn -n 10 -S "s$i"
 	done
 	wait_rows churn gen 300
-	log_has 'experiment churn: idle, retiring process'
+	wait_log 'experiment churn: idle, retiring process'
 	# nothing was refused or lost on the way
 	log_lacks 'connection dropped'
 }
