@@ -83,18 +83,7 @@ title(void)
 		    exp.nconns == 1 ? "" : "s");
 }
 
-static void
-cev_add(struct cev *e)
-{
-	struct epoll_event	 ee = { .events = EPOLLIN, .data.ptr = e };
-
-	if (e->kind == CEV_CONN && exp.paused)
-		ee.events = 0;
-	if (epoll_ctl(exp.epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1)
-		fatal("epoll_ctl");
-}
-
-/* hook.c's pipes join, change and leave the loop through these two. */
+/* Event sources join, change and leave the loop through these two. */
 void
 exp_watch(struct cev *e, uint32_t events)
 {
@@ -120,23 +109,18 @@ exp_unwatch(struct cev *e)
 static void
 pause_clients(int on)
 {
-	struct epoll_event	 ee;
-	unsigned		 i;
+	unsigned	 i;
 
 	exp.paused = on;
-	for (i = 0; i < exp.nconns; i++) {
-		ee.events = on ? 0 : EPOLLIN;
-		ee.data.ptr = exp.conns[i];
-		if (epoll_ctl(exp.epfd, EPOLL_CTL_MOD, conn_fd(exp.conns[i]),
-		    &ee) == -1)
-			fatal("epoll_ctl");
-	}
+	for (i = 0; i < exp.nconns; i++)
+		exp_watch((struct cev *)exp.conns[i], on ? 0 : EPOLLIN);
 	if (on)
-		log_warnx("the database is away and the batch is full: not "
-		    "reading from %u client%s until it is back", exp.nconns,
+		log_warnx("the database cannot take rows now: not reading "
+		    "from %u client%s until it can", exp.nconns,
 		    exp.nconns == 1 ? "" : "s");
 	else {
-		log_info("the database is back: reading from clients again");
+		log_info("the database takes rows again: reading from "
+		    "clients");
 		exp.next_sweep = now_mono_ms() +
 		    exp.conf->idle_timeout * 1000ULL;
 	}
@@ -188,7 +172,7 @@ client_end(struct conn *c, enum conn_end why)
 {
 	unsigned	 i;
 
-	epoll_ctl(exp.epfd, EPOLL_CTL_DEL, conn_fd(c), NULL);
+	exp_unwatch((struct cev *)c);
 	exp_report(c, "Disconnect", end_message[why]);
 	conn_close(c, why);
 	((struct cev *)c)->kind = CEV_DEAD;
@@ -236,7 +220,7 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 		exp.conns = xreallocarray(exp.conns, exp.cap, sizeof(c));
 	}
 	exp.conns[exp.nconns++] = c;
-	cev_add((struct cev *)c);
+	exp_watch((struct cev *)c, exp.paused ? 0 : EPOLLIN);
 	title();
 	log_info("client %s port %u connected", mc->peer, mc->port);
 	if (conn_feed(c, bytes, mc->nbytes) == -1)
@@ -387,11 +371,11 @@ timers(uint64_t now)
 	if (exp.assigned && exp.nconns == 0 && !exp.idle_sent &&
 	    exp.db == NULL) {
 		due = exp.idle_since + exp.conf->linger * 1000ULL;
-		if (now >= due) {
-			msg_send(exp.ctl.fd, MSG_IDLE, -1, &exp.received,
-			    sizeof(exp.received));
-			exp.idle_sent = 1;
-		} else if (due < next)
+		/* a full control socket: try again on the next tick */
+		if (now >= due)
+			exp.idle_sent = msg_send(exp.ctl.fd, MSG_IDLE, -1,
+			    &exp.received, sizeof(exp.received)) == 0;
+		else if (due < next)
 			next = due;
 	}
 	if ((due = hook_tick(now)) != 0 && due < next)
@@ -463,7 +447,7 @@ setup_signals(void)
 	if ((exp.sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC))
 	    == -1)
 		fatal("signalfd");
-	cev_add(&exp.sig);
+	exp_watch(&exp.sig, EPOLLIN);
 }
 
 void
@@ -478,7 +462,7 @@ child_main(int ctl, const struct child_conf *conf)
 	set_nonblock(ctl);
 	exp.ctl.kind = CEV_CTL;
 	exp.ctl.fd = ctl;
-	cev_add(&exp.ctl);
+	exp_watch(&exp.ctl, EPOLLIN);
 	setup_signals();
 	if (msg_send(ctl, MSG_READY, -1, NULL, 0) == -1)
 		fatal("ready message");

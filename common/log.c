@@ -77,12 +77,6 @@ log_setproc(const char *fmt, ...)
 	va_end(ap);
 }
 
-const char *
-log_procname(void)
-{
-	return log_proc;
-}
-
 int
 log_level(void)
 {
