@@ -57,8 +57,7 @@ first_spare(void)
 
 /*
  * Route a named connection.  Returns 0 if handed over (the fd is gone),
- * 1 if it must wait for a spare, -1 if it cannot be served, -2 if it
- * cannot be served and that has been logged.
+ * 1 if it must wait for a spare, -1 if it is refused (logged here).
  */
 int
 policy_route(struct pending *p)
@@ -74,7 +73,7 @@ policy_route(struct pending *p)
 			    "--max-experiments (%u) reached; connection closed",
 			    p->peer, p->port, p->sn.name,
 			    opts.max_experiments);
-			return -2;
+			return -1;
 		}
 		if ((c = first_spare()) == NULL) {
 			spawn_more(1);

@@ -155,8 +155,7 @@ pending_named(struct pending *p)
 		p->ev.fd = -1;	/* now the child's */
 		pending_free(p, NULL);
 	} else
-		pending_end(p, r == -2 ? NULL : "cannot serve this experiment "
-		    "now", "SOCKET_DROPPED");
+		pending_end(p, NULL, "SOCKET_DROPPED");	/* refusal logged */
 }
 
 static int
@@ -239,8 +238,7 @@ pending_retry_waiting(void)
 			p->ev.fd = -1;
 			pending_free(p, NULL);
 		} else
-			pending_end(p, r == -2 ? NULL : "cannot serve this "
-			    "experiment now", "SOCKET_DROPPED");
+			pending_end(p, NULL, "SOCKET_DROPPED");
 	}
 }
 
