@@ -83,11 +83,9 @@ load helpers
 
 @test "OML_SQLITE_DIR chooses the data directory and -D overrides it" {
 	mkdir "$T/envdir"
-	OML_SQLITE_DIR=$T/envdir "$OML2_SERVER" -l 127.0.0.1:0 --logfile="$LOG" 3>&- &
-	SERVER_PID=$!
-	wait_log ' ready: '
+	run_server env OML_SQLITE_DIR="$T/envdir" "$OML2_SERVER" -l 127.0.0.1:0 \
+	    --logfile="$LOG"
 	log_has "in $T/envdir"
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
 	send -e envexp -n 3
 	wait_for 10 test -f "$T/envdir/envexp.sq3"
 	stop_server

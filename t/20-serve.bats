@@ -56,10 +56,8 @@ load helpers
 
 @test "the server listens on IPv4 and IPv6 when no address is given" {
 	local port
-	"$OML2_SERVER" -l 0 -D "$DATA" --logfile="$LOG" $(backend_args) 3>&- &
-	SERVER_PID=$!
-	wait_log ' ready: '
-	port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+	run_server "$OML2_SERVER" -l 0 -D "$DATA" --logfile="$LOG" $(backend_args)
+	port=$PORT
 	log_has 'listening on \[::\]'
 	"$OMLSEND" -q -e v4 -n 3 "127.0.0.1:$port"
 	"$OMLSEND" -q -e v6 -n 3 "[::1]:$port"

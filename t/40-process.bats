@@ -104,11 +104,8 @@ load helpers
 	need_root
 	ensure_test_user
 	chown "$T_USER" "$DATA" "$T"
-	runuser -u "$T_USER" -- "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" \
-	    --logfile="$LOG" 3>&- &
-	SERVER_PID=$!
-	wait_log ' ready: '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+	run_server runuser -u "$T_USER" -- "$OML2_SERVER" -l 127.0.0.1:0 \
+	    -D "$DATA" --logfile="$LOG"
 	send -e mine -n 2
 	wait_rows mine gen 2
 	[ "$(stat -c %U "$DATA/mine.sq3")" = "$T_USER" ]

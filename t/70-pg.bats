@@ -226,26 +226,18 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 }
 
 @test "PGPASSWORD works in place of --pg-pass, and so does a password file" {
-	PGPASSWORD=$OML2_PG_PASS "$OML2_SERVER" -l 127.0.0.1:0 -d 4 --logfile="$LOG" \
-	    -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
-	    --pg-user="$PG_ROLE" 3>&- &
-	SERVER_PID=$!
-	wait_log 'listening on '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
-	wait_log ' ready: '
+	run_server env PGPASSWORD="$OML2_PG_PASS" "$OML2_SERVER" -l 127.0.0.1:0 \
+	    -d 4 --logfile="$LOG" -b postgresql --pg-host=127.0.0.1 \
+	    --pg-port="$OML2_PG_PORT" --pg-user="$PG_ROLE"
 	send -e envpw -n 4
 	wait_q envpw "SELECT count(*) FROM gen" 4
 	stop_server
 	: >"$LOG"
 	echo "127.0.0.1:$OML2_PG_PORT:*:$PG_ROLE:$OML2_PG_PASS" >"$T/pgpass"
 	chmod 600 "$T/pgpass"
-	PGPASSFILE=$T/pgpass "$OML2_SERVER" -l 127.0.0.1:0 -d 4 --logfile="$LOG" \
-	    -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
-	    --pg-user="$PG_ROLE" 3>&- &
-	SERVER_PID=$!
-	wait_log 'listening on '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
-	wait_log ' ready: '
+	run_server env PGPASSFILE="$T/pgpass" "$OML2_SERVER" -l 127.0.0.1:0 \
+	    -d 4 --logfile="$LOG" -b postgresql --pg-host=127.0.0.1 \
+	    --pg-port="$OML2_PG_PORT" --pg-user="$PG_ROLE"
 	send -e filepw -n 2
 	wait_q filepw "SELECT count(*) FROM gen" 2
 }

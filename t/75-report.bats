@@ -26,7 +26,7 @@ start_collector() {
 	    --logfile="$CLOG" -d 4 "$@"
 	COLLECTOR=$BG
 	wait_for 10 grep -q ' ready: ' "$CLOG"
-	CPORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$CLOG" | head -n 1)
+	CPORT=$(log_port "$CLOG")
 	[ -n "$CPORT" ]
 }
 
@@ -195,12 +195,10 @@ free_port() {
 	[ ! -e "$T/env2.oml" ]
 	stop_server
 	# --oml-noop first: every option after it still counts, nothing is reported
-	OML_COLLECT="file:$T/noop.oml" "$OML2_SERVER" --oml-noop --oml-collect "file:$T/noop2.oml" \
-	    -l 127.0.0.1:0 -D "$DATA" --logfile="$T/noop.log" -d 4 3>&- &
-	SERVER_PID=$!
 	LOG=$T/noop.log
-	wait_log ' ready: '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+	run_server env OML_COLLECT="file:$T/noop.oml" "$OML2_SERVER" --oml-noop \
+	    --oml-collect "file:$T/noop2.oml" -l 127.0.0.1:0 -D "$DATA" \
+	    --logfile="$LOG" -d 4
 	send -e e1 -n 1
 	wait_log 'closed by the client'
 	[ ! -e "$T/noop.oml" ]

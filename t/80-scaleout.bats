@@ -28,7 +28,7 @@ start_farm() {
 	done
 	for i in 0 1 2; do
 		wait_for 10 grep -q ' ready: ' "${LOGS[$i]}"
-		port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "${LOGS[$i]}" | head -n 1)
+		port=$(log_port "${LOGS[$i]}")
 		[ -n "$port" ]
 		ports+=("$port")
 	done

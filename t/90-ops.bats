@@ -37,7 +37,7 @@ start_named() {
 	    >>"$d/log.out" 2>&1
 	NPID=$BG
 	wait_for 10 grep -qs ' ready: ' "$d/log" || return 1
-	NPORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$d/log" | head -n 1)
+	NPORT=$(log_port "$d/log")
 	[ -n "$NPORT" ]
 }
 
@@ -185,10 +185,8 @@ port_listening() {
 	exec=$(sed -n 's/^ExecStart=//p' "$prefix/lib/systemd/system/oml2-server.service")
 	eval "set -- $exec"
 	[ "$1" = "$prefix/bin/oml2-server" ]
-	setpriv --bounding-set="$caps" --inh-caps=-all --no-new-privs -- "$@" 3>&- &
-	SERVER_PID=$!
-	wait_log ' ready: '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+	run_server setpriv --bounding-set="$caps" --inh-caps=-all --no-new-privs \
+	    -- "$@"
 	grep -q "experiment processes run as $T_USER" "$LOG"
 	send -e unit -n 7
 	wait_rows unit gen 7

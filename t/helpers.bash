@@ -100,16 +100,27 @@ bg() {
 	BG_PIDS+=("$BG")
 }
 
-# Start the server in the background: start_server [OPTION...]
-# Listens on a free loopback port, learned from its log.
-start_server() {
-	"$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" -d 4 \
-	    $(backend_args) "$@" 3>&- &
+# The port a server's log says it listens on: log_port [LOGFILE]
+log_port() {
+	sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "${1:-$LOG}" | head -n 1
+}
+
+# Run a server command line that logs to $LOG (any environment, user or
+# options) in the background; wait until it is ready and learn its port
+# into $PORT: run_server CMD...
+run_server() {
+	"$@" 3>&- &
 	SERVER_PID=$!
 	wait_log 'listening on ' 10 || return 1
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+	PORT=$(log_port)
 	wait_log ' ready: ' 10
 	[ -n "$PORT" ]
+}
+
+# Start the server on a free loopback port: start_server [OPTION...]
+start_server() {
+	run_server "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$LOG" \
+	    -d 4 $(backend_args) "$@"
 }
 
 # Stop the server and insist on a clean exit.
