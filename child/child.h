@@ -70,7 +70,6 @@ struct db;
  * the backend).  The db logic in db.c sits on top and is shared.
  */
 struct backend {
-	const char	*name;
 	int		 nocase;	/* table names compare case-blind */
 	/* open or create, start the transaction; sets db->uri */
 	int	(*open)(struct db *);
@@ -86,7 +85,6 @@ struct backend {
 	int	(*sender)(struct db *, const char *name, int *id);
 	int	(*create_senders)(struct db *);
 	int	(*table_create)(struct db *, struct table *);
-	int	(*table_prepare)(struct db *, struct table *);
 	void	(*table_free)(struct db *, struct table *);
 	int	(*insert)(struct db *, struct table *, const struct row *);
 	/*

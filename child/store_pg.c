@@ -740,16 +740,16 @@ pg_table_create(struct db *db, struct table *t)
 	return r;
 }
 
-static int
-pg_table_prepare(struct db *db, struct table *t)
+/* t's batch, made on its first row. */
+static struct pgtab *
+pgtab(struct table *t)
 {
 	struct pgtab	*b;
 	struct buf	 s;
 	int		 i;
 
-	(void)db;
 	if (t->be != NULL)
-		return 0;
+		return t->be;
 	b = xcalloc(1, sizeof(*b));
 	buf_init(&b->data);
 	buf_init(&s);
@@ -760,7 +760,7 @@ pg_table_prepare(struct db *db, struct table *t)
 	buf_adds(&s, ") FROM STDIN (FORMAT binary)");
 	b->copy_sql = buf_cstr(&s);
 	t->be = b;
-	return 0;
+	return b;
 }
 
 static void
@@ -961,11 +961,9 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	uint16_t	 nf;
 	int		 i;
 
-	if (t->be == NULL)
-		pg_table_prepare(db, t);
-	b = t->be;
 	if (!strings_ok(db, t, r))
 		return -1;
+	b = pgtab(t);
 	before = b->data.len;
 	nf = htons((uint16_t)(r->n + 4));
 	memcpy(room(&b->data, 2), &nf, 2);
@@ -1065,7 +1063,6 @@ pg_probe(const struct child_conf *conf)
 }
 
 const struct backend backend_pg = {
-	.name = "postgresql",
 	.nocase = 0,
 	.open = pg_open,
 	.close = pg_close,
@@ -1076,7 +1073,6 @@ const struct backend backend_pg = {
 	.sender = pg_sender,
 	.create_senders = pg_create_senders,
 	.table_create = pg_table_create,
-	.table_prepare = pg_table_prepare,
 	.table_free = pg_table_free,
 	.insert = pg_insert,
 	.lock = pg_lock,
