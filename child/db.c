@@ -538,7 +538,11 @@ db_create_sql(const struct table *t, int pg)
 	return buf_cstr(&b);
 }
 
-/* INSERT for t; placeholders "?" (SQLite) or "$n" (PostgreSQL). */
+/*
+ * The statement that stores rows in t, naming its columns: an INSERT with
+ * one "?" per column (SQLite), or a binary COPY from the client
+ * (PostgreSQL).
+ */
 char *
 db_insert_sql(const struct table *t, int pg)
 {
@@ -546,17 +550,18 @@ db_insert_sql(const struct table *t, int pg)
 	int		 i, n = t->schema.nfields + 4;
 
 	buf_init(&b);
-	buf_printf(&b, "INSERT INTO \"%s\" (\"oml_sender_id\", \"oml_seq\", "
-	    "\"oml_ts_client\", \"oml_ts_server\"", t->schema.name);
+	buf_printf(&b, "%s \"%s\" (\"oml_sender_id\", \"oml_seq\", "
+	    "\"oml_ts_client\", \"oml_ts_server\"", pg ? "COPY" : "INSERT INTO",
+	    t->schema.name);
 	for (i = 0; i < t->schema.nfields; i++)
 		buf_printf(&b, ", \"%s\"", t->schema.fields[i].name);
-	buf_adds(&b, ") VALUES (");
-	for (i = 1; i <= n; i++) {
-		if (pg)
-			buf_printf(&b, "%s$%d", i > 1 ? ", " : "", i);
-		else
-			buf_adds(&b, i > 1 ? ", ?" : "?");
+	if (pg) {
+		buf_adds(&b, ") FROM STDIN (FORMAT binary)");
+		return buf_cstr(&b);
 	}
+	buf_adds(&b, ") VALUES (");
+	for (i = 1; i <= n; i++)
+		buf_adds(&b, i > 1 ? ", ?" : "?");
 	buf_adds(&b, ");");
 	return buf_cstr(&b);
 }

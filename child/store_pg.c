@@ -745,20 +745,12 @@ static struct pgtab *
 pgtab(struct table *t)
 {
 	struct pgtab	*b;
-	struct buf	 s;
-	int		 i;
 
 	if (t->be != NULL)
 		return t->be;
 	b = xcalloc(1, sizeof(*b));
 	buf_init(&b->data);
-	buf_init(&s);
-	buf_printf(&s, "COPY \"%s\" (oml_sender_id, oml_seq, oml_ts_client, "
-	    "oml_ts_server", t->schema.name);
-	for (i = 0; i < t->schema.nfields; i++)
-		buf_printf(&s, ", \"%s\"", t->schema.fields[i].name);
-	buf_adds(&s, ") FROM STDIN (FORMAT binary)");
-	b->copy_sql = buf_cstr(&s);
+	b->copy_sql = db_insert_sql(t, 1);
 	t->be = b;
 	return b;
 }
