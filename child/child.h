@@ -133,7 +133,6 @@ int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
 int		 db_stalled(struct db *);
-const char	*db_sql_type(enum oml_type, int postgres);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);
 

@@ -501,8 +501,8 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 }
 
 /* Declared column types (§8.3); keep these strings byte-identical. */
-const char *
-db_sql_type(enum oml_type t, int pg)
+static const char *
+sql_type(enum oml_type t, int pg)
 {
 	switch (t) {
 	case OML_INT32:		return pg ? "INT4" : "INTEGER";
@@ -533,7 +533,7 @@ db_create_sql(const struct table *t, int pg)
 	    pg ? "FLOAT8" : "REAL", pg ? "FLOAT8" : "REAL");
 	for (i = 0; i < t->schema.nfields; i++)
 		buf_printf(&b, ", \"%s\" %s", t->schema.fields[i].name,
-		    db_sql_type(t->schema.fields[i].type, pg));
+		    sql_type(t->schema.fields[i].type, pg));
 	buf_adds(&b, ");");
 	return buf_cstr(&b);
 }
