@@ -211,13 +211,9 @@ db_load(struct db *db)
 		fatalx("metadata schema: %s", err);
 	db->meta = table_new(&s, NULL);
 	schema_free(&s);
-	if (have_meta) {
-		/* an existing metadata table without its own table_* row */
-		table_add(db, db->meta);
-		return 0;
-	}
 	table_add(db, db->meta);
-	return table_materialise(db, db->meta);
+	/* an existing metadata table may lack its own table_* row */
+	return have_meta ? 0 : table_materialise(db, db->meta);
 }
 
 /* Under the lock: learn the tables other servers created meanwhile. */
