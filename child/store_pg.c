@@ -65,7 +65,6 @@ struct pgtab {
 
 struct pg {
 	PGconn		*c;
-	char		 port[24];
 	int		 locked;	/* in a lock(1) transaction */
 	int		 utf8;		/* strings are checked before COPY */
 	int		 down;		/* the connection was lost */
@@ -308,7 +307,6 @@ ensure_database(const struct child_conf *conf, const char *name)
 
 	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
-	PQsetNoticeProcessor(c, notice, NULL);
 	res = PQexec(c, "SELECT " LOCK_CREATE);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto fail;
@@ -355,16 +353,17 @@ pg_open(struct db *db)
 	const struct child_conf	*conf = db->conf;
 	struct pg		*pg;
 	const char		*enc;
+	char			 port[24];
 
 	if (pqlib_load() == -1)
 		return -1;
 	pg = xcalloc(1, sizeof(*pg));
 	db->bh = pg;
-	resolve_port(conf->pg_port, pg->port);
+	resolve_port(conf->pg_port, port);
 	/* never a password (§9.2); an IPv6 address in brackets */
 	xasprintf(&db->uri, "postgresql://%s@%s%s%s:%s/%s", conf->pg_user,
 	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
-	    strchr(conf->pg_host, ':') ? "]" : "", pg->port, db->name);
+	    strchr(conf->pg_host, ':') ? "]" : "", port, db->name);
 	if (ensure_database(conf, db->name) == -1 ||
 	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL) {
 		free(pg);
@@ -574,7 +573,6 @@ static void
 pg_close(struct db *db)
 {
 	struct pg	*pg = PG(db);
-	struct table	*t;
 	uint64_t	 give_up;
 
 	if (pg == NULL)
@@ -588,8 +586,6 @@ pg_close(struct db *db)
 	if (pg->batch_rows > 0)
 		log_error("database %s: PostgreSQL did not come back; %zu rows "
 		    "not stored", db->name, pg->batch_rows);
-	for (t = db->tables; t != NULL; t = t->next)
-		db->be->table_free(db, t);
 	PQfinish(pg->c);
 	free(pg);
 	db->bh = NULL;
