@@ -667,6 +667,24 @@ pg_create_senders(struct db *db)
 	    "id INTEGER UNIQUE);");
 }
 
+/* BEGIN a transaction holding the experiment's schema lock. */
+static int
+begin_locked(struct db *db)
+{
+	PGresult	*res;
+
+	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
+		return -1;
+	if ((res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
+	    PGRES_TUPLES_OK)) == NULL) {
+		if (PG(db)->c != NULL)
+			cmd(db, "ROLLBACK");
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
 /*
  * Senders from every server share one numbering: look up and insert in
  * one transaction holding the schema lock.
@@ -674,40 +692,27 @@ pg_create_senders(struct db *db)
 static int
 pg_sender(struct db *db, const char *name, int *id)
 {
-	struct pg	*pg = PG(db);
 	PGresult	*res;
 	const char	*pv[1] = { name };
-	int		 own = !pg->locked;
 
-	if (up(db) == -1)
+	if (begin_locked(db) == -1)
 		return -1;
-	if (own && (cmd(db, "BEGIN") == -1 || (res = run(db,
-	    "SELECT " LOCK_SCHEMA, 0, NULL,
-	    PGRES_TUPLES_OK)) == NULL))
-		goto fail;
-	if (own)
-		PQclear(res);
 	res = run(db, "SELECT id FROM _senders WHERE name = $1", 1, pv,
 	    PGRES_TUPLES_OK);
-	if (res == NULL)
-		goto fail;
-	if (PQntuples(res) == 0) {
+	if (res != NULL && PQntuples(res) == 0) {
 		PQclear(res);
 		res = run(db, "INSERT INTO _senders (name, id) SELECT $1, "
 		    "COALESCE(MAX(id), 0) + 1 FROM _senders RETURNING id", 1,
 		    pv, PGRES_TUPLES_OK);
-		if (res == NULL)
-			goto fail;
+	}
+	if (res == NULL) {
+		if (PG(db)->c != NULL)
+			cmd(db, "ROLLBACK");
+		return -1;
 	}
 	*id = atoi(PQgetvalue(res, 0, 0));
 	PQclear(res);
-	if (own && cmd(db, "COMMIT") == -1)
-		return -1;
-	return 0;
-fail:
-	if (own && pg->c != NULL)
-		cmd(db, "ROLLBACK");
-	return -1;
+	return cmd(db, "COMMIT");
 }
 
 static int
@@ -980,7 +985,6 @@ static int
 pg_lock(struct db *db, int on)
 {
 	struct pg	*pg = PG(db);
-	PGresult	*res;
 
 	if (!on) {
 		if (!pg->locked)
@@ -994,16 +998,8 @@ pg_lock(struct db *db, int on)
 		}
 		return cmd(db, "COMMIT");
 	}
-	if (flush(db) == -1 || up(db) == -1 || cmd(db, "BEGIN") == -1)
+	if (flush(db) == -1 || begin_locked(db) == -1)
 		return -1;
-	res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
-	    PGRES_TUPLES_OK);
-	if (res == NULL) {
-		if (pg->c != NULL)
-			cmd(db, "ROLLBACK");
-		return -1;
-	}
-	PQclear(res);
 	pg->locked = 1;
 	return 0;
 }
