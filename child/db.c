@@ -152,8 +152,11 @@ stored_schema(const char *val, struct oml_schema *s, char *err,
 	return r;
 }
 
-/* Learn one existing table from its table_* row, or note it as unknown. */
-static void
+/*
+ * Learn one existing table from its table_* row, or note it as unknown.
+ * -1 if the row could not be read: the table is then left for next time.
+ */
+static int
 learn_table(struct db *db, const char *name)
 {
 	struct oml_schema	 s;
@@ -162,10 +165,12 @@ learn_table(struct db *db, const char *name)
 	int			 r;
 
 	if (table_find(db, name) != NULL || other_exists(db, name))
-		return;
+		return 0;
 	xasprintf(&key, "table_%s", name);
 	r = db->be->meta_get(db, key, &val);
 	free(key);
+	if (r == -1)
+		return -1;
 	if (r == 0 && stored_schema(val, &s, err, sizeof(err)) == 0) {
 		t = table_new(&s, name);
 		schema_free(&s);
@@ -177,6 +182,7 @@ learn_table(struct db *db, const char *name)
 		note_other(db, name);
 	}
 	free(val);
+	return 0;
 }
 
 /* Read what the database holds; create the default tables if needed. */
@@ -200,7 +206,7 @@ db_load(struct db *db)
 	note_other(db, SENDERS_TABLE);	/* a stream named so gets _senders_2 */
 	for (i = 0; r == 0 && have_meta && i < n; i++)
 		if (!name_eq(db, names[i], SENDERS_TABLE))
-			learn_table(db, names[i]);
+			r = learn_table(db, names[i]);
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
@@ -221,17 +227,17 @@ static int
 refresh(struct db *db)
 {
 	char	**names = NULL;
-	int	 i, n = 0;
+	int	 i, n = 0, r = 0;
 
 	if (db->be->tables(db, &names, &n) == -1)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (!name_eq(db, names[i], SENDERS_TABLE))
-			learn_table(db, names[i]);
+		if (r == 0 && !name_eq(db, names[i], SENDERS_TABLE))
+			r = learn_table(db, names[i]);
 		free(names[i]);
 	}
 	free(names);
-	return 0;
+	return r;
 }
 
 /* Drop a table object whose creation was not made durable. */

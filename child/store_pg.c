@@ -207,7 +207,6 @@ lost(struct db *db)
 		log_warnx("database %s: connection to PostgreSQL lost; rows are "
 		    "kept until it is back", db->name);
 	pg->down = 1;
-	pg->locked = 0;
 	PQfinish(pg->c);
 	pg->c = NULL;
 	pg->next_try = now_mono_ms();	/* one quick try first */
@@ -256,7 +255,12 @@ cmd(struct db *db, const char *sql)
 	return res == NULL ? -1 : 0;
 }
 
-/* Make sure we are connected, reconnecting after a loss (with backoff). */
+/*
+ * Make sure we are connected, reconnecting after a loss (with backoff).
+ * Not between lock(1) and lock(0): the schema work done so far went with
+ * the lost transaction, and what followed would run without the lock;
+ * lock(0) reports the failure.
+ */
 static int
 up(struct db *db)
 {
@@ -266,7 +270,7 @@ up(struct db *db)
 	if (pg->c != NULL)
 		return 0;
 	now = now_mono_ms();
-	if (now < pg->next_try)
+	if (pg->locked || now < pg->next_try)
 		return -1;
 	/* while it is away: the first failure, then one in RETRY_LOG */
 	if ((pg->c = pg_connect(db->conf, db->name, pg->failures %
@@ -577,8 +581,9 @@ pg_close(struct db *db)
 
 	if (pg == NULL)
 		return;
-	if (pg->locked)
+	if (pg->locked && pg->c != NULL)
 		cmd(db, "ROLLBACK");
+	pg->locked = 0;
 	give_up = now_mono_ms() + CLOSE_WAIT_MS;
 	while (flush(db) == -1 && pg->batch_rows > 0 &&
 	    now_mono_ms() < give_up)

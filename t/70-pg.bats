@@ -179,6 +179,27 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q orphan "SELECT (SELECT count(*) FROM lone) || ' ' || (SELECT count(*) FROM lone_2)" "1 2"
 }
 
+@test "a connection lost while learning another server's table does not rename that table" {
+	start_server
+	bg send -e lost -n 1 -S keeper -H 30000
+	wait_q lost "SELECT count(*) FROM gen" 1
+	# another server's table, as that server would have made it
+	pg_query lost "SET ROLE $PG_ROLE; CREATE TABLE b (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, y INT4); INSERT INTO _experiment_metadata (key, value) VALUES ('table_b', '1 b y:int32')"
+	# hold the metadata table, so that reading table_b waits; then cut
+	# the server's connection there
+	bg pg_query lost "BEGIN; LOCK TABLE _experiment_metadata; SELECT pg_sleep(60)"
+	wait_q postgres "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'" 1
+	send -e lost -n 1 -s "1 c z:int32"
+	wait_q postgres "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'oml2-server' AND wait_event_type = 'Lock'" 1
+	pg_query postgres "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'oml2-server' AND wait_event_type = 'Lock'" >/dev/null
+	pg_query postgres "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep'" >/dev/null
+	wait_log 'connection to PostgreSQL lost'
+	send -e lost -n 2 -s "1 b y:int32"
+	wait_q lost "SELECT count(*) FROM b" 2
+	run q lost "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
+	[ "$output" = "_experiment_metadata _senders b gen" ]
+}
+
 @test "_senders ids start at 1, persist across reopening and are shared by name" {
 	start_server
 	send -e snd -n 1 -S alpha
