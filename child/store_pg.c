@@ -54,12 +54,16 @@
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 static const char copy_trailer[2] = { '\377', '\377' };
 
-/* A table's batch: encoded tuples and where each one ends. */
+/*
+ * A table's batch: encoded tuples and where each one ends, and how many
+ * of them the database refused in the current attempt to commit them.
+ */
 struct pgtab {
 	struct buf	 data;
 	size_t		*ends;
 	size_t		 n;
 	size_t		 cap;
+	size_t		 refused;
 	char		*copy_sql;
 };
 
@@ -406,7 +410,11 @@ get32(const char *p)
 	return (int32_t)ntohl(v);
 }
 
-/* The row refused on its own: log it and forget it. */
+/*
+ * The row refused on its own: log it and leave it out.  It is counted as
+ * dropped once the transaction commits; if it does not, the batch is sent
+ * again, and refused again.
+ */
 static void
 drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 {
@@ -423,9 +431,7 @@ drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 	log_warnx("database %s: table %s: row from sender %s seq %d dropped: "
 	    "%s", db->name, t->schema.name, who, seq,
 	    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
-	t->rows--;
-	db->rows--;
-	db->dropped++;
+	b->refused++;
 }
 
 /* Rows [lo, hi) refused for a reason that is not theirs alone. */
@@ -438,9 +444,7 @@ drop_rows(struct db *db, struct table *t, size_t lo, size_t hi,
 	log_warnx("database %s: table %s: %zu rows dropped: %s", db->name,
 	    t->schema.name, hi - lo, pq_msg(PQresultErrorMessage(res), m,
 	    sizeof(m)));
-	t->rows -= hi - lo;
-	db->rows -= hi - lo;
-	db->dropped += hi - lo;
+	((struct pgtab *)t->be)->refused += hi - lo;
 }
 
 /* Data exceptions (22xxx) and constraint violations (23xxx) are a row's. */
@@ -546,6 +550,9 @@ flush(struct db *db)
 
 	if (pg->batch_rows == 0)
 		return 0;
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL)
+			b->refused = 0;
 	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
@@ -554,6 +561,12 @@ flush(struct db *db)
 			goto fail;
 	if (cmd(db, "COMMIT") == -1)
 		goto fail;
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL) {
+			t->rows -= b->refused;
+			db->rows -= b->refused;
+			db->dropped += b->refused;
+		}
 	batch_clear(db);
 	return 0;
 fail:

@@ -301,6 +301,19 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_log "database $(uri refuse) closed: 1197 rows stored, 3 dropped"
 }
 
+@test "a refused row is counted once when the commit after it is cut off and sent again" {
+	start_server
+	send -e once -n 1
+	wait_for 10 closed_after once 1
+	# refuse row 13; cut the connection at the first commit that follows
+	pg_query once "SET ROLE $PG_ROLE; ALTER TABLE gen ADD CONSTRAINT not13 CHECK (n <> 13); CREATE SEQUENCE cuts; CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN IF nextval(''cuts'') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END'; CREATE CONSTRAINT TRIGGER cut AFTER INSERT ON gen DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cut()"
+	send -e once -n 20
+	wait_log "database $(uri once) closed: 19 rows stored, 1 dropped"
+	log_has 'connection to PostgreSQL lost'
+	run q once "SELECT count(*), count(*) FILTER (WHERE n = 13) FROM gen"
+	[ "$output" = "20|0" ]
+}
+
 @test "PostgreSQL restarting mid-stream loses no row and no client" {
 	start_server
 	bg send -e restart -n 600 -B 10 -p 50 -S slow
