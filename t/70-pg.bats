@@ -72,6 +72,23 @@ closed_after() {
 	[ "$output" = "f|t" ]
 }
 
+@test "libpq is mapped only by the processes that store in PostgreSQL" {
+	local exp pid spares=0
+	start_server
+	bg send -e maps -n 1 -H 30000
+	wait_q maps "SELECT count(*) FROM gen" 1
+	exp=$(exp_pid maps)
+	[ -n "$exp" ]
+	grep -q '/libpq\.so' "/proc/$exp/maps"
+	refute grep -q '/libpq\.so' "/proc/$SERVER_PID/maps"
+	for pid in $(child_pids); do
+		[ "$pid" = "$exp" ] && continue
+		refute grep -q '/libpq\.so' "/proc/$pid/maps"
+		spares=$((spares + 1))
+	done
+	[ "$spares" -ge 1 ]
+}
+
 @test "each experiment gets its own database, named in the log by its URI" {
 	start_server
 	send -e pgone -n 5 -S node1
