@@ -263,6 +263,14 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	refute grep -qF -- "$secret" "$LOG"
 }
 
+@test "--pg-connect's parameters override --pg-pass and reach PostgreSQL" {
+	start_server --pg-pass=wrong-password --pg-connect="password=$OML2_PG_PASS application_name=oml2conn"
+	bg send -e override -n 1 -H 30000
+	wait_q override "SELECT count(*) FROM gen" 1
+	run pg_query postgres "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'override'"
+	[ "$output" = oml2conn ]
+}
+
 @test "PGPASSWORD works in place of --pg-pass, and so does a password file" {
 	PGPASSWORD=$OML2_PG_PASS "$OML2_SERVER" -l 127.0.0.1:0 -d 4 --logfile="$LOG" \
 	    -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
