@@ -68,7 +68,7 @@ closed_after() {
 }
 
 @test "the server's role is no superuser but may create databases" {
-	run pg_admin postgres "SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = '$PG_ROLE'"
+	run pg_query postgres "SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = '$PG_ROLE'"
 	[ "$output" = "f|t" ]
 }
 
