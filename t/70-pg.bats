@@ -173,7 +173,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	[ "${lines[1]}" = "table_t_2|1 t_2 x:double" ]
 	[ "${lines[2]}" = "table_t_3|2 t_3 y:int32" ]
 	[ "${#lines[@]}" -eq 3 ]
-	refute log_has 'protocol error'
+	log_lacks 'protocol error'
 }
 
 @test "tables whose names start with pg or sql are found again on reopening" {
@@ -184,7 +184,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q prefix "SELECT (SELECT count(*) FROM pgtab) || ' ' || (SELECT count(*) FROM sqlthing)" "4 4"
 	run q prefix "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
 	[ "$output" = 4 ]
-	refute log_has 'protocol error'
+	log_lacks 'protocol error'
 }
 
 @test "a table left without its table_ row is not clobbered: the schema goes to name_2" {
@@ -272,26 +272,24 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 }
 
 @test "PGPASSWORD works in place of --pg-pass, and so does a password file" {
-	PGPASSWORD=$OML2_PG_PASS "$OML2_SERVER" -l 127.0.0.1:0 -d 4 --logfile="$LOG" \
-	    -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
-	    --pg-user="$PG_ROLE" 3>&- &
-	SERVER_PID=$!
-	wait_log 'listening on '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
-	wait_log ' ready: '
+	# the server without --pg-pass: start_nopass [ENV=VALUE...]
+	start_nopass() {
+		: >"$LOG"
+		env "$@" "$OML2_SERVER" -l 127.0.0.1:0 -d 4 --logfile="$LOG" \
+		    -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
+		    --pg-user="$PG_ROLE" 3>&- &
+		SERVER_PID=$!
+		wait_log 'listening on '
+		PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
+		wait_log ' ready: '
+	}
+	start_nopass PGPASSWORD="$OML2_PG_PASS"
 	send -e envpw -n 4
 	wait_q envpw "SELECT count(*) FROM gen" 4
 	stop_server
-	: >"$LOG"
 	echo "127.0.0.1:$OML2_PG_PORT:*:$PG_ROLE:$OML2_PG_PASS" >"$T/pgpass"
 	chmod 600 "$T/pgpass"
-	PGPASSFILE=$T/pgpass "$OML2_SERVER" -l 127.0.0.1:0 -d 4 --logfile="$LOG" \
-	    -b postgresql --pg-host=127.0.0.1 --pg-port="$OML2_PG_PORT" \
-	    --pg-user="$PG_ROLE" 3>&- &
-	SERVER_PID=$!
-	wait_log 'listening on '
-	PORT=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$LOG" | head -n 1)
-	wait_log ' ready: '
+	start_nopass PGPASSFILE="$T/pgpass"
 	send -e filepw -n 2
 	wait_q filepw "SELECT count(*) FROM gen" 2
 }
@@ -349,7 +347,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q restart "SELECT count(*), count(DISTINCT oml_seq), min(oml_seq), max(oml_seq) FROM gen" "600|600|1|600" 20
 	log_has 'connection to PostgreSQL lost'
 	log_has 'reconnected to PostgreSQL'
-	refute log_has 'protocol error|socket error'
+	log_lacks 'protocol error|socket error'
 	wait_log "client .* closed by the client: 600 rows stored, 0 dropped"
 }
 
@@ -365,6 +363,6 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait "$sender"
 	wait_q away "SELECT count(*), count(DISTINCT oml_seq) FROM gen" "600|600" 20
 	log_has 'reconnected to PostgreSQL after [2-9][0-9]* failed attempts'
-	refute log_has 'protocol error|socket error'
+	log_lacks 'protocol error|socket error'
 }
 
