@@ -609,14 +609,16 @@ pg_close(struct db *db)
 	db->bh = NULL;
 }
 
+/*
+ * db.c calls the schema and metadata operations below only between lock(1),
+ * which connects, and lock(0); without a connection run() fails them.
+ */
 static int
 pg_tables(struct db *db, char ***names, int *n)
 {
 	PGresult	*res;
 	int		 i;
 
-	if (up(db) == -1)
-		return -1;
 	res = run(db, "SELECT tablename FROM pg_catalog.pg_tables WHERE "
 	    "schemaname = 'public'", 0, NULL, PGRES_TUPLES_OK);
 	if (res == NULL)
@@ -636,8 +638,6 @@ pg_meta_get(struct db *db, const char *key, char **val)
 	const char	*pv[1] = { key };
 	int		 r = 1;
 
-	if (up(db) == -1)
-		return -1;
 	res = run(db, "SELECT value FROM _experiment_metadata WHERE key = $1 "
 	    "AND subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1", 1, pv,
 	    PGRES_TUPLES_OK);
@@ -658,8 +658,6 @@ pg_meta_set(struct db *db, const char *key, const char *val)
 	const char	*pv[2] = { val, key };
 	int		 changed;
 
-	if (up(db) == -1)
-		return -1;
 	res = run(db, "UPDATE _experiment_metadata SET value = $1 WHERE "
 	    "key = $2 AND subject IS NULL", 2, pv, PGRES_COMMAND_OK);
 	if (res == NULL)
@@ -679,8 +677,6 @@ pg_meta_set(struct db *db, const char *key, const char *val)
 static int
 pg_create_senders(struct db *db)
 {
-	if (up(db) == -1)
-		return -1;
 	return cmd(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
 	    "id INTEGER UNIQUE);");
 }
@@ -751,8 +747,6 @@ pg_table_create(struct db *db, struct table *t)
 			    t->schema.fields[i].name, PG_NAMELEN);
 			return -1;
 		}
-	if (up(db) == -1)
-		return -1;
 	sql = db_create_sql(t, 1);
 	r = cmd(db, sql);
 	free(sql);
