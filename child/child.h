@@ -70,7 +70,6 @@ struct db;
  * the backend).  The db logic in db.c sits on top and is shared.
  */
 struct backend {
-	const char	*name;
 	int		 nocase;	/* table names compare case-blind */
 	/* open or create, start the transaction; sets db->uri */
 	int	(*open)(struct db *);
@@ -86,7 +85,6 @@ struct backend {
 	int	(*sender)(struct db *, const char *name, int *id);
 	int	(*create_senders)(struct db *);
 	int	(*table_create)(struct db *, struct table *);
-	int	(*table_prepare)(struct db *, struct table *);
 	void	(*table_free)(struct db *, struct table *);
 	int	(*insert)(struct db *, struct table *, const struct row *);
 	/*
@@ -135,7 +133,6 @@ int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
 int		 db_stalled(struct db *);
-const char	*db_sql_type(enum oml_type, int postgres);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);
 

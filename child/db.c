@@ -152,8 +152,11 @@ stored_schema(const char *val, struct oml_schema *s, char *err,
 	return r;
 }
 
-/* Learn one existing table from its table_* row, or note it as unknown. */
-static void
+/*
+ * Learn one existing table from its table_* row, or note it as unknown.
+ * -1 if the row could not be read: the table is then left for next time.
+ */
+static int
 learn_table(struct db *db, const char *name)
 {
 	struct oml_schema	 s;
@@ -162,10 +165,12 @@ learn_table(struct db *db, const char *name)
 	int			 r;
 
 	if (table_find(db, name) != NULL || other_exists(db, name))
-		return;
+		return 0;
 	xasprintf(&key, "table_%s", name);
 	r = db->be->meta_get(db, key, &val);
 	free(key);
+	if (r == -1)
+		return -1;
 	if (r == 0 && stored_schema(val, &s, err, sizeof(err)) == 0) {
 		t = table_new(&s, name);
 		schema_free(&s);
@@ -177,6 +182,7 @@ learn_table(struct db *db, const char *name)
 		note_other(db, name);
 	}
 	free(val);
+	return 0;
 }
 
 /* Read what the database holds; create the default tables if needed. */
@@ -200,7 +206,7 @@ db_load(struct db *db)
 	note_other(db, SENDERS_TABLE);	/* a stream named so gets _senders_2 */
 	for (i = 0; r == 0 && have_meta && i < n; i++)
 		if (!name_eq(db, names[i], SENDERS_TABLE))
-			learn_table(db, names[i]);
+			r = learn_table(db, names[i]);
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
@@ -211,13 +217,9 @@ db_load(struct db *db)
 		fatalx("metadata schema: %s", err);
 	db->meta = table_new(&s, NULL);
 	schema_free(&s);
-	if (have_meta) {
-		/* an existing metadata table without its own table_* row */
-		table_add(db, db->meta);
-		return 0;
-	}
 	table_add(db, db->meta);
-	return table_materialise(db, db->meta);
+	/* an existing metadata table may lack its own table_* row */
+	return have_meta ? 0 : table_materialise(db, db->meta);
 }
 
 /* Under the lock: learn the tables other servers created meanwhile. */
@@ -225,17 +227,17 @@ static int
 refresh(struct db *db)
 {
 	char	**names = NULL;
-	int	 i, n = 0;
+	int	 i, n = 0, r = 0;
 
 	if (db->be->tables(db, &names, &n) == -1)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (!name_eq(db, names[i], SENDERS_TABLE))
-			learn_table(db, names[i]);
+		if (r == 0 && !name_eq(db, names[i], SENDERS_TABLE))
+			r = learn_table(db, names[i]);
 		free(names[i]);
 	}
 	free(names);
-	return 0;
+	return r;
 }
 
 /* Drop a table object whose creation was not made durable. */
@@ -501,8 +503,8 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 }
 
 /* Declared column types (§8.3); keep these strings byte-identical. */
-const char *
-db_sql_type(enum oml_type t, int pg)
+static const char *
+sql_type(enum oml_type t, int pg)
 {
 	switch (t) {
 	case OML_INT32:		return pg ? "INT4" : "INTEGER";
@@ -533,12 +535,16 @@ db_create_sql(const struct table *t, int pg)
 	    pg ? "FLOAT8" : "REAL", pg ? "FLOAT8" : "REAL");
 	for (i = 0; i < t->schema.nfields; i++)
 		buf_printf(&b, ", \"%s\" %s", t->schema.fields[i].name,
-		    db_sql_type(t->schema.fields[i].type, pg));
+		    sql_type(t->schema.fields[i].type, pg));
 	buf_adds(&b, ");");
 	return buf_cstr(&b);
 }
 
-/* INSERT for t; placeholders "?" (SQLite) or "$n" (PostgreSQL). */
+/*
+ * The statement that stores rows in t, naming its columns: an INSERT with
+ * one "?" per column (SQLite), or a binary COPY from the client
+ * (PostgreSQL).
+ */
 char *
 db_insert_sql(const struct table *t, int pg)
 {
@@ -546,17 +552,18 @@ db_insert_sql(const struct table *t, int pg)
 	int		 i, n = t->schema.nfields + 4;
 
 	buf_init(&b);
-	buf_printf(&b, "INSERT INTO \"%s\" (\"oml_sender_id\", \"oml_seq\", "
-	    "\"oml_ts_client\", \"oml_ts_server\"", t->schema.name);
+	buf_printf(&b, "%s \"%s\" (\"oml_sender_id\", \"oml_seq\", "
+	    "\"oml_ts_client\", \"oml_ts_server\"", pg ? "COPY" : "INSERT INTO",
+	    t->schema.name);
 	for (i = 0; i < t->schema.nfields; i++)
 		buf_printf(&b, ", \"%s\"", t->schema.fields[i].name);
-	buf_adds(&b, ") VALUES (");
-	for (i = 1; i <= n; i++) {
-		if (pg)
-			buf_printf(&b, "%s$%d", i > 1 ? ", " : "", i);
-		else
-			buf_adds(&b, i > 1 ? ", ?" : "?");
+	if (pg) {
+		buf_adds(&b, ") FROM STDIN (FORMAT binary)");
+		return buf_cstr(&b);
 	}
+	buf_adds(&b, ") VALUES (");
+	for (i = 1; i <= n; i++)
+		buf_adds(&b, i > 1 ? ", ?" : "?");
 	buf_adds(&b, ");");
 	return buf_cstr(&b);
 }

@@ -27,6 +27,7 @@ pqlib_load(void)
 	if ((*(void **)&pqlib.f = dlsym(h, #f)) == NULL) {		\
 		log_error("PostgreSQL backend: %s lacks %s",		\
 		    PQLIB_SONAME, #f);					\
+		dlclose(h);						\
 		return -1;						\
 	}
 	PQLIB_FUNCS(PQLIB_LOAD)

@@ -54,18 +54,21 @@
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
 static const char copy_trailer[2] = { '\377', '\377' };
 
-/* A table's batch: encoded tuples and where each one ends. */
+/*
+ * A table's batch: encoded tuples and where each one ends, and how many
+ * of them the database refused in the current attempt to commit them.
+ */
 struct pgtab {
 	struct buf	 data;
 	size_t		*ends;
 	size_t		 n;
 	size_t		 cap;
+	size_t		 refused;
 	char		*copy_sql;
 };
 
 struct pg {
 	PGconn		*c;
-	char		 port[24];
 	int		 locked;	/* in a lock(1) transaction */
 	int		 utf8;		/* strings are checked before COPY */
 	int		 down;		/* the connection was lost */
@@ -208,7 +211,6 @@ lost(struct db *db)
 		log_warnx("database %s: connection to PostgreSQL lost; rows are "
 		    "kept until it is back", db->name);
 	pg->down = 1;
-	pg->locked = 0;
 	PQfinish(pg->c);
 	pg->c = NULL;
 	pg->next_try = now_mono_ms();	/* one quick try first */
@@ -257,7 +259,12 @@ cmd(struct db *db, const char *sql)
 	return res == NULL ? -1 : 0;
 }
 
-/* Make sure we are connected, reconnecting after a loss (with backoff). */
+/*
+ * Make sure we are connected, reconnecting after a loss (with backoff).
+ * Not between lock(1) and lock(0): the schema work done so far went with
+ * the lost transaction, and what followed would run without the lock;
+ * lock(0) reports the failure.
+ */
 static int
 up(struct db *db)
 {
@@ -267,7 +274,7 @@ up(struct db *db)
 	if (pg->c != NULL)
 		return 0;
 	now = now_mono_ms();
-	if (now < pg->next_try)
+	if (pg->locked || now < pg->next_try)
 		return -1;
 	/* while it is away: the first failure, then one in RETRY_LOG */
 	if ((pg->c = pg_connect(db->conf, db->name, pg->failures %
@@ -308,7 +315,6 @@ ensure_database(const struct child_conf *conf, const char *name)
 
 	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
-	PQsetNoticeProcessor(c, notice, NULL);
 	res = PQexec(c, "SELECT " LOCK_CREATE);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		goto fail;
@@ -355,16 +361,17 @@ pg_open(struct db *db)
 	const struct child_conf	*conf = db->conf;
 	struct pg		*pg;
 	const char		*enc;
+	char			 port[24];
 
 	if (pqlib_load() == -1)
 		return -1;
 	pg = xcalloc(1, sizeof(*pg));
 	db->bh = pg;
-	resolve_port(conf->pg_port, pg->port);
+	resolve_port(conf->pg_port, port);
 	/* never a password (§9.2); an IPv6 address in brackets */
 	xasprintf(&db->uri, "postgresql://%s@%s%s%s:%s/%s", conf->pg_user,
 	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
-	    strchr(conf->pg_host, ':') ? "]" : "", pg->port, db->name);
+	    strchr(conf->pg_host, ':') ? "]" : "", port, db->name);
 	if (ensure_database(conf, db->name) == -1 ||
 	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL) {
 		free(pg);
@@ -403,7 +410,11 @@ get32(const char *p)
 	return (int32_t)ntohl(v);
 }
 
-/* The row refused on its own: log it and forget it. */
+/*
+ * The row refused on its own: log it and leave it out.  It is counted as
+ * dropped once the transaction commits; if it does not, the batch is sent
+ * again, and refused again.
+ */
 static void
 drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 {
@@ -420,9 +431,7 @@ drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 	log_warnx("database %s: table %s: row from sender %s seq %d dropped: "
 	    "%s", db->name, t->schema.name, who, seq,
 	    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
-	t->rows--;
-	db->rows--;
-	db->dropped++;
+	b->refused++;
 }
 
 /* Rows [lo, hi) refused for a reason that is not theirs alone. */
@@ -435,9 +444,7 @@ drop_rows(struct db *db, struct table *t, size_t lo, size_t hi,
 	log_warnx("database %s: table %s: %zu rows dropped: %s", db->name,
 	    t->schema.name, hi - lo, pq_msg(PQresultErrorMessage(res), m,
 	    sizeof(m)));
-	t->rows -= hi - lo;
-	db->rows -= hi - lo;
-	db->dropped += hi - lo;
+	((struct pgtab *)t->be)->refused += hi - lo;
 }
 
 /* Data exceptions (22xxx) and constraint violations (23xxx) are a row's. */
@@ -543,6 +550,9 @@ flush(struct db *db)
 
 	if (pg->batch_rows == 0)
 		return 0;
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL)
+			b->refused = 0;
 	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
@@ -551,6 +561,12 @@ flush(struct db *db)
 			goto fail;
 	if (cmd(db, "COMMIT") == -1)
 		goto fail;
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL) {
+			t->rows -= b->refused;
+			db->rows -= b->refused;
+			db->dropped += b->refused;
+		}
 	batch_clear(db);
 	return 0;
 fail:
@@ -574,13 +590,13 @@ static void
 pg_close(struct db *db)
 {
 	struct pg	*pg = PG(db);
-	struct table	*t;
 	uint64_t	 give_up;
 
 	if (pg == NULL)
 		return;
-	if (pg->locked)
+	if (pg->locked && pg->c != NULL)
 		cmd(db, "ROLLBACK");
+	pg->locked = 0;
 	give_up = now_mono_ms() + CLOSE_WAIT_MS;
 	while (flush(db) == -1 && pg->batch_rows > 0 &&
 	    now_mono_ms() < give_up)
@@ -588,21 +604,21 @@ pg_close(struct db *db)
 	if (pg->batch_rows > 0)
 		log_error("database %s: PostgreSQL did not come back; %zu rows "
 		    "not stored", db->name, pg->batch_rows);
-	for (t = db->tables; t != NULL; t = t->next)
-		db->be->table_free(db, t);
 	PQfinish(pg->c);
 	free(pg);
 	db->bh = NULL;
 }
 
+/*
+ * db.c calls the schema and metadata operations below only between lock(1),
+ * which connects, and lock(0); without a connection run() fails them.
+ */
 static int
 pg_tables(struct db *db, char ***names, int *n)
 {
 	PGresult	*res;
 	int		 i;
 
-	if (up(db) == -1)
-		return -1;
 	res = run(db, "SELECT tablename FROM pg_catalog.pg_tables WHERE "
 	    "schemaname = 'public'", 0, NULL, PGRES_TUPLES_OK);
 	if (res == NULL)
@@ -622,8 +638,6 @@ pg_meta_get(struct db *db, const char *key, char **val)
 	const char	*pv[1] = { key };
 	int		 r = 1;
 
-	if (up(db) == -1)
-		return -1;
 	res = run(db, "SELECT value FROM _experiment_metadata WHERE key = $1 "
 	    "AND subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1", 1, pv,
 	    PGRES_TUPLES_OK);
@@ -644,8 +658,6 @@ pg_meta_set(struct db *db, const char *key, const char *val)
 	const char	*pv[2] = { val, key };
 	int		 changed;
 
-	if (up(db) == -1)
-		return -1;
 	res = run(db, "UPDATE _experiment_metadata SET value = $1 WHERE "
 	    "key = $2 AND subject IS NULL", 2, pv, PGRES_COMMAND_OK);
 	if (res == NULL)
@@ -665,10 +677,26 @@ pg_meta_set(struct db *db, const char *key, const char *val)
 static int
 pg_create_senders(struct db *db)
 {
-	if (up(db) == -1)
-		return -1;
 	return cmd(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
 	    "id INTEGER UNIQUE);");
+}
+
+/* BEGIN a transaction holding the experiment's schema lock. */
+static int
+begin_locked(struct db *db)
+{
+	PGresult	*res;
+
+	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
+		return -1;
+	if ((res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
+	    PGRES_TUPLES_OK)) == NULL) {
+		if (PG(db)->c != NULL)
+			cmd(db, "ROLLBACK");
+		return -1;
+	}
+	PQclear(res);
+	return 0;
 }
 
 /*
@@ -678,40 +706,27 @@ pg_create_senders(struct db *db)
 static int
 pg_sender(struct db *db, const char *name, int *id)
 {
-	struct pg	*pg = PG(db);
 	PGresult	*res;
 	const char	*pv[1] = { name };
-	int		 own = !pg->locked;
 
-	if (up(db) == -1)
+	if (begin_locked(db) == -1)
 		return -1;
-	if (own && (cmd(db, "BEGIN") == -1 || (res = run(db,
-	    "SELECT " LOCK_SCHEMA, 0, NULL,
-	    PGRES_TUPLES_OK)) == NULL))
-		goto fail;
-	if (own)
-		PQclear(res);
 	res = run(db, "SELECT id FROM _senders WHERE name = $1", 1, pv,
 	    PGRES_TUPLES_OK);
-	if (res == NULL)
-		goto fail;
-	if (PQntuples(res) == 0) {
+	if (res != NULL && PQntuples(res) == 0) {
 		PQclear(res);
 		res = run(db, "INSERT INTO _senders (name, id) SELECT $1, "
 		    "COALESCE(MAX(id), 0) + 1 FROM _senders RETURNING id", 1,
 		    pv, PGRES_TUPLES_OK);
-		if (res == NULL)
-			goto fail;
+	}
+	if (res == NULL) {
+		if (PG(db)->c != NULL)
+			cmd(db, "ROLLBACK");
+		return -1;
 	}
 	*id = atoi(PQgetvalue(res, 0, 0));
 	PQclear(res);
-	if (own && cmd(db, "COMMIT") == -1)
-		return -1;
-	return 0;
-fail:
-	if (own && pg->c != NULL)
-		cmd(db, "ROLLBACK");
-	return -1;
+	return cmd(db, "COMMIT");
 }
 
 static int
@@ -732,35 +747,25 @@ pg_table_create(struct db *db, struct table *t)
 			    t->schema.fields[i].name, PG_NAMELEN);
 			return -1;
 		}
-	if (up(db) == -1)
-		return -1;
 	sql = db_create_sql(t, 1);
 	r = cmd(db, sql);
 	free(sql);
 	return r;
 }
 
-static int
-pg_table_prepare(struct db *db, struct table *t)
+/* t's batch, made on its first row. */
+static struct pgtab *
+pgtab(struct table *t)
 {
 	struct pgtab	*b;
-	struct buf	 s;
-	int		 i;
 
-	(void)db;
 	if (t->be != NULL)
-		return 0;
+		return t->be;
 	b = xcalloc(1, sizeof(*b));
 	buf_init(&b->data);
-	buf_init(&s);
-	buf_printf(&s, "COPY \"%s\" (oml_sender_id, oml_seq, oml_ts_client, "
-	    "oml_ts_server", t->schema.name);
-	for (i = 0; i < t->schema.nfields; i++)
-		buf_printf(&s, ", \"%s\"", t->schema.fields[i].name);
-	buf_adds(&s, ") FROM STDIN (FORMAT binary)");
-	b->copy_sql = buf_cstr(&s);
+	b->copy_sql = db_insert_sql(t, 1);
 	t->be = b;
-	return 0;
+	return b;
 }
 
 static void
@@ -961,11 +966,9 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	uint16_t	 nf;
 	int		 i;
 
-	if (t->be == NULL)
-		pg_table_prepare(db, t);
-	b = t->be;
 	if (!strings_ok(db, t, r))
 		return -1;
+	b = pgtab(t);
 	before = b->data.len;
 	nf = htons((uint16_t)(r->n + 4));
 	memcpy(room(&b->data, 2), &nf, 2);
@@ -994,7 +997,6 @@ static int
 pg_lock(struct db *db, int on)
 {
 	struct pg	*pg = PG(db);
-	PGresult	*res;
 
 	if (!on) {
 		if (!pg->locked)
@@ -1008,16 +1010,8 @@ pg_lock(struct db *db, int on)
 		}
 		return cmd(db, "COMMIT");
 	}
-	if (flush(db) == -1 || up(db) == -1 || cmd(db, "BEGIN") == -1)
+	if (flush(db) == -1 || begin_locked(db) == -1)
 		return -1;
-	res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
-	    PGRES_TUPLES_OK);
-	if (res == NULL) {
-		if (pg->c != NULL)
-			cmd(db, "ROLLBACK");
-		return -1;
-	}
-	PQclear(res);
 	pg->locked = 1;
 	return 0;
 }
@@ -1065,7 +1059,6 @@ pg_probe(const struct child_conf *conf)
 }
 
 const struct backend backend_pg = {
-	.name = "postgresql",
 	.nocase = 0,
 	.open = pg_open,
 	.close = pg_close,
@@ -1076,7 +1069,6 @@ const struct backend backend_pg = {
 	.sender = pg_sender,
 	.create_senders = pg_create_senders,
 	.table_create = pg_table_create,
-	.table_prepare = pg_table_prepare,
 	.table_free = pg_table_free,
 	.insert = pg_insert,
 	.lock = pg_lock,

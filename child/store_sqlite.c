@@ -1050,7 +1050,6 @@ sqlite_probe(const struct child_conf *conf)
 }
 
 const struct backend backend_sqlite = {
-	.name = "sqlite",
 	.nocase = 1,
 	.open = sq_open,
 	.close = sq_close,
@@ -1061,7 +1060,6 @@ const struct backend backend_sqlite = {
 	.sender = sq_sender,
 	.create_senders = sq_create_senders,
 	.table_create = sq_table_create,
-	.table_prepare = sq_table_prepare,
 	.table_free = sq_table_free,
 	.insert = sq_insert,
 	.lock = NULL,

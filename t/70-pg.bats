@@ -68,8 +68,25 @@ closed_after() {
 }
 
 @test "the server's role is no superuser but may create databases" {
-	run pg_admin postgres "SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = '$PG_ROLE'"
+	run pg_query postgres "SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = '$PG_ROLE'"
 	[ "$output" = "f|t" ]
+}
+
+@test "libpq is mapped only by the processes that store in PostgreSQL" {
+	local exp pid spares=0
+	start_server
+	bg send -e maps -n 1 -H 30000
+	wait_q maps "SELECT count(*) FROM gen" 1
+	exp=$(exp_pid maps)
+	[ -n "$exp" ]
+	grep -q '/libpq\.so' "/proc/$exp/maps"
+	refute grep -q '/libpq\.so' "/proc/$SERVER_PID/maps"
+	for pid in $(child_pids); do
+		[ "$pid" = "$exp" ] && continue
+		refute grep -q '/libpq\.so' "/proc/$pid/maps"
+		spares=$((spares + 1))
+	done
+	[ "$spares" -ge 1 ]
 }
 
 @test "each experiment gets its own database, named in the log by its URI" {
@@ -156,7 +173,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	[ "${lines[1]}" = "table_t_2|1 t_2 x:double" ]
 	[ "${lines[2]}" = "table_t_3|2 t_3 y:int32" ]
 	[ "${#lines[@]}" -eq 3 ]
-	refute log_has 'protocol error'
+	log_lacks 'protocol error'
 }
 
 @test "tables whose names start with pg or sql are found again on reopening" {
@@ -167,7 +184,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q prefix "SELECT (SELECT count(*) FROM pgtab) || ' ' || (SELECT count(*) FROM sqlthing)" "4 4"
 	run q prefix "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
 	[ "$output" = 4 ]
-	refute log_has 'protocol error'
+	log_lacks 'protocol error'
 }
 
 @test "a table left without its table_ row is not clobbered: the schema goes to name_2" {
@@ -177,6 +194,27 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	pg_query orphan "DELETE FROM _experiment_metadata WHERE key = 'table_lone'"
 	send -e orphan -n 2 -s "1 lone x:int32"
 	wait_q orphan "SELECT (SELECT count(*) FROM lone) || ' ' || (SELECT count(*) FROM lone_2)" "1 2"
+}
+
+@test "a connection lost while learning another server's table does not rename that table" {
+	start_server
+	bg send -e lost -n 1 -S keeper -H 30000
+	wait_q lost "SELECT count(*) FROM gen" 1
+	# another server's table, as that server would have made it
+	pg_query lost "SET ROLE $PG_ROLE; CREATE TABLE b (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, y INT4); INSERT INTO _experiment_metadata (key, value) VALUES ('table_b', '1 b y:int32')"
+	# hold the metadata table, so that reading table_b waits; then cut
+	# the server's connection there
+	bg pg_query lost "BEGIN; LOCK TABLE _experiment_metadata; SELECT pg_sleep(60)"
+	wait_q postgres "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'" 1
+	send -e lost -n 1 -s "1 c z:int32"
+	wait_q postgres "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'oml2-server' AND wait_event_type = 'Lock'" 1
+	pg_query postgres "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'oml2-server' AND wait_event_type = 'Lock'" >/dev/null
+	pg_query postgres "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep'" >/dev/null
+	wait_log 'connection to PostgreSQL lost'
+	send -e lost -n 2 -s "1 b y:int32"
+	wait_q lost "SELECT count(*) FROM b" 2
+	run q lost "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"
+	[ "$output" = "_experiment_metadata _senders b gen" ]
 }
 
 @test "_senders ids start at 1, persist across reopening and are shared by name" {
@@ -225,19 +263,29 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	refute grep -qF -- "$secret" "$LOG"
 }
 
+@test "--pg-connect's parameters override --pg-pass and reach PostgreSQL" {
+	start_server --pg-pass=wrong-password --pg-connect="password=$OML2_PG_PASS application_name=oml2conn"
+	bg send -e override -n 1 -H 30000
+	wait_q override "SELECT count(*) FROM gen" 1
+	run pg_query postgres "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'override'"
+	[ "$output" = oml2conn ]
+}
+
 @test "PGPASSWORD works in place of --pg-pass, and so does a password file" {
-	run_server env PGPASSWORD="$OML2_PG_PASS" "$OML2_SERVER" -l 127.0.0.1:0 \
-	    -d 4 --logfile="$LOG" -b postgresql --pg-host=127.0.0.1 \
-	    --pg-port="$OML2_PG_PORT" --pg-user="$PG_ROLE"
+	# the server without --pg-pass: start_nopass [ENV=VALUE...]
+	start_nopass() {
+		: >"$LOG"
+		run_server env "$@" "$OML2_SERVER" -l 127.0.0.1:0 -d 4 \
+		    --logfile="$LOG" -b postgresql --pg-host=127.0.0.1 \
+		    --pg-port="$OML2_PG_PORT" --pg-user="$PG_ROLE"
+	}
+	start_nopass PGPASSWORD="$OML2_PG_PASS"
 	send -e envpw -n 4
 	wait_q envpw "SELECT count(*) FROM gen" 4
 	stop_server
-	: >"$LOG"
 	echo "127.0.0.1:$OML2_PG_PORT:*:$PG_ROLE:$OML2_PG_PASS" >"$T/pgpass"
 	chmod 600 "$T/pgpass"
-	run_server env PGPASSFILE="$T/pgpass" "$OML2_SERVER" -l 127.0.0.1:0 \
-	    -d 4 --logfile="$LOG" -b postgresql --pg-host=127.0.0.1 \
-	    --pg-port="$OML2_PG_PORT" --pg-user="$PG_ROLE"
+	start_nopass PGPASSFILE="$T/pgpass"
 	send -e filepw -n 2
 	wait_q filepw "SELECT count(*) FROM gen" 2
 }
@@ -272,6 +320,19 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_log "database $(uri refuse) closed: 1197 rows stored, 3 dropped"
 }
 
+@test "a refused row is counted once when the commit after it is cut off and sent again" {
+	start_server
+	send -e once -n 1
+	wait_for 10 closed_after once 1
+	# refuse row 13; cut the connection at the first commit that follows
+	pg_query once "SET ROLE $PG_ROLE; ALTER TABLE gen ADD CONSTRAINT not13 CHECK (n <> 13); CREATE SEQUENCE cuts; CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN IF nextval(''cuts'') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END'; CREATE CONSTRAINT TRIGGER cut AFTER INSERT ON gen DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cut()"
+	send -e once -n 20
+	wait_log "database $(uri once) closed: 19 rows stored, 1 dropped"
+	log_has 'connection to PostgreSQL lost'
+	run q once "SELECT count(*), count(*) FILTER (WHERE n = 13) FROM gen"
+	[ "$output" = "20|0" ]
+}
+
 @test "PostgreSQL restarting mid-stream loses no row and no client" {
 	start_server
 	bg send -e restart -n 600 -B 10 -p 50 -S slow
@@ -282,7 +343,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_q restart "SELECT count(*), count(DISTINCT oml_seq), min(oml_seq), max(oml_seq) FROM gen" "600|600|1|600" 20
 	log_has 'connection to PostgreSQL lost'
 	log_has 'reconnected to PostgreSQL'
-	refute log_has 'protocol error|socket error'
+	log_lacks 'protocol error|socket error'
 	wait_log "client .* closed by the client: 600 rows stored, 0 dropped"
 }
 
@@ -298,6 +359,6 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait "$sender"
 	wait_q away "SELECT count(*), count(DISTINCT oml_seq) FROM gen" "600|600" 20
 	log_has 'reconnected to PostgreSQL after [2-9][0-9]* failed attempts'
-	refute log_has 'protocol error|socket error'
+	log_lacks 'protocol error|socket error'
 }
 

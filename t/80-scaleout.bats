@@ -21,9 +21,8 @@ start_farm() {
 	local i port ports=() cfg=$T/haproxy.cfg
 	LOGS=()
 	for i in 1 2 3; do
-		"$OML2_SERVER" -l 127.0.0.1:0 --logfile="$T/s$i.log" -d 3 \
-		    $(backend_args) 3>&- &
-		BG_PIDS+=("$!")
+		bg "$OML2_SERVER" -l 127.0.0.1:0 --logfile="$T/s$i.log" -d 3 \
+		    $(backend_args)
 		LOGS+=("$T/s$i.log")
 	done
 	for i in 0 1 2; do

@@ -64,8 +64,8 @@ pg_cluster_start() {
 	[ -n "$port" ] || { cat "$dir/pg.log" >&2; return 1; }
 	export OML2_PG_DIR=$dir OML2_PG_PORT=$port
 	export OML2_PG_PASS="pw-$RANDOM-$RANDOM-$RANDOM"
-	pg_admin postgres "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$OML2_PG_PASS'" &&
-	pg_admin postgres "CREATE ROLE $PG_NOCREATE LOGIN PASSWORD '$OML2_PG_PASS'"
+	pg_query postgres "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$OML2_PG_PASS'" &&
+	pg_query postgres "CREATE ROLE $PG_NOCREATE LOGIN PASSWORD '$OML2_PG_PASS'"
 }
 
 # Start and stop the cluster's server (the tests of outages use these).
@@ -81,14 +81,16 @@ pg_stop() {
 
 pg_cluster_stop() {
 	[ -n "${OML2_PG_DIR:-}" ] || return 0
-	pg_as "$PG_BIN/pg_ctl" -D "$OML2_PG_DIR/data" -m fast -w stop >/dev/null 2>&1
+	pg_stop 2>/dev/null
 	rm -rf "$OML2_PG_DIR"
 }
 
-# SQL as the superuser: pg_admin DB SQL
-pg_admin() {
+# psql as the superuser, on database $1: pg_psql DB [PSQL-ARG...]
+pg_psql() {
+	local db=$1
+	shift
 	psql -XAtq -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" \
-	    -U "$PG_ADMIN" -d "$1" -c "$2"
+	    -U "$PG_ADMIN" -d "$db" "$@"
 }
 
 # The backend-neutral helpers of helpers.bash use these two.
@@ -97,10 +99,10 @@ pg_server_args() {
 	    --pg-user="$PG_ROLE" --pg-pass="$OML2_PG_PASS"
 }
 
-# Rows as a|b|c, no headers, NULL as empty: pg_query EXP SQL
+# SQL as the superuser; rows as a|b|c, no headers, NULL as empty:
+# pg_query DB SQL
 pg_query() {
-	psql -XAtq -F'|' -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" \
-	    -p "$OML2_PG_PORT" -U "$PG_ADMIN" -d "$1" -c "$2"
+	pg_psql "$1" -c "$2"
 }
 
 # Does experiment $1's database hold what the original server stored in
@@ -151,8 +153,7 @@ pg_setup() {
 		echo "no PostgreSQL cluster (see t/pg.bash)" >&2
 		return 1
 	}
-	psql -XAtq -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" \
-	    -U "$PG_ADMIN" -d postgres >/dev/null <<-'EOF'
+	pg_psql postgres >/dev/null <<-'EOF'
 	SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database
 	    WHERE datname NOT IN ('postgres', 'template0', 'template1') \gexec
 	EOF
@@ -192,8 +193,7 @@ pg_dump_exp() {
 # Restore dump $1 into a new database and print that as pg_dump_exp does.
 pg_restore_fresh() {
 	local db=restored_$RANDOM
-	pg_admin postgres "CREATE DATABASE $db" &&
-	    psql -XAq -v ON_ERROR_STOP=1 -h "$OML2_PG_DIR" -p "$OML2_PG_PORT" \
-		-U "$PG_ADMIN" -d "$db" -f "$1" >/dev/null &&
+	pg_query postgres "CREATE DATABASE $db" &&
+	    pg_psql "$db" -f "$1" >/dev/null &&
 	    pg_dump_exp "$db"
 }
