@@ -188,11 +188,16 @@ free_port() {
 	grep -q '^domain: envdom$' "$T/env.oml"
 	grep -q '^sender-id: envid$' "$T/env.oml"
 	stop_server
-	# the command line wins over the environment
+	# the command line wins over the environment, and an option given
+	# again replaces the earlier one
 	LOG=$T/server2.log
-	OML_COLLECT="file:$T/env2.oml" start_server --oml-collect "file:$T/cmd.oml" --oml-domain cmd
+	OML_COLLECT="file:$T/env2.oml" start_server --oml-collect "file:$T/first.oml" \
+	    --oml-domain first --oml-id first --oml-collect "file:$T/cmd.oml" \
+	    --oml-domain cmd --oml-id cmdid
 	wait_for 10 grep -q '^domain: cmd$' "$T/cmd.oml"
+	grep -q '^sender-id: cmdid$' "$T/cmd.oml"
 	[ ! -e "$T/env2.oml" ]
+	[ ! -e "$T/first.oml" ]
 	stop_server
 	# --oml-noop first: every option after it still counts, nothing is reported
 	OML_COLLECT="file:$T/noop.oml" "$OML2_SERVER" --oml-noop --oml-collect "file:$T/noop2.oml" \
