@@ -172,6 +172,26 @@ free_port() {
 	! grep -q 'dropping client events' "$LOG"
 }
 
+@test "a standard output that nobody reads (file:-) changes nothing for clients" {
+	local long fd
+	long=$(printf 'x%.0s' $(seq 250))
+	# a pipe with a reader that never reads: it fills after 64 KiB
+	mkfifo "$T/out"
+	exec {fd}<>"$T/out"
+	start_server --oml-collect file:- --oml-bufsize 4096 >"$T/out"
+	send -e many -c 100 -n 1 -S "$long" -a "$long"
+	send -e after -n 10
+	wait_rows after gen 10
+	wait_rows many gen 100
+	wait_log 'self-report: -: .*; retrying'
+	# once the pipe is read, the reports go on
+	bg cat "$T/out" >"$T/got"
+	wait_log 'self-report: -: writing again'
+	send -e last -S lastnode -n 1
+	wait_for 10 grep -q 'lastnode	last	omlsend	Disconnect	SOCKET_CONN_CLOSED$' "$T/got"
+	exec {fd}<&-
+}
+
 @test "a client its experiment's process turns away is reported as dropped" {
 	start_server --max-clients 1 --oml-collect "file:$T/report.oml"
 	bg "$OMLSEND" -q -e e1 -S n1 -n 0 -H 8000 "127.0.0.1:$PORT"
