@@ -73,7 +73,7 @@ DBCLOSED URI"
 	wait_q twice 'SELECT count(*) FROM gen' 10
 	# one hook process for the experiment, one newline per command
 	[ "$(ls "$HOOK_REC"/*.rec | wc -l)" -eq 1 ]
-	! grep -qx '' "$HOOK_REC"/*.rec
+	[ "$(grep -c -x '' "$HOOK_REC"/*.rec)" = 0 ]
 	# its stderr reaches the log, under the experiment's name
 	log_has 'exp/twice: hook: recording to '
 }
