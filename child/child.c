@@ -189,7 +189,7 @@ client_end(struct conn *c, enum conn_end why)
 	unsigned	 i;
 
 	epoll_ctl(exp.epfd, EPOLL_CTL_DEL, conn_fd(c), NULL);
-	exp_report(c, "Disconnect", end_message[why]);
+	exp_report(c, REPORT_DISCONNECT, end_message[why]);
 	conn_close(c, why);
 	((struct cev *)c)->kind = CEV_DEAD;
 	for (i = 0; i < exp.nconns; i++)
