@@ -371,6 +371,18 @@ restore_dump() {
 	grep -Eqx -- "$T/x\\.[0-9T-]+\\.sqlite\\.sql" "$T/iput.args"
 }
 
+@test "the shipped hook leaves no partial dump behind when a dump fails" {
+	fake_iput
+	mkdir -p "$T/dumps" "$T/notadb.sq3"
+	printf 'DUMP_DIR=%s\n' "$T/dumps" >"$T/hook.conf"
+	printf 'DBCLOSED file:%s/notadb.sq3\nDBCLOSED postgresql://nobody@127.0.0.1:1/nodb\nEXIT\n' "$T" |
+	    OML2_HOOK_CONF=$T/hook.conf "$SHIPPED" 2>"$T/err"
+	grep -qx "sqlite3 could not dump file:$T/notadb.sq3" "$T/err"
+	grep -qx "pg_dump could not dump postgresql://nobody@127.0.0.1:1/nodb" "$T/err"
+	[ -z "$(ls -A "$T/dumps")" ]
+	[ ! -e "$T/iput.args" ]
+}
+
 @test "the shipped hook prints its banner, skips blank lines and unknown commands, and exits on EXIT" {
 	fake_iput
 	run --separate-stderr sh -c "printf '\n\nFROB x\n\nDBCREATED file:/nowhere/a.sq3\n\nDBOPENED file:/nowhere/a.sq3\nEXIT\nDBCLOSED file:/nowhere/a.sq3\n' |
