@@ -73,7 +73,8 @@ flush(void)
 		}
 		qoff += sizeof(len) + len;
 	}
-	q.len = qoff = 0;
+	buf_free(&q);	/* a burst's queue is not kept for the next */
+	qoff = 0;
 	if (dropped > 0) {
 		log_warnx("self-report: %llu client events were dropped (%llu "
 		    "in all)", (unsigned long long)dropped,
