@@ -388,9 +388,12 @@ timers(uint64_t now)
 	    exp.db == NULL) {
 		due = exp.idle_since + exp.conf->linger * 1000ULL;
 		if (now >= due) {
-			msg_send(exp.ctl.fd, MSG_IDLE, -1, &exp.received,
-			    sizeof(exp.received));
-			exp.idle_sent = 1;
+			/* a socket full of self-reports: try again soon */
+			if (msg_send(exp.ctl.fd, MSG_IDLE, -1, &exp.received,
+			    sizeof(exp.received)) == 0 || errno != EAGAIN)
+				exp.idle_sent = 1;
+			else if (now + 10 < next)
+				next = now + 10;
 		} else if (due < next)
 			next = due;
 	}
