@@ -173,7 +173,7 @@ client_end(struct conn *c, enum conn_end why)
 	unsigned	 i;
 
 	exp_unwatch((struct cev *)c);
-	exp_report(c, "Disconnect", end_message[why]);
+	exp_report(c, REPORT_DISCONNECT, end_message[why]);
 	conn_close(c, why);
 	((struct cev *)c)->kind = CEV_DEAD;
 	for (i = 0; i < exp.nconns; i++)
@@ -371,11 +371,14 @@ timers(uint64_t now)
 	if (exp.assigned && exp.nconns == 0 && !exp.idle_sent &&
 	    exp.db == NULL) {
 		due = exp.idle_since + exp.conf->linger * 1000ULL;
-		/* a full control socket: try again on the next tick */
-		if (now >= due)
-			exp.idle_sent = msg_send(exp.ctl.fd, MSG_IDLE, -1,
-			    &exp.received, sizeof(exp.received)) == 0;
-		else if (due < next)
+		if (now >= due) {
+			/* a socket full of self-reports: try again soon */
+			if (msg_send(exp.ctl.fd, MSG_IDLE, -1, &exp.received,
+			    sizeof(exp.received)) == 0 || errno != EAGAIN)
+				exp.idle_sent = 1;
+			else if (now + 10 < next)
+				next = now + 10;
+		} else if (due < next)
 			next = due;
 	}
 	if ((due = hook_tick(now)) != 0 && due < next)

@@ -182,7 +182,7 @@ void		 hook_readable(struct cev *);
 uint64_t	 hook_tick(uint64_t now);	/* next deadline, or 0 */
 
 /* report.c -- self-reporting of client events (§10.9) */
-void		 exp_report(const struct conn *, const char *event,
+void		 exp_report(const struct conn *, enum report_event,
 		    const char *message);
 void		 exp_report_refused(const char *peer, uint16_t port);
 uint64_t	 exp_report_flush(uint64_t now, int final);

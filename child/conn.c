@@ -350,7 +350,7 @@ header_line(struct conn *c, const char *line, size_t len)
 		log_info("client %s port %u ready: %s:%s:%s (%s)", c->peer,
 		    c->port, c->domain, c->sender ? c->sender : "",
 		    c->app ? c->app : "", c->binary ? "binary" : "text");
-		exp_report(c, "Ready", "");
+		exp_report(c, REPORT_READY, "");
 		return 0;
 	}
 	if (header_split(line, len, &k, &kl, &v, &vl) == -1)

@@ -27,16 +27,6 @@ static size_t		 qoff;
 static uint64_t		 dropped;	/* in the current run of drops */
 static uint64_t		 dropped_total;
 
-static enum report_event
-event_code(const char *event)
-{
-	if (strcmp(event, "Ready") == 0)
-		return REPORT_READY;
-	if (strcmp(event, "Disconnect") == 0)
-		return REPORT_DISCONNECT;
-	fatalx("self-report: unknown event %s", event);
-}
-
 /* Append s, cut to max bytes, and record its length. */
 static size_t
 put(char *p, struct msg_report *r, enum report_str i, const char *s,
@@ -83,7 +73,8 @@ flush(void)
 		}
 		qoff += sizeof(len) + len;
 	}
-	q.len = qoff = 0;
+	buf_free(&q);	/* a burst's queue is not kept for the next */
+	qoff = 0;
 	if (dropped > 0) {
 		log_warnx("self-report: %llu client events were dropped (%llu "
 		    "in all)", (unsigned long long)dropped,
@@ -123,7 +114,7 @@ report(enum report_event ev, const char *peer, uint16_t port,
 }
 
 void
-exp_report(const struct conn *c, const char *event, const char *message)
+exp_report(const struct conn *c, enum report_event ev, const char *message)
 {
 	const char	*peer, *domain, *node, *app;
 	uint16_t	 port;
@@ -132,7 +123,7 @@ exp_report(const struct conn *c, const char *event, const char *message)
 		return;
 	peer = conn_peer(c, &port);
 	domain = conn_ident(c, &node, &app);
-	report(event_code(event), peer, port, node, domain, app, message);
+	report(ev, peer, port, node, domain, app, message);
 }
 
 /* A client handed over but refused before it became a connection. */

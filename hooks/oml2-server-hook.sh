@@ -86,6 +86,7 @@ dump_sqlite() {
 		upload "$out"
 	else
 		log "sqlite3 could not dump $1"
+		rm -f -- "$out"
 	fi
 }
 
@@ -104,6 +105,7 @@ dump_pg() {
 		upload "$out"
 	else
 		log "pg_dump could not dump $1"
+		rm -f -- "$out"
 	fi
 }
 

@@ -237,18 +237,9 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_MAX_STREAMS:
 		o->cc.max_streams = (int)num("--max-streams", arg, 1, 65536);
 		break;
-	case O_OML_COLLECT:
-		free(o->oml_collect);
-		setstr(&o->oml_collect, arg);
-		break;
-	case O_OML_ID:
-		free(o->oml_id);
-		setstr(&o->oml_id, arg);
-		break;
-	case O_OML_DOMAIN:
-		free(o->oml_domain);
-		setstr(&o->oml_domain, arg);
-		break;
+	case O_OML_COLLECT: setstr(&o->oml_collect, arg); break;
+	case O_OML_ID:	setstr(&o->oml_id, arg); break;
+	case O_OML_DOMAIN: setstr(&o->oml_domain, arg); break;
 	case O_OML_TEXT: o->oml_binary = 0; break;
 	case O_OML_BINARY: o->oml_binary = 1; break;
 	case O_OML_NOOP: o->oml_noop = 1; break;

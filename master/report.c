@@ -16,6 +16,7 @@
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -650,11 +651,32 @@ make_header(void)
 		schema_free(&s[i]);
 }
 
+/*
+ * Standard output, for file:-.  A pipe or terminal is opened again, as a
+ * description of our own made non-blocking: O_NONBLOCK on descriptor 1
+ * itself would reach whoever shares it (a shell's terminal).  A regular
+ * file never blocks and is shared as it is, so that lines written to it
+ * through stderr keep their place; so is what cannot be opened again (a
+ * socket).
+ */
+static int
+open_stdout(void)
+{
+	struct stat	 st;
+	int		 fd;
+
+	if (fstat(STDOUT_FILENO, &st) == 0 && !S_ISREG(st.st_mode) &&
+	    (fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK |
+	    O_CLOEXEC)) != -1)
+		return fd;
+	return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+}
+
 static int
 open_file(void)
 {
 	if (strcmp(r.path, "-") == 0)
-		r.ev.fd = dup(STDOUT_FILENO);
+		r.ev.fd = open_stdout();
 	else
 		r.ev.fd = open(r.path, O_WRONLY | O_CREAT | O_APPEND |
 		    O_NONBLOCK | O_CLOEXEC, 0644);

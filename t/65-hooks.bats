@@ -73,7 +73,7 @@ DBCLOSED URI"
 	wait_q twice 'SELECT count(*) FROM gen' 10
 	# one hook process for the experiment, one newline per command
 	[ "$(ls "$HOOK_REC"/*.rec | wc -l)" -eq 1 ]
-	! grep -qx '' "$HOOK_REC"/*.rec
+	[ "$(grep -c -x '' "$HOOK_REC"/*.rec)" = 0 ]
 	# its stderr reaches the log, under the experiment's name
 	log_has 'exp/twice: hook: recording to '
 }
@@ -369,6 +369,18 @@ restore_dump() {
 	printf 'DBCLOSED file:%s/x.sq3\nEXIT\n' "$T" |
 	    OML2_HOOK_CONF=$T/none "$SHIPPED" 2>"$T/err"
 	grep -Eqx -- "$T/x\\.[0-9T-]+\\.sqlite\\.sql" "$T/iput.args"
+}
+
+@test "the shipped hook leaves no partial dump behind when a dump fails" {
+	fake_iput
+	mkdir -p "$T/dumps" "$T/notadb.sq3"
+	printf 'DUMP_DIR=%s\n' "$T/dumps" >"$T/hook.conf"
+	printf 'DBCLOSED file:%s/notadb.sq3\nDBCLOSED postgresql://nobody@127.0.0.1:1/nodb\nEXIT\n' "$T" |
+	    OML2_HOOK_CONF=$T/hook.conf "$SHIPPED" 2>"$T/err"
+	grep -qx "sqlite3 could not dump file:$T/notadb.sq3" "$T/err"
+	grep -qx "pg_dump could not dump postgresql://nobody@127.0.0.1:1/nodb" "$T/err"
+	[ -z "$(ls -A "$T/dumps")" ]
+	[ ! -e "$T/iput.args" ]
 }
 
 @test "the shipped hook prints its banner, skips blank lines and unknown commands, and exits on EXIT" {

@@ -154,10 +154,10 @@ free_port() {
 	wait_sql mondom "SELECT group_concat(event, ' ') FROM (SELECT event FROM server_clients ORDER BY oml_seq)" "Connect Ready Disconnect"
 }
 
-@test "client events wait in the experiment process while the master is busy" {
+@test "client events wait in the experiment process while the master is busy, and it still retires" {
 	local long
 	long=$(printf 'x%.0s' $(seq 250))
-	start_server --oml-collect "file:$T/report.oml"
+	start_server --linger 0 --oml-collect "file:$T/report.oml"
 	bg "$OMLSEND" -q -e burst -c 300 -n 1 -S "$long" -a "$long" -H 60000 "127.0.0.1:$PORT"
 	wait_for 20 eval '[ "$(grep -c "	Ready	$" "$T/report.oml")" = 300 ]'
 	# the master stops reading its control sockets; 300 clients leave at once
@@ -169,7 +169,29 @@ free_port() {
 	STALLED=
 	wait_for 20 eval '[ "$(grep -c "	Disconnect	SOCKET_CONN_CLOSED$" "$T/report.oml")" = 300 ]'
 	[ "$(grep -c "	burst	$long	Disconnect	" "$T/report.oml")" = 300 ]
+	# its idle message, sent into a socket full of reports, is not lost
+	wait_log 'experiment burst process [0-9]+ exited'
 	! grep -q 'dropping client events' "$LOG"
+}
+
+@test "a standard output that nobody reads (file:-) changes nothing for clients" {
+	local long fd
+	long=$(printf 'x%.0s' $(seq 250))
+	# a pipe with a reader that never reads: it fills after 64 KiB
+	mkfifo "$T/out"
+	exec {fd}<>"$T/out"
+	start_server --oml-collect file:- --oml-bufsize 4096 >"$T/out"
+	send -e many -c 100 -n 1 -S "$long" -a "$long"
+	send -e after -n 10
+	wait_rows after gen 10
+	wait_rows many gen 100
+	wait_log 'self-report: -: .*; retrying'
+	# once the pipe is read, the reports go on
+	bg cat "$T/out" >"$T/got"
+	wait_log 'self-report: -: writing again'
+	send -e last -S lastnode -n 1
+	wait_for 10 grep -q 'lastnode	last	omlsend	Disconnect	SOCKET_CONN_CLOSED$' "$T/got"
+	exec {fd}<&-
 }
 
 @test "a client its experiment's process turns away is reported as dropped" {
@@ -188,11 +210,16 @@ free_port() {
 	grep -q '^domain: envdom$' "$T/env.oml"
 	grep -q '^sender-id: envid$' "$T/env.oml"
 	stop_server
-	# the command line wins over the environment
+	# the command line wins over the environment, and an option given
+	# again replaces the earlier one
 	LOG=$T/server2.log
-	OML_COLLECT="file:$T/env2.oml" start_server --oml-collect "file:$T/cmd.oml" --oml-domain cmd
+	OML_COLLECT="file:$T/env2.oml" start_server --oml-collect "file:$T/first.oml" \
+	    --oml-domain first --oml-id first --oml-collect "file:$T/cmd.oml" \
+	    --oml-domain cmd --oml-id cmdid
 	wait_for 10 grep -q '^domain: cmd$' "$T/cmd.oml"
+	grep -q '^sender-id: cmdid$' "$T/cmd.oml"
 	[ ! -e "$T/env2.oml" ]
+	[ ! -e "$T/first.oml" ]
 	stop_server
 	# --oml-noop first: every option after it still counts, nothing is reported
 	LOG=$T/noop.log
