@@ -120,18 +120,17 @@ journal_free(struct journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
-int
-journal_next(struct journal *j, size_t *off, struct jentry *e)
+void
+journal_get(struct journal *j, size_t off, struct jentry *e)
 {
 	struct jrec	 r;
 	const char	*p;
 	int		 i;
 
-	if (*off >= j->b.len)
-		return 0;
-	memcpy(&r, j->b.p + *off, sizeof(r));
-	p = j->b.p + *off + sizeof(r);
+	memcpy(&r, j->b.p + off, sizeof(r));
+	p = j->b.p + off + sizeof(r);
 	memset(e, 0, sizeof(*e));
+	e->at = off;
 	e->kind = r.kind;
 	e->t = r.t;
 	e->id = r.id;
@@ -160,6 +159,17 @@ journal_next(struct journal *j, size_t *off, struct jentry *e)
 	e->row.ts_server = r.ts_server;
 	e->row.n = r.n;
 	e->row.v = j->vals;
+}
+
+int
+journal_next(struct journal *j, size_t *off, struct jentry *e)
+{
+	struct jrec	 r;
+
+	if (*off >= j->b.len)
+		return 0;
+	journal_get(j, *off, e);
+	memcpy(&r, j->b.p + *off, sizeof(r));
 	*off += r.size;
 	return 1;
 }

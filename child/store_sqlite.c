@@ -17,11 +17,12 @@
  *
  * Rows are queued per table and inserted BATCH_ROWS at a time with one
  * multi-row INSERT, which halves SQLite's cost per row (the statement's
- * start, cursor and halt are paid once per batch).  A queued row holds
- * copies of its strings, so the caller's buffers may change at once.  The
- * queues are flushed before a commit and before any other statement, so
- * nothing but the moment of the insert within the open transaction
- * changes: rows still become visible only at the commit.
+ * start, cursor and halt are paid once per batch).  A queued row is only
+ * its offset in the redo journal, which holds the one copy of its values
+ * (so the caller's buffers may change at once).  The queues are flushed
+ * before a commit and before any other statement, so nothing but the
+ * moment of the insert within the open transaction changes: rows still
+ * become visible only at the commit.
  *
  * Copying the WAL back into the database (a checkpoint, with its two
  * fsyncs) is the checkpointer thread's job, so that ingest does not wait
@@ -47,25 +48,16 @@
 #define BATCH_LOG	4
 #define BATCH_ROWS	(1 << BATCH_LOG)
 
-/* One queued row: the values' strings live in the table's bytes buffer. */
-struct pend {
-	int		 sender;
-	int32_t		 seq;
-	double		 ts_client;
-	double		 ts_server;
-};
-
-/* A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue. */
+/*
+ * A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue: the
+ * journal offsets of the rows waiting to be inserted.
+ */
 struct sqt {
 	sqlite3_stmt	*st[BATCH_LOG + 1];
 	int		 nf;		/* fields per row */
 	int		 batch;		/* rows per full batch, <= BATCH_ROWS */
 	int		 npend;
-	struct pend	 pend[BATCH_ROWS];
-	struct oml_value *vals;		/* batch * nf */
-	size_t		*off;		/* where each value's bytes are */
-	uint8_t		*isbytes;	/* per field: has bytes to copy */
-	struct buf	 bytes;
+	size_t		 pend[BATCH_ROWS];
 };
 
 /*
@@ -460,7 +452,7 @@ sq_fail(struct db *db)
 	    "until it can", sq->path, sqlite3_errstr(sq->rc), sq->j.rows);
 }
 
-static int	 sq_apply(struct db *, const struct jentry *);
+static int	 sq_apply(struct db *, const struct jentry *, size_t);
 
 /* Write the journal again into a fresh transaction. */
 static int
@@ -473,7 +465,7 @@ sq_replay(struct db *db)
 	sq_abandon(db);
 	sq->replaying = 1;
 	while (journal_next(&sq->j, &off, &e)) {
-		if (sq_apply(db, &e) == 0 || !sq_transient(sq))
+		if (sq_apply(db, &e, e.at) == 0 || !sq_transient(sq))
 			continue;	/* written, or refused for good */
 		goto fail;
 	}
@@ -534,7 +526,7 @@ sq_write(struct db *db, const struct jentry *e)
 	journal_add(&sq->j, e);
 	if (sq->failing)
 		return 0;
-	if (sq_apply(db, e) == 0) {
+	if (sq_apply(db, e, sq->j.last) == 0) {
 		if (sq->j.b.len >= JOURNAL_MAX)
 			sq_commit(db);	/* failure stalls: still recorded */
 		return 0;
@@ -750,7 +742,7 @@ static int
 sq_table_prepare(struct db *db, struct table *t)
 {
 	struct sqt	*q;
-	int		 ncols, max, i;
+	int		 ncols, max;
 
 	if (t->be != NULL)
 		return 0;
@@ -761,15 +753,6 @@ sq_table_prepare(struct db *db, struct table *t)
 	max = sqlite3_limit(SQ(db)->h, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
 	for (q->batch = BATCH_ROWS; q->batch > 1 && q->batch * ncols > max; )
 		q->batch /= 2;
-	q->vals = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
-	    sizeof(*q->vals));
-	q->off = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
-	    sizeof(*q->off));
-	q->isbytes = xcalloc((size_t)(q->nf ? q->nf : 1), 1);
-	for (i = 0; i < q->nf; i++)
-		q->isbytes[i] = t->types[i] == OML_STRING ||
-		    t->types[i] == OML_BLOB || oml_type_is_vector(t->types[i]);
-	buf_init(&q->bytes);
 	t->be = q;
 	if (sqt_stmt(db, t, 0) == NULL) {
 		sqt_free(t);
@@ -788,10 +771,6 @@ sqt_free(struct table *t)
 		return;
 	for (k = 0; k <= BATCH_LOG; k++)
 		sqlite3_finalize(q->st[k]);
-	free(q->vals);
-	free(q->off);
-	free(q->isbytes);
-	buf_free(&q->bytes);
 	free(q);
 	t->be = NULL;
 }
@@ -856,34 +835,37 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 	}
 }
 
-/* Bind queued rows [first, first + 2^k) to statement st and run it. */
+/*
+ * Bind queued rows [first, first + 2^k), read from the journal, to
+ * statement st and run it.  On failure the cause is in sq->rc.
+ */
 static int
-run_rows(struct sqt *q, sqlite3_stmt *st, int first, int k)
+run_rows(struct sq *sq, struct sqt *q, sqlite3_stmt *st, int first, int k)
 {
-	const struct pend	*p;
-	struct oml_value	*v;
-	int			 r, i, col = 1, rc;
+	struct jentry	 e;
+	int		 r, i, col = 1, rc;
 
 	for (r = first; r < first + (1 << k); r++) {
-		p = &q->pend[r];
-		sqlite3_bind_int(st, col++, p->sender);
-		sqlite3_bind_int(st, col++, p->seq);
-		if (isnan(p->ts_client))
+		journal_get(&sq->j, q->pend[r], &e);
+		sqlite3_bind_int(st, col++, e.row.sender);
+		sqlite3_bind_int(st, col++, e.row.seq);
+		if (isnan(e.row.ts_client))
 			sqlite3_bind_null(st, col++);
 		else
-			sqlite3_bind_double(st, col++, p->ts_client);
-		sqlite3_bind_double(st, col++, p->ts_server);
-		for (i = 0; i < q->nf; i++) {
-			v = &q->vals[r * q->nf + i];
-			if (q->isbytes[i])
-				v->u.s.p = q->bytes.p == NULL ? "" :
-				    q->bytes.p + q->off[r * q->nf + i];
-			bind_value(st, col++, v);
-		}
+			sqlite3_bind_double(st, col++, e.row.ts_client);
+		sqlite3_bind_double(st, col++, e.row.ts_server);
+		for (i = 0; i < q->nf; i++, col++)
+			if (i < e.row.n)
+				bind_value(st, col, &e.row.v[i]);
+			else
+				sqlite3_bind_null(st, col);
 	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	sq->rc = rc;
+	return -1;
 }
 
 /*
@@ -905,20 +887,18 @@ flush(struct db *db, struct table *t)
 	for (k = BATCH_LOG; k >= 0 && rc == 0; k--) {
 		while (rc == 0 && q->npend - first >= 1 << k) {
 			if ((st = sqt_stmt(db, t, k)) != NULL &&
-			    run_rows(q, st, first, k) == 0) {
+			    run_rows(sq, q, st, first, k) == 0) {
 				first += 1 << k;
 				continue;
 			}
-			sq->rc = sqlite3_extended_errcode(sq->h);
 			if (sq_transient(sq)) {
 				rc = -1;
 				break;
 			}
 			for (r = first; r < first + (1 << k); r++) {
 				if ((st = sqt_stmt(db, t, 0)) != NULL &&
-				    run_rows(q, st, r, 0) == 0)
+				    run_rows(sq, q, st, r, 0) == 0)
 					continue;
-				sq->rc = sqlite3_extended_errcode(sq->h);
 				if (sq_transient(sq)) {
 					rc = -1;
 					break;
@@ -931,7 +911,6 @@ flush(struct db *db, struct table *t)
 		}
 	}
 	q->npend = 0;
-	q->bytes.len = 0;
 	if (lost > 0 && !sq->replaying) {
 		t->rows -= (uint64_t)lost;
 		db->rows -= (uint64_t)lost;
@@ -960,38 +939,20 @@ queues_drop(struct db *db)
 	struct sqt	*q;
 
 	for (t = db->tables; t != NULL; t = t->next)
-		if ((q = t->be) != NULL) {
+		if ((q = t->be) != NULL)
 			q->npend = 0;
-			q->bytes.len = 0;
-		}
 }
 
-/* Queue a row, with copies of its strings; a full queue is inserted. */
+/* Queue the row journaled at offset at; a full queue is inserted. */
 static int
-x_insert(struct db *db, struct table *t, const struct row *r)
+x_insert(struct db *db, struct table *t, size_t at)
 {
-	struct sqt		*q;
-	struct oml_value	*v;
-	int			 i;
+	struct sqt	*q;
 
 	if (t->be == NULL && sq_table_prepare(db, t) == -1)
 		return -1;
 	q = t->be;
-	q->pend[q->npend].sender = r->sender;
-	q->pend[q->npend].seq = r->seq;
-	q->pend[q->npend].ts_client = r->ts_client;
-	q->pend[q->npend].ts_server = r->ts_server;
-	for (i = 0; i < q->nf && i < r->n; i++) {
-		v = &q->vals[q->npend * q->nf + i];
-		*v = r->v[i];
-		if (q->isbytes[i]) {
-			q->off[q->npend * q->nf + i] = q->bytes.len;
-			if (v->u.s.p != NULL)
-				buf_add(&q->bytes, v->u.s.p, v->u.s.len);
-			else
-				v->u.s.len = 0;
-		}
-	}
+	q->pend[q->npend] = at;
 	if (++q->npend == q->batch)
 		return flush(db, t);
 	return 0;
@@ -1006,12 +967,13 @@ sq_insert(struct db *db, struct table *t, const struct row *r)
 }
 
 /*
- * Make one recorded write.  Rows wait in their table's queue; anything
- * else first writes the queues, so that rows keep their order (the
- * server's own metadata rows among the clients', for one).
+ * Make one recorded write, journaled at offset at.  Rows wait in their
+ * table's queue; anything else first writes the queues, so that rows keep
+ * their order (the server's own metadata rows among the clients', for
+ * one).
  */
 static int
-sq_apply(struct db *db, const struct jentry *e)
+sq_apply(struct db *db, const struct jentry *e, size_t at)
 {
 	if (e->kind != J_ROW && flush_all(db) == -1)
 		return -1;
@@ -1025,7 +987,7 @@ sq_apply(struct db *db, const struct jentry *e)
 	case J_SENDER:
 		return x_sender(db, e->a, e->id);
 	case J_ROW:
-		return x_insert(db, e->t, &e->row);
+		return x_insert(db, e->t, at);
 	}
 	return -1;
 }
