@@ -15,6 +15,7 @@ struct jrec {
 	enum jkind	 kind;
 	struct table	*t;
 	int		 id;
+	int		 dropped;
 	int		 n;		/* row values */
 	size_t		 alen;		/* with their NULs */
 	size_t		 blen;
@@ -93,10 +94,24 @@ journal_undo(struct journal *j)
 	memcpy(&r, j->b.p + j->last, sizeof(r));
 	j->b.len = j->last;
 	j->n--;
-	if (r.kind == J_ROW)
+	if (r.kind == J_ROW && !r.dropped)
 		j->rows--;
 	/* the one before is not known; undo is for the entry just added */
 	j->last = 0;
+}
+
+void
+journal_drop(struct journal *j, size_t off)
+{
+	struct jrec	 r;
+
+	memcpy(&r, j->b.p + off, sizeof(r));
+	if (r.dropped)
+		return;
+	r.dropped = 1;
+	memcpy(j->b.p + off, &r, sizeof(r));
+	if (r.kind == J_ROW)
+		j->rows--;
 }
 
 void
@@ -166,10 +181,13 @@ journal_next(struct journal *j, size_t *off, struct jentry *e)
 {
 	struct jrec	 r;
 
-	if (*off >= j->b.len)
-		return 0;
-	journal_get(j, *off, e);
-	memcpy(&r, j->b.p + *off, sizeof(r));
-	*off += r.size;
-	return 1;
+	for (; *off < j->b.len; *off += r.size) {
+		memcpy(&r, j->b.p + *off, sizeof(r));
+		if (!r.dropped) {
+			journal_get(j, *off, e);
+			*off += r.size;
+			return 1;
+		}
+	}
+	return 0;
 }

@@ -39,9 +39,14 @@ struct journal {
 
 void	 journal_add(struct journal *, const struct jentry *);
 void	 journal_undo(struct journal *);	/* forget the last entry */
+/* A row refused for good: skipped by journal_next(), not in rows. */
+void	 journal_drop(struct journal *, size_t off);
 void	 journal_clear(struct journal *);
 void	 journal_free(struct journal *);
-/* The entry at *off, then *off moves on; 0 at the end. */
+/*
+ * The first entry at or after *off not dropped, then *off moves past it;
+ * 0 at the end.
+ */
 int	 journal_next(struct journal *, size_t *off, struct jentry *);
 /* The entry at off (the last one added is at j->last). */
 void	 journal_get(struct journal *, size_t off, struct jentry *);

@@ -102,7 +102,6 @@ struct sq {
 	int		 failing;	/* stalled until the journal is written */
 	uint64_t	 fail_since;
 	int		 snd_next;	/* no sender id below this is free */
-	int		 replaying;	/* the journal, after a failure */
 };
 
 #define SQ(db)	((struct sq *)(db)->bh)
@@ -463,7 +462,6 @@ sq_replay(struct db *db)
 	size_t		 off = 0;
 
 	sq_abandon(db);
-	sq->replaying = 1;
 	while (journal_next(&sq->j, &off, &e)) {
 		if (sq_apply(db, &e, e.at) == 0 || !sq_transient(sq))
 			continue;	/* written, or refused for good */
@@ -471,10 +469,8 @@ sq_replay(struct db *db)
 	}
 	if (flush_all(db) == -1)
 		goto fail;
-	sq->replaying = 0;
 	return 0;
 fail:
-	sq->replaying = 0;
 	sq_abandon(db);
 	return -1;
 }
@@ -871,10 +867,11 @@ run_rows(struct sq *sq, struct sqt *q, sqlite3_stmt *st, int first, int k)
 /*
  * Insert t's queued rows, in order, in the fewest statements.  A batch
  * that fails is retried row by row, so that only the rows SQLite itself
- * refuses for good are lost; those are logged and taken off the counts
- * (once: not again when the journal is written a second time).  A
- * failure that passes with time (a full disk) stops the flush: returns
- * -1 with the cause in sq->rc, the rows still being in the journal.
+ * refuses for good are lost; those are logged, taken off the counts and
+ * dropped from the journal, so that a replay neither tries nor counts
+ * them again.  A failure that passes with time (a full disk) stops the
+ * flush: returns -1 with the cause in sq->rc, the rows still being in
+ * the journal.
  */
 static int
 flush(struct db *db, struct table *t)
@@ -905,13 +902,14 @@ flush(struct db *db, struct table *t)
 				}
 				log_warnx("%s: insert into %s: %s", sq->path,
 				    t->schema.name, sqlite3_errmsg(sq->h));
+				journal_drop(&sq->j, q->pend[r]);
 				lost++;
 			}
 			first += 1 << k;
 		}
 	}
 	q->npend = 0;
-	if (lost > 0 && !sq->replaying) {
+	if (lost > 0) {
 		t->rows -= (uint64_t)lost;
 		db->rows -= (uint64_t)lost;
 		db->dropped += (uint64_t)lost;
