@@ -110,6 +110,7 @@ static int	flush(struct db *, struct table *);
 static int	flush_all(struct db *);
 static void	sqt_free(struct table *);
 static void	queues_drop(struct db *);
+static void	sq_fail(struct db *);
 
 static int
 sq_exec(struct db *db, const char *sql)
@@ -392,6 +393,23 @@ fail:
 	return -1;
 }
 
+/*
+ * The writes since the last commit will never be made: the rows among
+ * them are lost, and counted as dropped instead of stored.
+ */
+static void
+sq_lose(struct db *db, const char *why)
+{
+	struct sq	*sq = SQ(db);
+
+	log_error("%s: %s: %u rows received since the last commit are lost",
+	    sq->path, why, sq->j.rows);
+	db->rows -= sq->j.rows;
+	db->dropped += sq->j.rows;
+	journal_clear(&sq->j);
+	sq->failing = 0;
+}
+
 static void
 sq_close(struct db *db)
 {
@@ -401,7 +419,7 @@ sq_close(struct db *db)
 	if (sq == NULL)
 		return;
 	if (!sq->failing && flush_all(db) == -1)
-		sq->failing = 1;	/* reported just below */
+		sq_fail(db);
 	for (t = db->tables; t != NULL; t = t->next)
 		sqt_free(t);
 	sqlite3_finalize(sq->meta_get);
@@ -411,9 +429,7 @@ sq_close(struct db *db)
 	sqlite3_finalize(sq->snd_max);
 	sqlite3_finalize(sq->snd_ins);
 	if (sq->failing)
-		log_error("%s: closing while it cannot be written: %u rows "
-		    "received since the last commit are lost", sq->path,
-		    sq->j.rows);
+		sq_lose(db, "closing while it cannot be written");
 	journal_free(&sq->j);
 	ckpt_stop(sq);
 	if (!sqlite3_get_autocommit(sq->h))
@@ -492,9 +508,7 @@ sq_commit(struct db *db)
 			sq_fail(db);
 			return -1;
 		}
-		log_error("%s: commit failed: %u rows received since the last "
-		    "commit are lost", sq->path, sq->j.rows);
-		journal_clear(&sq->j);
+		sq_lose(db, "commit failed");
 		sq_abandon(db);
 		return -1;
 	}

@@ -121,6 +121,12 @@ exited() {
 	[ "$rc" -eq 0 ]
 	log_has 'ERROR exp/full: .*/full.sq3: closing while it cannot be written: [0-9]+ rows received since the last commit are lost'
 	[ "$(sqlite "$DATA/full.sq3" 'PRAGMA integrity_check')" = ok ]
+	# the lost rows are counted as dropped, not as stored
+	local lost counts
+	lost=$(sed -n 's/.*closing while it cannot be written: \([0-9]*\) rows.*/\1/p' "$LOG")
+	counts=$(sed -n 's/.*full.sq3 closed: \([0-9]*\) rows stored, \([0-9]*\) dropped$/\1 \2/p' "$LOG")
+	[ "$lost" -gt 0 ]
+	[ "$counts" = "$(count full) $lost" ]
 }
 
 @test "another writer holding the database pauses the clients; rows SQLite then refuses are counted once" {
