@@ -785,11 +785,11 @@ sqt_free(struct table *t)
 	t->be = NULL;
 }
 
+/* Only before the table's first row or after sq_close: nothing queued. */
 static void
 sq_table_free(struct db *db, struct table *t)
 {
-	if (t->be != NULL && ((struct sqt *)t->be)->npend > 0)
-		flush(db, t);
+	(void)db;
 	sqt_free(t);
 }
 
