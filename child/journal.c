@@ -79,7 +79,6 @@ journal_add(struct journal *j, const struct jentry *e)
 			p = put(p, e->row.v[i].u.s.p, e->row.v[i].u.s.len);
 	j->last = j->b.len;
 	j->b.len += size;
-	j->n++;
 	if (e->kind == J_ROW)
 		j->rows++;
 }
@@ -89,11 +88,10 @@ journal_undo(struct journal *j)
 {
 	struct jrec	 r;
 
-	if (j->n == 0)
+	if (j->b.len == 0)
 		return;
 	memcpy(&r, j->b.p + j->last, sizeof(r));
 	j->b.len = j->last;
-	j->n--;
 	if (r.kind == J_ROW && !r.dropped)
 		j->rows--;
 	/* the one before is not known; undo is for the entry just added */
@@ -119,7 +117,6 @@ journal_clear(struct journal *j)
 {
 	j->b.len = 0;
 	j->last = 0;
-	j->n = 0;
 	j->rows = 0;
 	/* the next batch is likely as big: keep the memory, unless one
 	 * huge row (a large blob) inflated it */

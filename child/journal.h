@@ -31,8 +31,7 @@ struct jentry {
 struct journal {
 	struct buf		 b;
 	size_t			 last;		/* offset of the last entry */
-	unsigned		 n;		/* entries */
-	unsigned		 rows;		/* of which rows */
+	unsigned		 rows;		/* rows not dropped */
 	struct oml_value	*vals;		/* journal_next()'s row values */
 	int			 nvals;
 };

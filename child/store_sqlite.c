@@ -31,7 +31,6 @@
 #include <sys/stat.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
