@@ -15,6 +15,7 @@ struct jrec {
 	enum jkind	 kind;
 	struct table	*t;
 	int		 id;
+	int		 dropped;
 	int		 n;		/* row values */
 	size_t		 alen;		/* with their NULs */
 	size_t		 blen;
@@ -78,7 +79,6 @@ journal_add(struct journal *j, const struct jentry *e)
 			p = put(p, e->row.v[i].u.s.p, e->row.v[i].u.s.len);
 	j->last = j->b.len;
 	j->b.len += size;
-	j->n++;
 	if (e->kind == J_ROW)
 		j->rows++;
 }
@@ -88,15 +88,28 @@ journal_undo(struct journal *j)
 {
 	struct jrec	 r;
 
-	if (j->n == 0)
+	if (j->b.len == 0)
 		return;
 	memcpy(&r, j->b.p + j->last, sizeof(r));
 	j->b.len = j->last;
-	j->n--;
-	if (r.kind == J_ROW)
+	if (r.kind == J_ROW && !r.dropped)
 		j->rows--;
 	/* the one before is not known; undo is for the entry just added */
 	j->last = 0;
+}
+
+void
+journal_drop(struct journal *j, size_t off)
+{
+	struct jrec	 r;
+
+	memcpy(&r, j->b.p + off, sizeof(r));
+	if (r.dropped)
+		return;
+	r.dropped = 1;
+	memcpy(j->b.p + off, &r, sizeof(r));
+	if (r.kind == J_ROW)
+		j->rows--;
 }
 
 void
@@ -104,7 +117,6 @@ journal_clear(struct journal *j)
 {
 	j->b.len = 0;
 	j->last = 0;
-	j->n = 0;
 	j->rows = 0;
 	/* the next batch is likely as big: keep the memory, unless one
 	 * huge row (a large blob) inflated it */
@@ -120,18 +132,17 @@ journal_free(struct journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
-int
-journal_next(struct journal *j, size_t *off, struct jentry *e)
+void
+journal_get(struct journal *j, size_t off, struct jentry *e)
 {
 	struct jrec	 r;
 	const char	*p;
 	int		 i;
 
-	if (*off >= j->b.len)
-		return 0;
-	memcpy(&r, j->b.p + *off, sizeof(r));
-	p = j->b.p + *off + sizeof(r);
+	memcpy(&r, j->b.p + off, sizeof(r));
+	p = j->b.p + off + sizeof(r);
 	memset(e, 0, sizeof(*e));
+	e->at = off;
 	e->kind = r.kind;
 	e->t = r.t;
 	e->id = r.id;
@@ -160,6 +171,20 @@ journal_next(struct journal *j, size_t *off, struct jentry *e)
 	e->row.ts_server = r.ts_server;
 	e->row.n = r.n;
 	e->row.v = j->vals;
-	*off += r.size;
-	return 1;
+}
+
+int
+journal_next(struct journal *j, size_t *off, struct jentry *e)
+{
+	struct jrec	 r;
+
+	for (; *off < j->b.len; *off += r.size) {
+		memcpy(&r, j->b.p + *off, sizeof(r));
+		if (!r.dropped) {
+			journal_get(j, *off, e);
+			*off += r.size;
+			return 1;
+		}
+	}
+	return 0;
 }

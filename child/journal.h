@@ -14,9 +14,9 @@ enum jkind { J_EXEC = 1, J_CREATE, J_META, J_SENDER, J_ROW };
 
 /*
  * One write.  J_EXEC: SQL a.  J_CREATE: table t.  J_META: key a, value b.
- * J_SENDER: name a with id.  J_ROW: row for table t.  Strings and row
- * values returned by journal_next() point into the journal and stay
- * valid until it is next changed.
+ * J_SENDER: name a with id.  J_ROW: row for table t.  Strings returned by
+ * journal_next() and journal_get() point into the journal and stay valid
+ * until it is next changed; row values, until it is next changed or read.
  */
 struct jentry {
 	enum jkind		 kind;
@@ -25,22 +25,29 @@ struct jentry {
 	const char		*b;
 	int			 id;
 	struct row		 row;
+	size_t			 at;		/* read back: its offset */
 };
 
 struct journal {
 	struct buf		 b;
 	size_t			 last;		/* offset of the last entry */
-	unsigned		 n;		/* entries */
-	unsigned		 rows;		/* of which rows */
+	unsigned		 rows;		/* rows not dropped */
 	struct oml_value	*vals;		/* journal_next()'s row values */
 	int			 nvals;
 };
 
 void	 journal_add(struct journal *, const struct jentry *);
 void	 journal_undo(struct journal *);	/* forget the last entry */
+/* A row refused for good: skipped by journal_next(), not in rows. */
+void	 journal_drop(struct journal *, size_t off);
 void	 journal_clear(struct journal *);
 void	 journal_free(struct journal *);
-/* The entry at *off, then *off moves on; 0 at the end. */
+/*
+ * The first entry at or after *off not dropped, then *off moves past it;
+ * 0 at the end.
+ */
 int	 journal_next(struct journal *, size_t *off, struct jentry *);
+/* The entry at off (the last one added is at j->last). */
+void	 journal_get(struct journal *, size_t off, struct jentry *);
 
 #endif /* CHILD_JOURNAL_H */

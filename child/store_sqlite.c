@@ -17,11 +17,12 @@
  *
  * Rows are queued per table and inserted BATCH_ROWS at a time with one
  * multi-row INSERT, which halves SQLite's cost per row (the statement's
- * start, cursor and halt are paid once per batch).  A queued row holds
- * copies of its strings, so the caller's buffers may change at once.  The
- * queues are flushed before a commit and before any other statement, so
- * nothing but the moment of the insert within the open transaction
- * changes: rows still become visible only at the commit.
+ * start, cursor and halt are paid once per batch).  A queued row is only
+ * its offset in the redo journal, which holds the one copy of its values
+ * (so the caller's buffers may change at once).  The queues are flushed
+ * before a commit and before any other statement, so nothing but the
+ * moment of the insert within the open transaction changes: rows still
+ * become visible only at the commit.
  *
  * Copying the WAL back into the database (a checkpoint, with its two
  * fsyncs) is the checkpointer thread's job, so that ingest does not wait
@@ -30,7 +31,6 @@
 #include <sys/stat.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -47,25 +47,16 @@
 #define BATCH_LOG	4
 #define BATCH_ROWS	(1 << BATCH_LOG)
 
-/* One queued row: the values' strings live in the table's bytes buffer. */
-struct pend {
-	int		 sender;
-	int32_t		 seq;
-	double		 ts_client;
-	double		 ts_server;
-};
-
-/* A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue. */
+/*
+ * A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue: the
+ * journal offsets of the rows waiting to be inserted.
+ */
 struct sqt {
 	sqlite3_stmt	*st[BATCH_LOG + 1];
 	int		 nf;		/* fields per row */
 	int		 batch;		/* rows per full batch, <= BATCH_ROWS */
 	int		 npend;
-	struct pend	 pend[BATCH_ROWS];
-	struct oml_value *vals;		/* batch * nf */
-	size_t		*off;		/* where each value's bytes are */
-	uint8_t		*isbytes;	/* per field: has bytes to copy */
-	struct buf	 bytes;
+	size_t		 pend[BATCH_ROWS];
 };
 
 /*
@@ -110,7 +101,6 @@ struct sq {
 	int		 failing;	/* stalled until the journal is written */
 	uint64_t	 fail_since;
 	int		 snd_next;	/* no sender id below this is free */
-	int		 replaying;	/* the journal, after a failure */
 };
 
 #define SQ(db)	((struct sq *)(db)->bh)
@@ -119,6 +109,7 @@ static int	flush(struct db *, struct table *);
 static int	flush_all(struct db *);
 static void	sqt_free(struct table *);
 static void	queues_drop(struct db *);
+static void	sq_fail(struct db *);
 
 static int
 sq_exec(struct db *db, const char *sql)
@@ -401,6 +392,23 @@ fail:
 	return -1;
 }
 
+/*
+ * The writes since the last commit will never be made: the rows among
+ * them are lost, and counted as dropped instead of stored.
+ */
+static void
+sq_lose(struct db *db, const char *why)
+{
+	struct sq	*sq = SQ(db);
+
+	log_error("%s: %s: %u rows received since the last commit are lost",
+	    sq->path, why, sq->j.rows);
+	db->rows -= sq->j.rows;
+	db->dropped += sq->j.rows;
+	journal_clear(&sq->j);
+	sq->failing = 0;
+}
+
 static void
 sq_close(struct db *db)
 {
@@ -410,7 +418,7 @@ sq_close(struct db *db)
 	if (sq == NULL)
 		return;
 	if (!sq->failing && flush_all(db) == -1)
-		sq->failing = 1;	/* reported just below */
+		sq_fail(db);
 	for (t = db->tables; t != NULL; t = t->next)
 		sqt_free(t);
 	sqlite3_finalize(sq->meta_get);
@@ -420,9 +428,7 @@ sq_close(struct db *db)
 	sqlite3_finalize(sq->snd_max);
 	sqlite3_finalize(sq->snd_ins);
 	if (sq->failing)
-		log_error("%s: closing while it cannot be written: %u rows "
-		    "received since the last commit are lost", sq->path,
-		    sq->j.rows);
+		sq_lose(db, "closing while it cannot be written");
 	journal_free(&sq->j);
 	ckpt_stop(sq);
 	if (!sqlite3_get_autocommit(sq->h))
@@ -460,7 +466,7 @@ sq_fail(struct db *db)
 	    "until it can", sq->path, sqlite3_errstr(sq->rc), sq->j.rows);
 }
 
-static int	 sq_apply(struct db *, const struct jentry *);
+static int	 sq_apply(struct db *, const struct jentry *, size_t);
 
 /* Write the journal again into a fresh transaction. */
 static int
@@ -471,18 +477,15 @@ sq_replay(struct db *db)
 	size_t		 off = 0;
 
 	sq_abandon(db);
-	sq->replaying = 1;
 	while (journal_next(&sq->j, &off, &e)) {
-		if (sq_apply(db, &e) == 0 || !sq_transient(sq))
+		if (sq_apply(db, &e, e.at) == 0 || !sq_transient(sq))
 			continue;	/* written, or refused for good */
 		goto fail;
 	}
 	if (flush_all(db) == -1)
 		goto fail;
-	sq->replaying = 0;
 	return 0;
 fail:
-	sq->replaying = 0;
 	sq_abandon(db);
 	return -1;
 }
@@ -504,9 +507,7 @@ sq_commit(struct db *db)
 			sq_fail(db);
 			return -1;
 		}
-		log_error("%s: commit failed: %u rows received since the last "
-		    "commit are lost", sq->path, sq->j.rows);
-		journal_clear(&sq->j);
+		sq_lose(db, "commit failed");
 		sq_abandon(db);
 		return -1;
 	}
@@ -534,7 +535,7 @@ sq_write(struct db *db, const struct jentry *e)
 	journal_add(&sq->j, e);
 	if (sq->failing)
 		return 0;
-	if (sq_apply(db, e) == 0) {
+	if (sq_apply(db, e, sq->j.last) == 0) {
 		if (sq->j.b.len >= JOURNAL_MAX)
 			sq_commit(db);	/* failure stalls: still recorded */
 		return 0;
@@ -750,7 +751,7 @@ static int
 sq_table_prepare(struct db *db, struct table *t)
 {
 	struct sqt	*q;
-	int		 ncols, max, i;
+	int		 ncols, max;
 
 	if (t->be != NULL)
 		return 0;
@@ -761,15 +762,6 @@ sq_table_prepare(struct db *db, struct table *t)
 	max = sqlite3_limit(SQ(db)->h, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
 	for (q->batch = BATCH_ROWS; q->batch > 1 && q->batch * ncols > max; )
 		q->batch /= 2;
-	q->vals = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
-	    sizeof(*q->vals));
-	q->off = xcalloc((size_t)q->batch * (size_t)(q->nf ? q->nf : 1),
-	    sizeof(*q->off));
-	q->isbytes = xcalloc((size_t)(q->nf ? q->nf : 1), 1);
-	for (i = 0; i < q->nf; i++)
-		q->isbytes[i] = t->types[i] == OML_STRING ||
-		    t->types[i] == OML_BLOB || oml_type_is_vector(t->types[i]);
-	buf_init(&q->bytes);
 	t->be = q;
 	if (sqt_stmt(db, t, 0) == NULL) {
 		sqt_free(t);
@@ -788,19 +780,15 @@ sqt_free(struct table *t)
 		return;
 	for (k = 0; k <= BATCH_LOG; k++)
 		sqlite3_finalize(q->st[k]);
-	free(q->vals);
-	free(q->off);
-	free(q->isbytes);
-	buf_free(&q->bytes);
 	free(q);
 	t->be = NULL;
 }
 
+/* Only before the table's first row or after sq_close: nothing queued. */
 static void
 sq_table_free(struct db *db, struct table *t)
 {
-	if (t->be != NULL && ((struct sqt *)t->be)->npend > 0)
-		flush(db, t);
+	(void)db;
 	sqt_free(t);
 }
 
@@ -856,43 +844,47 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 	}
 }
 
-/* Bind queued rows [first, first + 2^k) to statement st and run it. */
+/*
+ * Bind queued rows [first, first + 2^k), read from the journal, to
+ * statement st and run it.  On failure the cause is in sq->rc.
+ */
 static int
-run_rows(struct sqt *q, sqlite3_stmt *st, int first, int k)
+run_rows(struct sq *sq, struct sqt *q, sqlite3_stmt *st, int first, int k)
 {
-	const struct pend	*p;
-	struct oml_value	*v;
-	int			 r, i, col = 1, rc;
+	struct jentry	 e;
+	int		 r, i, col = 1, rc;
 
 	for (r = first; r < first + (1 << k); r++) {
-		p = &q->pend[r];
-		sqlite3_bind_int(st, col++, p->sender);
-		sqlite3_bind_int(st, col++, p->seq);
-		if (isnan(p->ts_client))
+		journal_get(&sq->j, q->pend[r], &e);
+		sqlite3_bind_int(st, col++, e.row.sender);
+		sqlite3_bind_int(st, col++, e.row.seq);
+		if (isnan(e.row.ts_client))
 			sqlite3_bind_null(st, col++);
 		else
-			sqlite3_bind_double(st, col++, p->ts_client);
-		sqlite3_bind_double(st, col++, p->ts_server);
-		for (i = 0; i < q->nf; i++) {
-			v = &q->vals[r * q->nf + i];
-			if (q->isbytes[i])
-				v->u.s.p = q->bytes.p == NULL ? "" :
-				    q->bytes.p + q->off[r * q->nf + i];
-			bind_value(st, col++, v);
-		}
+			sqlite3_bind_double(st, col++, e.row.ts_client);
+		sqlite3_bind_double(st, col++, e.row.ts_server);
+		for (i = 0; i < q->nf; i++, col++)
+			if (i < e.row.n)
+				bind_value(st, col, &e.row.v[i]);
+			else
+				sqlite3_bind_null(st, col);
 	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	sq->rc = rc;
+	return -1;
 }
 
 /*
  * Insert t's queued rows, in order, in the fewest statements.  A batch
  * that fails is retried row by row, so that only the rows SQLite itself
- * refuses for good are lost; those are logged and taken off the counts
- * (once: not again when the journal is written a second time).  A
- * failure that passes with time (a full disk) stops the flush: returns
- * -1 with the cause in sq->rc, the rows still being in the journal.
+ * refuses for good are lost; those are logged, taken off the counts and
+ * dropped from the journal, so that a replay neither tries nor counts
+ * them again.  A failure that passes with time (a full disk) stops the
+ * flush: returns -1 with the cause in sq->rc, the rows still being in
+ * the journal.
  */
 static int
 flush(struct db *db, struct table *t)
@@ -905,34 +897,32 @@ flush(struct db *db, struct table *t)
 	for (k = BATCH_LOG; k >= 0 && rc == 0; k--) {
 		while (rc == 0 && q->npend - first >= 1 << k) {
 			if ((st = sqt_stmt(db, t, k)) != NULL &&
-			    run_rows(q, st, first, k) == 0) {
+			    run_rows(sq, q, st, first, k) == 0) {
 				first += 1 << k;
 				continue;
 			}
-			sq->rc = sqlite3_extended_errcode(sq->h);
 			if (sq_transient(sq)) {
 				rc = -1;
 				break;
 			}
 			for (r = first; r < first + (1 << k); r++) {
 				if ((st = sqt_stmt(db, t, 0)) != NULL &&
-				    run_rows(q, st, r, 0) == 0)
+				    run_rows(sq, q, st, r, 0) == 0)
 					continue;
-				sq->rc = sqlite3_extended_errcode(sq->h);
 				if (sq_transient(sq)) {
 					rc = -1;
 					break;
 				}
 				log_warnx("%s: insert into %s: %s", sq->path,
 				    t->schema.name, sqlite3_errmsg(sq->h));
+				journal_drop(&sq->j, q->pend[r]);
 				lost++;
 			}
 			first += 1 << k;
 		}
 	}
 	q->npend = 0;
-	q->bytes.len = 0;
-	if (lost > 0 && !sq->replaying) {
+	if (lost > 0) {
 		t->rows -= (uint64_t)lost;
 		db->rows -= (uint64_t)lost;
 		db->dropped += (uint64_t)lost;
@@ -960,38 +950,20 @@ queues_drop(struct db *db)
 	struct sqt	*q;
 
 	for (t = db->tables; t != NULL; t = t->next)
-		if ((q = t->be) != NULL) {
+		if ((q = t->be) != NULL)
 			q->npend = 0;
-			q->bytes.len = 0;
-		}
 }
 
-/* Queue a row, with copies of its strings; a full queue is inserted. */
+/* Queue the row journaled at offset at; a full queue is inserted. */
 static int
-x_insert(struct db *db, struct table *t, const struct row *r)
+x_insert(struct db *db, struct table *t, size_t at)
 {
-	struct sqt		*q;
-	struct oml_value	*v;
-	int			 i;
+	struct sqt	*q;
 
 	if (t->be == NULL && sq_table_prepare(db, t) == -1)
 		return -1;
 	q = t->be;
-	q->pend[q->npend].sender = r->sender;
-	q->pend[q->npend].seq = r->seq;
-	q->pend[q->npend].ts_client = r->ts_client;
-	q->pend[q->npend].ts_server = r->ts_server;
-	for (i = 0; i < q->nf && i < r->n; i++) {
-		v = &q->vals[q->npend * q->nf + i];
-		*v = r->v[i];
-		if (q->isbytes[i]) {
-			q->off[q->npend * q->nf + i] = q->bytes.len;
-			if (v->u.s.p != NULL)
-				buf_add(&q->bytes, v->u.s.p, v->u.s.len);
-			else
-				v->u.s.len = 0;
-		}
-	}
+	q->pend[q->npend] = at;
 	if (++q->npend == q->batch)
 		return flush(db, t);
 	return 0;
@@ -1006,12 +978,13 @@ sq_insert(struct db *db, struct table *t, const struct row *r)
 }
 
 /*
- * Make one recorded write.  Rows wait in their table's queue; anything
- * else first writes the queues, so that rows keep their order (the
- * server's own metadata rows among the clients', for one).
+ * Make one recorded write, journaled at offset at.  Rows wait in their
+ * table's queue; anything else first writes the queues, so that rows keep
+ * their order (the server's own metadata rows among the clients', for
+ * one).
  */
 static int
-sq_apply(struct db *db, const struct jentry *e)
+sq_apply(struct db *db, const struct jentry *e, size_t at)
 {
 	if (e->kind != J_ROW && flush_all(db) == -1)
 		return -1;
@@ -1025,7 +998,7 @@ sq_apply(struct db *db, const struct jentry *e)
 	case J_SENDER:
 		return x_sender(db, e->a, e->id);
 	case J_ROW:
-		return x_insert(db, e->t, &e->row);
+		return x_insert(db, e->t, at);
 	}
 	return -1;
 }

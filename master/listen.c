@@ -34,6 +34,8 @@ static uint64_t		 resume_at;
 static int		 reserve[RESERVE];
 static int		 nreserve;
 
+static void	 listen_pause(int);
+
 /*
  * A few descriptors are held on /dev/null so that clients can never take
  * the last ones: forking an experiment process needs a socket pair, and
@@ -173,7 +175,7 @@ listen_open(const char *spec)
 }
 
 /* Stop or resume watching the listening sockets. */
-void
+static void
 listen_pause(int on)
 {
 	int	 i;
@@ -187,7 +189,7 @@ listen_pause(int on)
 			ev_add(&lsock[i], EPOLLIN);
 	}
 	paused = on;
-	resume_at = on ? now_mono_ms() + 1000 : 0;
+	resume_at = 0;
 }
 
 /* Pause until a descriptor or a pending slot is freed, or until "until". */

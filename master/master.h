@@ -100,7 +100,6 @@ void	 ev_free_later(struct ev *);
 
 /* listen.c */
 int	 listen_open(const char *);
-void	 listen_pause(int);
 void	 listen_resume(void);
 int	 fd_reserve_fill(void);
 void	 fd_reserve_release(void);

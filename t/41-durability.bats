@@ -34,3 +34,19 @@ committed() {
 	wait_rows dur gen $((before + 10))
 	[ "$(sq dur 'PRAGMA integrity_check')" = ok ]
 }
+
+@test "a row SQLite refuses inside a batch of inserts costs only itself, and is counted as dropped" {
+	start_server
+	send -e refuse -n 1
+	wait_log "database file:$DATA/refuse.sq3 closed: 1 rows stored, 0 dropped"
+	# what an operator might add: a trigger that refuses some rows
+	sqlite "$DATA/refuse.sq3" "CREATE TRIGGER not13 BEFORE INSERT ON gen
+	    WHEN NEW.n = 13 BEGIN SELECT RAISE(ABORT, 'not13'); END"
+	send -e refuse -n 400 -c 3
+	wait_log "database file:$DATA/refuse.sq3 closed: 1197 rows stored, 3 dropped"
+	[ "$(sq refuse 'SELECT count(*) FROM gen')" = $((1 + 3 * 399)) ]
+	[ "$(sq refuse 'SELECT count(*) FROM gen WHERE n = 13')" = 0 ]
+	# the rows beside it in its batch are there, from every sender
+	[ "$(sq refuse 'SELECT count(DISTINCT oml_sender_id) FROM gen WHERE n IN (12, 14)')" = 3 ]
+	[ "$(grep -c 'refuse.sq3: insert into gen: not13' "$LOG")" -eq 3 ]
+}

@@ -121,6 +121,45 @@ exited() {
 	[ "$rc" -eq 0 ]
 	log_has 'ERROR exp/full: .*/full.sq3: closing while it cannot be written: [0-9]+ rows received since the last commit are lost'
 	[ "$(sqlite "$DATA/full.sq3" 'PRAGMA integrity_check')" = ok ]
+	# the lost rows are counted as dropped, not as stored
+	local lost counts
+	lost=$(sed -n 's/.*closing while it cannot be written: \([0-9]*\) rows.*/\1/p' "$LOG")
+	counts=$(sed -n 's/.*full.sq3 closed: \([0-9]*\) rows stored, \([0-9]*\) dropped$/\1 \2/p' "$LOG")
+	[ "$lost" -gt 0 ]
+	[ "$counts" = "$(count full) $lost" ]
+}
+
+@test "another writer holding the database pauses the clients; rows SQLite then refuses are counted once" {
+	start_server
+	# a client keeps the experiment open, and its file in WAL mode
+	bg "$OMLSEND" -q -e lk -n 1 -S holder -H 30000 "127.0.0.1:$PORT"
+	local holder=$BG
+	wait_q lk "SELECT count(*) FROM gen" 1
+	# another writer takes the write lock, and adds a trigger refusing
+	# the rows with n % 10 = 3
+	mkfifo "$T/wq"
+	bg bash -c "sqlite3 -batch '$DATA/lk.sq3' <'$T/wq' >'$T/wq.out' 2>&1"
+	exec 5>"$T/wq"
+	echo "BEGIN IMMEDIATE; CREATE TRIGGER not3 BEFORE INSERT ON gen WHEN NEW.n % 10 = 3 BEGIN SELECT RAISE(ABORT, 'not3'); END; SELECT 'locked';" >&5
+	wait_for 10 grep -qx locked "$T/wq.out"
+	# a header and 200 rows in one write: the new sender's row finds the
+	# database locked, and the rows read with it wait in the journal,
+	# untried
+	"$OMLSEND" -q -e lk -n 200 -S bulk "file:$T/bulk"
+	bg "$OMLSEND" -q -r "$T/bulk" "127.0.0.1:$PORT"
+	local bulk=$BG
+	wait_log 'ERROR exp/lk: .*/lk.sq3: cannot be written \(database is locked\)'
+	echo 'COMMIT;' >&5
+	exec 5>&-
+	wait_log 'exp/lk: .*/lk.sq3: written again after [0-9.]+ s'
+	wait "$bulk"
+	kill "$holder"
+	# each refused row was tried once, and counted as dropped once
+	wait_log "database file:$DATA/lk.sq3 closed: 181 rows stored, 20 dropped"
+	[ "$(q lk "SELECT count(*), count(DISTINCT n) FROM gen WHERE oml_sender_id = (SELECT id FROM _senders WHERE name = 'bulk')")" = "180|180" ]
+	[ "$(q lk 'SELECT count(*) FROM gen WHERE n % 10 = 3')" = 0 ]
+	[ "$(grep -c 'lk.sq3: insert into gen: not3' "$LOG")" -eq 20 ]
+	! grep -i error "$T/wq.out"
 }
 
 @test "a reader holding a read transaction during ingest costs no row and no error" {

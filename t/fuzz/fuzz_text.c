@@ -137,7 +137,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (off < size && (n = line_next(buf + off, size - off, &used))
 	    != -1) {
 		/* each line in its own allocation: no slack to hide in */
-		copy = malloc((size_t)n + 1);
+		copy = malloc(n > 0 ? (size_t)n : 1);
 		CHECK(copy != NULL);
 		memcpy(copy, buf + off, (size_t)n);
 		any_types(copy, (size_t)n, any, nany);
