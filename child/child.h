@@ -49,8 +49,7 @@ struct table {
 	int			 f_subject;	/* stream-0 fields, or -1 */
 	int			 f_key;
 	int			 f_value;
-	void			*be;		/* backend: prepared statement */
-	uint64_t		 rows;
+	void			*be;		/* backend: its statements, queue */
 };
 
 /* One row to store. */

@@ -494,7 +494,6 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 {
 	if (db->be->insert(db, t, r) == -1)
 		return -1;	/* counted by the caller's drop() */
-	t->rows++;
 	db->rows++;
 	dirty(db);
 	if (db->pending >= db->conf->commit_rows && !db->failing)

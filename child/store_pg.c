@@ -563,7 +563,6 @@ flush(struct db *db)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
 		if ((b = t->be) != NULL) {
-			t->rows -= b->refused;
 			db->rows -= b->refused;
 			db->dropped += b->refused;
 		}

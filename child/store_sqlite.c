@@ -923,7 +923,6 @@ flush(struct db *db, struct table *t)
 	}
 	q->npend = 0;
 	if (lost > 0) {
-		t->rows -= (uint64_t)lost;
 		db->rows -= (uint64_t)lost;
 		db->dropped += (uint64_t)lost;
 	}
