@@ -40,3 +40,37 @@ check_witness() {
 	wait_rows exp_2011-08-09t11.52.28+10.00 gen 2
 	wait_rows _A:b-9 gen 2
 }
+
+# Every line of the log is one of the server's: a timestamp, a level, a
+# process name.  And no byte in it is a control byte (TAB included) or
+# half of a C1 control (0x80-0x9f on their own or after 0xc2).
+log_is_clean() {
+	local bad
+	bad=$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} (ERROR|WARN |INFO |DEBUG) (master|spare|exp/[A-Za-z0-9_.:+-]+): ' "$LOG") || true
+	[ "$bad" -eq 0 ] || { echo "$bad lines that are not the server's" >&2; return 1; }
+	bad=$(LC_ALL=C grep -c $'[\x01-\x09\x0b-\x1f\x7f\x80-\x9f]' "$LOG") || true
+	[ "$bad" -eq 0 ] || { echo "$bad lines with control bytes" >&2; return 1; }
+}
+
+log_has_text() {
+	grep -qF -- "$1" "$LOG" || { echo "log lacks: $1" >&2; return 1; }
+}
+
+@test "control bytes in sender ids, app names, schemas and headers are escaped in the log and forge no line" {
+	start_server
+	local forged='2026-01-01 00:00:00.000 ERROR master: forged'
+	# CR and ESC in the sender id, OSC, BEL, C1 CSI (raw and as UTF-8),
+	# DEL and a backslash in the app name; a LF (the text protocol's \n)
+	# in a schema declared by metadata, which the refusal quotes
+	raw_refused 'protocol: 5\ndomain: esc\nsender-id: s\r%s\033[2J\napp-name: a\033]0;owned\007\x9b1m\xc2\x9b1m\x7f\\z\nschema: 0 _experiment_metadata subject:string key:string value:string\n\n0.1\t0\t1\t.\tschema\tbad\\n%s\\t\n' "$forged" "$forged"
+	# and in a header value the refusal quotes
+	raw_refused 'protocol: 5\ndomain: esc\ncontent: t\033[1mext\n\n'
+	wait_log 'unknown content'
+	log_is_clean
+	log_has_text 'ready: esc:s\r2026-01-01 00:00:00.000 ERROR master: forged\x1b[2J:a\x1b]0;owned\x07\x9b1m\xc2\x9b1m\x7f\\z (text)'
+	log_has_text 'bad schema "bad\n2026-01-01 00:00:00.000 ERROR master: forged"'
+	log_has_text 'unknown content "t\x1b[1mext"'
+	# UTF-8 text is shown as it is
+	send -e esc -S 'capteur-é' -n 1
+	wait_log 'ready: esc:capteur-é:'
+}
