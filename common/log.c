@@ -4,6 +4,8 @@
  * share the file, opened O_APPEND) never interleave.  Every line names its
  * process, e.g. "master" or "exp/demo".
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,46 +20,82 @@
 static int	 log_fdesc = STDERR_FILENO;
 static int	 log_lvl = LOG_LVL_INFO;
 static char	*log_path;
+static char	 log_err[128];	/* why log_open() failed */
 static char	 log_proc[96] = "oml2-server";
 static int	 log_tty;	/* also show errors on stderr (start-up) */
 
 static const char *const lvlname[] = { "", "ERROR", "WARN", "INFO", "DEBUG" };
 
-/* Open the log; NULL or "-" is stderr.  Returns -1 with errno on failure. */
+/*
+ * Open the log; NULL or "-" is stderr.  Returns -1 on failure, with the
+ * reason in log_open_error().
+ *
+ * The master opens it as root, at start and again on SIGHUP, in a
+ * directory that others may write (the --user's, for one): a symbolic
+ * link planted there must not make root create or append to another file,
+ * a FIFO must not block it, and a second hard link may be another file's.
+ * So the last component is never followed (O_NOFOLLOW), the open does not
+ * wait (O_NONBLOCK, cleared after), and anything but a regular file with
+ * one link is refused.
+ */
 int
 log_open(const char *path, int level)
 {
-	int	 fd;
+	struct stat	 st;
+	const char	*why;
+	int		 fd, fl;
 
 	log_lvl = level;
 	if (path == NULL || strcmp(path, "-") == 0) {
 		log_fdesc = STDERR_FILENO;
 		return 0;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (fd == -1)
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+	    O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0640);
+	if (fd == -1) {
+		snprintf(log_err, sizeof(log_err), "%s", errno == ELOOP ?
+		    "a symbolic link, which is not followed" : strerror(errno));
 		return -1;
+	}
+	why = NULL;
+	if (fstat(fd, &st) == -1 || (fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	else if (st.st_nlink != 1)
+		why = "a file with other hard links";
+	if (why != NULL) {
+		snprintf(log_err, sizeof(log_err), "%s", why);
+		close(fd);
+		return -1;
+	}
 	if (log_fdesc != STDERR_FILENO)
 		close(log_fdesc);
 	log_fdesc = fd;
-	free(log_path);
-	log_path = xstrdup(path);
+	if (log_path != path) {
+		free(log_path);
+		log_path = xstrdup(path);
+	}
 	return 0;
 }
 
-/* After log rotation: open the path again (SIGHUP). */
+const char *
+log_open_error(void)
+{
+	return log_err;
+}
+
+/*
+ * After log rotation: open the path again (SIGHUP).  On failure the old
+ * file stays in use.
+ */
 int
 log_reopen(void)
 {
-	char	*p;
-	int	 r;
-
 	if (log_path == NULL)
 		return 0;
-	p = xstrdup(log_path);
-	r = log_open(p, log_lvl);
-	free(p);
-	return r;
+	return log_open(log_path, log_lvl);
 }
 
 /* While starting up, errors also go to stderr, where the operator looks. */

@@ -180,7 +180,8 @@ reopen_log(void)
 	int		 fd;
 
 	if (log_reopen() == -1) {
-		log_warn("reopening the log");
+		log_warnx("reopening the log file %s: %s; still writing to the "
+		    "old one", opts.logfile, log_open_error());
 		return;
 	}
 	log_info("log reopened");
@@ -301,7 +302,7 @@ main(int argc, char **argv)
 	title_set("master");		/* secrets leave ps(1) here */
 	if (log_open(opts.logfile, opts.loglevel) == -1) {
 		fprintf(stderr, "oml2-server: log file %s: %s\n", opts.logfile,
-		    strerror(errno));
+		    log_open_error());
 		return 1;
 	}
 	log_setproc("master");

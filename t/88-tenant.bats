@@ -74,3 +74,50 @@ log_has_text() {
 	send -e esc -S 'capteur-é' -n 1
 	wait_log 'ready: esc:capteur-é:'
 }
+
+@test "on SIGHUP the master follows no link, FIFO or hard link planted at the log's path, and keeps its old log" {
+	need_root
+	mkdir -m 1777 "$T/logs"
+	LOG=$T/logs/server.log
+	start_server
+	# rotated away, and a dangling link, a link to a file, a FIFO with
+	# no reader and a second name of another file planted in its place
+	mv "$LOG" "$T/logs/server.log.1"
+	LOG=$T/logs/server.log.1
+	echo keep >"$T/target"
+	ln -s "$T/created-by-root" "$T/logs/server.log"
+	kill -HUP "$SERVER_PID"
+	wait_log "reopening the log file $T/logs/server.log: a symbolic link, which is not followed; still writing to the old one"
+	rm "$T/logs/server.log"
+	ln -s "$T/target" "$T/logs/server.log"
+	kill -HUP "$SERVER_PID"
+	wait_for 10 eval '[ "$(grep -c "a symbolic link, which is not followed" "$LOG")" -eq 2 ]'
+	rm "$T/logs/server.log"
+	mkfifo "$T/logs/server.log"
+	kill -HUP "$SERVER_PID"
+	wait_log "reopening the log file $T/logs/server.log: No such device or address; still writing"
+	rm "$T/logs/server.log"
+	ln "$T/target" "$T/logs/server.log"
+	kill -HUP "$SERVER_PID"
+	wait_log "reopening the log file $T/logs/server.log: a file with other hard links; still"
+	# nothing was written through them, and the master still serves
+	[ ! -e "$T/created-by-root" ]
+	[ "$(cat "$T/target")" = keep ]
+	send -e afterhup -n 3
+	wait_rows afterhup gen 3
+	wait_log 'client 127.0.0.1 port [0-9]+ ready: afterhup:'
+	# a real file again: the next SIGHUP takes it
+	rm "$T/logs/server.log"
+	kill -HUP "$SERVER_PID"
+	LOG=$T/logs/server.log
+	wait_log 'master: log reopened'
+	[ "$(stat -c %h:%F "$LOG")" = "1:regular file" ]
+}
+
+@test "a log file that is a symbolic link is refused at start with a clear error" {
+	ln -s "$T/elsewhere" "$T/link.log"
+	run timeout 10 "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$T/link.log"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"log file $T/link.log: a symbolic link, which is not followed"* ]]
+	[ ! -e "$T/elsewhere" ]
+}
