@@ -121,3 +121,55 @@ log_has_text() {
 	[[ "$output" == *"log file $T/link.log: a symbolic link, which is not followed"* ]]
 	[ ! -e "$T/elsewhere" ]
 }
+
+# NoNewPrivs of process $1: 0 or 1.
+nnp() {
+	sed -n 's/^NoNewPrivs:[[:space:]]*//p' "/proc/$1/status"
+}
+
+@test "experiment processes and hooks cannot gain privileges: no_new_privs is set and a setuid-root program stays --user" {
+	need_root
+	ensure_test_user
+	mkdir -m 777 "$T/rec"
+	cp /usr/bin/id "$T/suid-id"
+	chmod 4755 "$T/suid-id"
+	# without no_new_privs, the setuid bit makes it root
+	[ "$(runuser -u "$T_USER" -- "$T/suid-id" -u)" = 0 ]
+	cat >"$T/hook" <<-EOF
+	#!/bin/sh
+	sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/\$\$/status >"$T/rec/nnp"
+	"$T/suid-id" -u >"$T/rec/euid"
+	echo "OML HOOK READY"
+	while read -r l; do [ "\$l" = EXIT ] && exit 0; done
+	EOF
+	chmod 755 "$T/hook"
+	chown "$T_USER" "$DATA"
+	start_server --user "$T_USER" -H "$T/hook"
+	send -e nnp -n 1
+	wait_rows nnp gen 1
+	wait_for 10 test -s "$T/rec/euid"
+	[ "$(nnp "$(exp_pid nnp)")" = 1 ]
+	local spare
+	spare=$(pgrep -P "$SERVER_PID" -f 'oml2-server: spare' | head -n 1)
+	[ "$(nnp "$spare")" = 1 ]
+	[ "$(cat "$T/rec/nnp")" = 1 ]
+	[ "$(cat "$T/rec/euid")" = "$(id -u "$T_USER")" ]
+}
+
+@test "--user=root or --group=root is refused at start unless --allow-root says so" {
+	need_root
+	ensure_test_user
+	run timeout 10 "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --user=root
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--user root: uid 0 would run experiment processes and hooks as root; give --allow-root if that is meant"* ]]
+	run timeout 10 "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --user="$T_USER" --group=root
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--group root: gid 0 would run experiment processes and hooks in root's group; give --allow-root"* ]]
+	[ -z "$(ls -A "$DATA")" ]
+	# said explicitly, it runs, and says so
+	start_server --user=root --allow-root
+	log_has 'WARN  master: --allow-root: experiment processes and hooks run with uid 0, gid 0'
+	send -e asroot -n 2
+	wait_rows asroot gen 2
+	[ "$(nnp "$(exp_pid asroot)")" = 1 ]
+}
