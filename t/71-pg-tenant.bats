@@ -98,3 +98,133 @@ pg_tables_of() {
 uri_of() {
 	echo "postgresql://$PG_ROLE@127.0.0.1:$OML2_PG_PORT/$1"
 }
+
+SHIPPED=$T_TOP/hooks/oml2-server-hook.sh
+
+# A TCP listener on a free loopback port that records, in $T/listener.log,
+# every connection it gets: the host an attacker would send pg_dump to.
+# Its port is in $LPORT.
+start_listener() {
+	LPORT=$(pg_free_port)
+	bg perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
+		    LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die "$!";
+		open(my $log, ">>", $ARGV[1]) or die;
+		$log->autoflush(1);
+		print $log "listening\n";
+		while (my $c = $s->accept) { print $log "connected\n"; close $c; }
+	' "$LPORT" "$T/listener.log"
+	wait_for 10 grep -q listening "$T/listener.log"
+}
+
+# Feed the shipped hook commands (printf-style) as a server would, with
+# pg_dump given the password as operators give it: hook_told FORMAT [ARG...]
+hook_told() {
+	local f
+	# shellcheck disable=SC2059
+	f=$(printf "$@")
+	printf '%s\nEXIT\n' "$f" | PGPASSWORD=$OML2_PG_PASS OML2_HOOK_CONF=$T/hook.conf \
+	    timeout 60 "$SHIPPED" >/dev/null 2>>"$T/hook.err"
+}
+
+@test "the shipped hook gives pg_dump no name as an option or setting: no other database is dumped, and no other host gets the password" {
+	fake_iput
+	start_listener
+	mkdir -m 777 "$T/dumps"
+	printf 'DUMP_DIR=%s\n' "$T/dumps" >"$T/hook.conf"
+	export OML2_HOOK_CONF=$T/hook.conf PGPASSWORD=$OML2_PG_PASS
+	start_server -H "$SHIPPED"
+	send -e victim -n 3 -S victim-secret
+	send -e attacker -n 2 -S attacker
+	wait_for 10 eval '[ "$(grep -c . "$T/iput.args" 2>/dev/null)" = 2 ]'
+	local base="postgresql://$PG_ROLE@127.0.0.1:$OML2_PG_PORT" name n=0
+	local names=(--dbname=victim -dvictim dbname=victim "host=127.0.0.1 port=$LPORT"
+	    "port=$LPORT" service=x "victim' host='127.0.0.1" '$(touch pwned)'
+	    '`touch pwned`' 'a b' 'a"b' 'a\b' '')
+	# the server refuses them as names ...
+	for name in "${names[@]}"; do
+		raw_refused 'protocol: 5\ndomain: %s\nsender-id: x\n\n' "$name"
+	done
+	# ... and the hook, told them by a server that did not
+	for name in "${names[@]}"; do
+		hook_told 'DBCLOSED %s/%s' "$base" "$name"
+		n=$((n + 1))
+	done
+	[ "$(grep -c 'not an experiment name: .*; not dumped' "$T/hook.err")" -eq "$n" ]
+	# each experiment's dump holds its own rows, under its own name, and
+	# there are no others
+	[ "$(grep -c . "$T/iput.args")" = 2 ]
+	[ "$(ls "$T/irods" | sed 's/[0-9T]*\.pg\.sql$//')" = "$(printf 'attacker.\nvictim.')" ]
+	grep -q 'COPY public._senders' "$T"/irods/attacker.*
+	grep -q victim-secret "$T"/irods/victim.*
+	[ "$(grep -c victim-secret "$T"/irods/attacker.*)" = 0 ]
+	# nothing reached the listener, nothing ran
+	[ "$(grep -c connected "$T/listener.log")" = 0 ]
+	[ ! -e pwned ]
+	[ ! -e "$T/pwned" ]
+}
+
+# Dangling links at the names a dump of $2 of kind $3 would get in
+# directory $1 during the next 30 s, each to $T/stolen.N.
+plant_links() {
+	local now i
+	now=$(date +%s)
+	for i in $(seq 0 30); do
+		ln -s "$T/stolen.$i" "$1/$2.$(date -d "@$((now + i))" +%Y%m%dT%H%M%S).$3.sql"
+	done
+}
+
+# Nothing was written through a planted link.
+no_stolen() {
+	local f
+	f=$(ls "$T" | grep stolen) || true
+	[ -z "$f" ] || { echo "written through a link: $f" >&2; return 1; }
+}
+
+@test "the shipped hook writes dumps where no planted link or predictable name reaches: its own directory, or a fresh name in DUMP_DIR" {
+	fake_iput
+	mkdir -m 1777 "$T/tmp" "$T/shared"
+	pg_query postgres "CREATE DATABASE attacker"
+	: >"$T/hook.conf"
+	# PostgreSQL, no DUMP_DIR: not at a predictable name in $TMPDIR
+	plant_links "$T/tmp" attacker pg
+	TMPDIR=$T/tmp hook_told 'DBCLOSED postgresql://%s@127.0.0.1:%s/attacker' "$PG_ROLE" "$OML2_PG_PORT"
+	no_stolen
+	local d f
+	d=$(ls -d "$T"/tmp/oml2-dumps.??????)
+	[ "$(stat -c %a "$d")" = 700 ]
+	f=$(ls "$d"/attacker.*.pg.sql)
+	[[ "${f##*/}" =~ ^attacker\.[0-9]{8}T[0-9]{6}\.pg\.sql$ ]]
+	grep -qxF "dumped postgresql://$PG_ROLE@127.0.0.1:$OML2_PG_PORT/attacker to $f" "$T/hook.err"
+	# DUMP_DIR shared with others: links there are not followed
+	printf 'DUMP_DIR=%s\n' "$T/shared" >"$T/hook.conf"
+	plant_links "$T/shared" attacker pg
+	hook_told 'DBCLOSED postgresql://%s@127.0.0.1:%s/attacker' "$PG_ROLE" "$OML2_PG_PORT"
+	no_stolen
+	f=$(find "$T/shared" -name 'attacker.*.pg.sql' -type f)
+	[[ "${f##*/}" =~ ^attacker\.[0-9]{8}T[0-9]{6}-2\.pg\.sql$ ]]
+	# SQLite, next to the database, in a directory whose name a shell
+	# would read as code
+	d="$T/d ir'\$(touch pwned)\`x\`"
+	mkdir -m 1777 "$d"
+	sqlite "$d/exp.sq3" 'CREATE TABLE t (a); INSERT INTO t VALUES (42)'
+	: >"$T/hook.conf"
+	plant_links "$d" exp sqlite
+	hook_told 'DBCLOSED file:%s/exp.sq3' "$d"
+	no_stolen
+	f=$(find "$d" -name 'exp.*.sqlite.sql' -type f)
+	[[ "${f##*/}" =~ ^exp\.[0-9]{8}T[0-9]{6}-2\.sqlite\.sql$ ]]
+	grep -q 'INSERT INTO t VALUES(42)' "$f"
+	[ -f "$T/irods/${f##*/}" ]
+	# a database named like an option, or not by an absolute path
+	: >"$d/-x.sq3"
+	hook_told 'DBCLOSED file:%s/-x.sq3' "$d"
+	hook_told 'DBCLOSED file:exp.sq3'
+	grep -qxF "not an experiment name: -x; not dumped" "$T/hook.err"
+	grep -qxF "not an absolute path: file:exp.sq3; not dumped" "$T/hook.err"
+	# nothing ran, nothing is left behind
+	[ ! -e pwned ]
+	[ ! -e "$d/pwned" ]
+	[ -z "$(find "$T" -name '.oml2-dump.*')" ]
+	[ "$(grep -c . "$T/iput.args")" = 3 ]
+}
