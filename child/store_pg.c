@@ -328,7 +328,7 @@ enum db_kind {
 static void
 refuse(const char *name, const char *why)
 {
-	log_warnx("database %s: refused as an experiment: %s", name, why);
+	db_refuse("database %s refused as an experiment: %s", name, why);
 }
 
 /*
