@@ -234,7 +234,8 @@ escadd(char *line, size_t size, size_t *n, const char *src, size_t len)
 static void
 vlog(int lvl, int with_errno, const char *fmt, va_list ap)
 {
-	char		 msg[2048], line[4 * sizeof(msg) + 64];
+	/* at most PIPE_BUF bytes: one write(2) stays whole on a pipe too */
+	char		 msg[2048], line[4096];
 	struct timeval	 tv;
 	struct tm	 tm;
 	size_t		 n, mlen;
