@@ -114,6 +114,8 @@ dump_publish() {
 	p=$1/$2.$stamp.$3.sql
 	n=1
 	until ln -T -- "$part" "$p" 2>/dev/null; do
+		# taken: try the next; free, yet refused: no hard links here
+		[ -e "$p" ] || [ -L "$p" ] || return 1
 		n=$((n + 1))
 		[ "$n" -le 100 ] || return 1
 		p=$1/$2.$stamp-$n.$3.sql
@@ -141,15 +143,17 @@ dump_sqlite() {
 		log "no directory for the dump of $1"
 		return
 	fi
-	if sqlite3 -batch -cmd '.timeout 10000' "$file" .dump </dev/null >"$part" &&
-	    out=$(dump_publish "$dir" "$name" sqlite); then
+	if ! sqlite3 -batch -cmd '.timeout 10000' "$file" .dump </dev/null >"$part"; then
+		log "sqlite3 could not dump $1"
+	elif ! out=$(dump_publish "$dir" "$name" sqlite); then
+		log "could not name the dump of $1 in $dir"
+	else
 		log "dumped $1 to $out"
 		dump_done
 		upload "$out"
-	else
-		log "sqlite3 could not dump $1"
-		dump_done
+		return
 	fi
+	dump_done
 }
 
 # A libpq connection-string value: in single quotes, with \ and ' escaped.
@@ -180,15 +184,17 @@ dump_pg() {
 		return
 	fi
 	conn="dbname=$(pq_quote "$db") host=$(pq_quote "$host") port=$(pq_quote "$port") user=$(pq_quote "$user")"
-	if pg_dump --no-password --file="$part" --dbname="$conn" </dev/null &&
-	    out=$(dump_publish "$dir" "$db" pg); then
+	if ! pg_dump --no-password --file="$part" --dbname="$conn" </dev/null; then
+		log "pg_dump could not dump $1"
+	elif ! out=$(dump_publish "$dir" "$db" pg); then
+		log "could not name the dump of $1 in $dir"
+	else
 		log "dumped $1 to $out"
 		dump_done
 		upload "$out"
-	else
-		log "pg_dump could not dump $1"
-		dump_done
+		return
 	fi
+	dump_done
 }
 
 echo "OML HOOK READY"
