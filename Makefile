@@ -28,18 +28,19 @@ DEPS_TEST	 = clang libclang-rt-14-dev sqlite3 bats postgresql postgresql-client 
 O		?= obj
 COMMON_SRC	 = $(wildcard common/*.c)
 PROTO_SRC	 = $(wildcard proto/*.c)
-# child/ also holds the main of oml2-import (experiment-process code: it
-# links the child's connection and storage code, without child.c, hook.c
-# or report.c).
-TOOL_SRC	 = child/import.c
+# child/ also holds the mains of the two tools, experiment-process code:
+# oml2-import links the child's connection and storage code, oml2-merge
+# its storage code, both without child.c, hook.c or report.c.
+TOOL_SRC	 = child/import.c child/merge.c
 SERVER_SRC	 = $(wildcard master/*.c) $(filter-out $(TOOL_SRC),$(wildcard child/*.c))
 LIB_OBJ		 = $(patsubst %.c,$(O)/%.o,$(COMMON_SRC) $(PROTO_SRC))
 SERVER_OBJ	 = $(patsubst %.c,$(O)/%.o,$(SERVER_SRC))
 STORE_OBJ	 = $(patsubst %,$(O)/child/%.o,db journal store_sqlite store_pg pqlib)
 IMPORT_OBJ	 = $(O)/child/import.o $(O)/child/conn.o $(STORE_OBJ) $(LIB_OBJ)
+MERGE_OBJ	 = $(O)/child/merge.o $(STORE_OBJ) $(LIB_OBJ)
 HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 
-BINS		 = oml2-server oml2-import
+BINS		 = oml2-server oml2-import oml2-merge
 MANS		 = $(patsubst %,man1/%.1,$(BINS))
 TOOLS		 = t/omlsend t/unit_proto
 
@@ -53,6 +54,9 @@ oml2-server: $(SERVER_OBJ) $(LIB_OBJ)
 
 oml2-import: $(IMPORT_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmd
+
+oml2-merge: $(MERGE_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(O)/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -107,11 +111,12 @@ test-asan:
 	./t/asan/unit_proto
 	OML2_SERVER=$(CURDIR)/t/asan/oml2-server OML2_SANITIZED=1 bats --timing t/
 
-# (the tests take oml2-import from beside OML2_SERVER)
-asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(O)/t/unit_proto.o
+# (the tests take oml2-import and oml2-merge from beside OML2_SERVER)
+asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(O)/t/unit_proto.o
 	@mkdir -p t/asan
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
+	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-merge $(MERGE_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_proto $(O)/t/unit_proto.o $(LIB_OBJ) -lbsd -lm
 
 # libFuzzer harnesses (t/fuzz/): the header reader, the master's sniffer,
@@ -173,9 +178,10 @@ bench: all t/baseline
 check-clang:
 	@$(MAKE) --no-print-directory O=obj-clang CC=clang oml2-server-clang
 
-oml2-server-clang: $(SERVER_OBJ) $(IMPORT_OBJ)
+oml2-server-clang: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
+	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-merge $(MERGE_OBJ) $(LDLIBS)
 
 # The systemd unit goes where systemd looks when PREFIX is /usr or
 # /usr/local (for another PREFIX, set UNITDIR=/etc/systemd/system), with
