@@ -38,7 +38,7 @@ enum outcome { F_STORED, F_SKIPPED, F_FAILED };
 
 static struct {
 	struct child_conf	 conf;
-	const char		*domain;	/* --domain, or NULL */
+	char			*domain;	/* --domain, or NULL */
 	int			 force;
 	char			 name[EXPNAME_MAX + 1];	/* current experiment */
 	struct db		*db;
@@ -171,6 +171,14 @@ num(const char *name, const char *s, unsigned long min, unsigned long max)
 	return v;
 }
 
+/* A string option given again replaces the earlier one. */
+static void
+setstr(char **dst, const char *arg)
+{
+	free(*dst);
+	*dst = xstrdup(arg);
+}
+
 struct opts {
 	char	*datadir;
 	char	*user;
@@ -185,9 +193,9 @@ one(struct opts *o, int c, const char *arg)
 	struct child_conf	*cc = &imp.conf;
 
 	switch (c) {
-	case O_DOMAIN:	imp.domain = xstrdup(arg); break;
+	case O_DOMAIN:	setstr(&imp.domain, arg); break;
 	case 'f':	imp.force = 1; break;
-	case 'D':	o->datadir = xstrdup(arg); break;
+	case 'D':	setstr(&o->datadir, arg); break;
 	case 'b':
 		if (strcmp(arg, "sqlite") == 0)
 			cc->backend = BACKEND_SQLITE;
@@ -196,15 +204,15 @@ one(struct opts *o, int c, const char *arg)
 		else
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;
-	case O_PG_HOST:	free(cc->pg_host); cc->pg_host = xstrdup(arg); break;
-	case O_PG_PORT:	free(cc->pg_port); cc->pg_port = xstrdup(arg); break;
-	case O_PG_USER:	free(cc->pg_user); cc->pg_user = xstrdup(arg); break;
-	case O_PG_PASS:	cc->pg_pass = xstrdup(arg); break;
-	case O_PG_CONNECT: cc->pg_connect = xstrdup(arg); break;
-	case O_USER:	o->user = xstrdup(arg); break;
-	case O_GROUP:	o->group = xstrdup(arg); break;
+	case O_PG_HOST:	setstr(&cc->pg_host, arg); break;
+	case O_PG_PORT:	setstr(&cc->pg_port, arg); break;
+	case O_PG_USER:	setstr(&cc->pg_user, arg); break;
+	case O_PG_PASS:	setstr(&cc->pg_pass, arg); break;
+	case O_PG_CONNECT: setstr(&cc->pg_connect, arg); break;
+	case O_USER:	setstr(&o->user, arg); break;
+	case O_GROUP:	setstr(&o->group, arg); break;
 	case 'd':	o->loglevel = (int)num("--debug-level", arg, 1, 4); break;
-	case O_LOGFILE:	o->logfile = xstrdup(arg); break;
+	case O_LOGFILE:	setstr(&o->logfile, arg); break;
 	case O_MAX_LINE:
 		cc->max_line = num("--max-line", arg, 1024, 1UL << 30);
 		break;
@@ -624,5 +632,9 @@ main(int argc, char **argv)
 		db_close(imp.db);
 	free(fs);
 	free(paths);
+	free(o.datadir);
+	free(o.user);
+	free(o.group);
+	free(o.logfile);
 	return failed > 0 ? 1 : skipped > 0 ? 2 : 0;
 }
