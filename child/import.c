@@ -303,6 +303,7 @@ struct file {
 	int		 fd;		/* -1: could not be opened (logged) */
 	char		 label[64];	/* for conn.c's log lines */
 	char		 hash[SHA256_DIGEST_STRING_LENGTH];
+	off_t		 size;		/* the bytes hashed, and imported */
 	char		 exp[EXPNAME_MAX + 1];
 	uint64_t	 rows, dropped;
 	size_t		 cut;		/* bytes of an unfinished last item */
@@ -338,6 +339,7 @@ file_hash(struct file *f)
 		return -1;
 	}
 	SHA256End(&ctx, f->hash);
+	f->size = off;
 	return 0;
 }
 
@@ -458,29 +460,46 @@ record(const struct file *f, const char *end)
 	free(val);
 }
 
-/* Feed the file to a connection, as the experiment's process reads one. */
+/*
+ * Feed the file to a connection, as the experiment's process feeds it what
+ * the master read: the bytes that were hashed, no more, should the file
+ * still grow.
+ */
 static enum conn_end
 feed(struct file *f)
 {
+	static char	 b[256 * 1024];
 	struct conn	*c;
 	enum conn_end	 r = END_NONE;
-	char		 line[EXPNAME_MAX + 16];
-	int		 n;
+	off_t		 off = 0;
+	ssize_t		 n;
 
 	c = conn_new(f->fd, f->label, 0);
 	f->fd = -1;	/* the connection's now */
 	if (imp.domain != NULL) {
 		conn_any_domain(c);
-		n = snprintf(line, sizeof(line), "domain: %s\n", imp.domain);
-		if (conn_feed(c, line, (size_t)n) == -1)
+		n = snprintf(b, sizeof(b), "domain: %s\n", imp.domain);
+		if (conn_feed(c, b, (size_t)n) == -1)
 			r = END_PROTOCOL;
 	}
-	while (r == END_NONE) {
-		r = conn_read(c, 0);
-		if (r == END_NONE && db_stalled(imp.db) &&
-		    settle(imp.db) == -1)
+	while (r == END_NONE && off < f->size) {
+		n = f->size - off < (off_t)sizeof(b) ? f->size - off :
+		    (off_t)sizeof(b);
+		if ((n = pread(conn_fd(c), b, (size_t)n, off)) <= 0) {
+			log_warnx("%s: %s", f->path, n == 0 ? "shorter than "
+			    "when it was hashed" : strerror(errno));
 			r = END_ERROR;
+		} else if (conn_feed(c, b, (size_t)n) == -1)
+			r = END_PROTOCOL;
+		else if (db_stalled(imp.db) && settle(imp.db) == -1)
+			r = END_ERROR;
+		off += n > 0 ? n : 0;
 	}
+	if (r == END_NONE)
+		r = END_EOF;
+	if (r == END_EOF && pread(conn_fd(c), b, 1, off) == 1)
+		log_warnx("%s grew while it was imported: its first %lld bytes "
+		    "are", f->path, (long long)f->size);
 	if (r == END_EOF)
 		f->cut = conn_unfinished(c, &f->cut_what);
 	if (f->cut > 0)
