@@ -535,25 +535,25 @@ import(struct file *f)
 	return r == END_EOF ? F_STORED : F_FAILED;
 }
 
+/* The file's line on stdout. */
 static void
 say(const struct file *f, enum outcome o)
 {
-	if (o == F_SKIPPED) {
-		printf("%s: %s: imported before, not stored again\n", f->path,
+	if (o == F_SKIPPED)
+		printf("%s: %s: imported before, not stored again", f->path,
 		    f->exp);
-		return;
+	else if (f->exp[0] == '\0' || (o == F_FAILED && f->rows == 0))
+		printf("%s: not imported (see the log)", f->path);
+	else {
+		printf("%s: %s: %llu rows stored, %llu dropped", f->path,
+		    f->exp, (unsigned long long)f->rows,
+		    (unsigned long long)f->dropped);
+		if (f->cut > 0)
+			printf("; the last %zu bytes, an unfinished %s, not "
+			    "stored", f->cut, f->cut_what);
+		if (o == F_FAILED)
+			printf("; the rest not imported (see the log)");
 	}
-	if (f->exp[0] == '\0' || (o == F_FAILED && f->rows == 0)) {
-		printf("%s: not imported (see the log)\n", f->path);
-		return;
-	}
-	printf("%s: %s: %llu rows stored, %llu dropped", f->path, f->exp,
-	    (unsigned long long)f->rows, (unsigned long long)f->dropped);
-	if (f->cut > 0)
-		printf("; the last %zu bytes, an unfinished %s, not stored",
-		    f->cut, f->cut_what);
-	if (o == F_FAILED)
-		printf("; the rest not imported (see the log)");
 	putchar('\n');
 	fflush(stdout);
 }

@@ -145,6 +145,13 @@ import_like_a_client() {
 	[ "$output" = "20|10" ]
 	run q twice "SELECT value FROM _experiment_metadata WHERE key LIKE 'import%'"
 	[[ "$output" == "stored 10 rows, 0 dropped, at "*" from $T/b.oml" ]]
+	# An import that was killed left its note at "started": the file
+	# is refused as perhaps partly stored.
+	"$OMLSEND" -q -e twice -S killed -n 10 file:"$T/c.oml"
+	q_admin twice "INSERT INTO _experiment_metadata (key, value) VALUES ('import_sha256_$(sha256sum <"$T/c.oml" | cut -d ' ' -f 1)', 'started at 2026-01-01T00:00:00Z from $T/c.oml')"
+	run imp "$T/c.oml"
+	[ "$status" -eq 2 ]
+	grep -q "c.oml: an import of this file into twice did not finish (started at 2026-01-01T00:00:00Z from $T/c.oml): some of its rows may be stored; not imported (--force imports it again)" "$T/imp.log"
 }
 
 @test "a file whose header names no experiment is stored where --domain says" {
