@@ -124,7 +124,7 @@ asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(O)/t/unit_proto.o
 # `make fuzz` runs each for FUZZ_SECONDS, keeping what it learns in
 # t/fuzz/work/NAME; `make test-fuzz` (part of `make test`) runs each for
 # FUZZ_SHORT seconds over its committed seed corpus only.
-FUZZERS		 = header sniff text binary
+FUZZERS		 = header sniff proxy text binary
 FUZZ_SECONDS	?= 600
 FUZZ_SHORT	?= 5
 FUZZ_CFLAGS	 = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
