@@ -13,6 +13,17 @@
 
 enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
 
+/* The defaults of the server (master/options.c) that its tools share. */
+#define CONF_PG_HOST		"localhost"
+#define CONF_PG_PORT		"postgresql"
+#define CONF_PG_USER		"oml"
+#define CONF_MAX_LINE		(1024 * 1024)
+#define CONF_MAX_PACKET		(64 * 1024 * 1024)
+#define CONF_MAX_FIELDS		1024
+#define CONF_MAX_STREAMS	1024
+#define CONF_COMMIT_ROWS	100000
+#define CONF_COMMIT_MS		1000
+
 /* Everything a child needs from the command line. */
 struct child_conf {
 	char		*datadir;	/* absolute */
@@ -133,6 +144,8 @@ struct table	*db_declare(struct db *, const struct oml_schema *);
 int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
+int		 db_meta_put(struct db *, const char *key, const char *val,
+		    int replace, char **old);
 int		 db_stalled(struct db *);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);
@@ -158,6 +171,8 @@ enum conn_end {
 struct conn;
 struct conn	*conn_new(int fd, const char *peer, uint16_t port);
 int		 conn_feed(struct conn *, const char *, size_t);
+void		 conn_any_domain(struct conn *);
+size_t		 conn_unfinished(const struct conn *, const char **what);
 enum conn_end	 conn_read(struct conn *, int drain);
 void		 conn_close(struct conn *, enum conn_end);
 int		 conn_fd(const struct conn *);

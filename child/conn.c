@@ -56,6 +56,7 @@ struct conn {
 	int		 nstreams;
 	uint64_t	 last_rx;	/* last progress, for --timeout */
 	size_t		 trickle;	/* bytes since then */
+	int		 any_domain;	/* oml2-import --domain */
 	uint64_t	 rows;
 	uint64_t	 dropped;
 	uint64_t	 skipped;	/* binary garbage not yet reported */
@@ -254,6 +255,10 @@ h_domain(struct conn *c, const char *v, size_t vl)
 {
 	const char	*why;
 
+	if (c->any_domain) {	/* the experiment's, whatever the line says */
+		v = exp_name();
+		vl = strlen(v);
+	}
 	if (c->domain != NULL) {
 		if (strlen(c->domain) == vl && memcmp(c->domain, v, vl) == 0)
 			return 0;
@@ -601,6 +606,28 @@ process(struct conn *c)
 	buf_drop(&c->in, c->off);
 	c->off = 0;
 	return 0;
+}
+
+/*
+ * For oml2-import --domain: the connection belongs to the experiment
+ * whatever a "domain" header line names.
+ */
+void
+conn_any_domain(struct conn *c)
+{
+	c->any_domain = 1;
+}
+
+/*
+ * Bytes received but not decoded: an unfinished header line, text line or
+ * binary packet (what, for the log), which the end of the input cut short.
+ */
+size_t
+conn_unfinished(const struct conn *c, const char **what)
+{
+	*what = c->st == ST_HEADER ? "header line" : c->st == ST_TEXT ?
+	    "text line" : "binary packet";
+	return c->in.len - c->off;
 }
 
 /* Bytes the master read before the hand-over.  -1: close. */

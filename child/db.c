@@ -515,6 +515,34 @@ db_set_start(struct db *db, long t)
 	return r == -1 ? -1 : 0;
 }
 
+/*
+ * A metadata row of the server's own kind (§8.7), for oml2-import and
+ * oml2-merge: store key = val, unless the key is set already and replace
+ * is 0.  The old value, if any, is left in *old (malloc'd).  Under the
+ * lock that serialises schema work between servers, and committed at
+ * once.  Returns 0 stored, 1 set already (not replaced), -1 error.
+ */
+int
+db_meta_put(struct db *db, const char *key, const char *val, int replace,
+    char **old)
+{
+	int	 r;
+
+	*old = NULL;
+	if (db->be->lock != NULL && db->be->lock(db, 1) == -1)
+		return -1;
+	if ((r = db->be->meta_get(db, key, old)) == 1 || (r == 0 && replace)) {
+		dirty(db);
+		r = db->be->meta_set(db, key, val) == -1 ? -1 : 0;
+	} else if (r == 0)
+		r = 1;
+	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+		r = -1;
+	if (r == 0 && db_commit(db) == -1)
+		r = -1;
+	return r;
+}
+
 int
 db_insert(struct db *db, struct table *t, const struct row *r)
 {

@@ -28,9 +28,11 @@
  * fsyncs) is the checkpointer thread's job, so that ingest does not wait
  * for the disk; see struct ckpt.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -89,6 +91,7 @@ struct ckpt {
 struct sq {
 	sqlite3		*h;
 	char		*path;
+	int		 lockfd;	/* holds the file's flock */
 	struct ckpt	*ck;
 	sqlite3_stmt	*meta_get;
 	sqlite3_stmt	*meta_upd;
@@ -355,6 +358,31 @@ ckpt_stop(struct sq *sq)
 	sq->ck = NULL;
 }
 
+/*
+ * One writer per file: an experiment's process, oml2-import or oml2-merge
+ * holds an exclusive flock(2) on the database while it has it open (and
+ * oml2-merge a shared one on each input), so that none writes under
+ * another's cached tables and sender ids.  SQLite's own locks are fcntl
+ * locks, which a flock does not touch.
+ */
+static int
+sq_lock(struct sq *sq)
+{
+	if ((sq->lockfd = open(sq->path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_warn("%s", sq->path);
+		return -1;
+	}
+	if (flock(sq->lockfd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		log_warnx("%s is in use by another process (a server on the "
+		    "same data directory, oml2-import or oml2-merge)",
+		    sq->path);
+	else
+		log_warn("%s: flock", sq->path);
+	return -1;
+}
+
 static int
 sq_open(struct db *db)
 {
@@ -365,8 +393,11 @@ sq_open(struct db *db)
 	db->bh = sq;
 	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
 	xasprintf(&db->uri, "file:%s", sq->path);
+	sq->lockfd = -1;
 	if (access(sq->path, F_OK) == -1 && errno == ENOENT &&
 	    sq_create(sq->path, db->conf->datadir, db->name) == -1)
+		goto fail;
+	if (sq_lock(sq) == -1)
 		goto fail;
 	r = sqlite3_open_v2(sq->path, &sq->h, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -386,6 +417,8 @@ sq_open(struct db *db)
 fail:
 	ckpt_stop(sq);
 	sqlite3_close(sq->h);
+	if (sq->lockfd != -1)
+		close(sq->lockfd);
 	free(sq->path);
 	free(sq);
 	db->bh = NULL;
@@ -445,6 +478,7 @@ sq_close(struct db *db)
 	sqlite3_exec(sq->h, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
 	if (sqlite3_close(sq->h) != SQLITE_OK)
 		log_warnx("%s: close: %s", sq->path, sqlite3_errmsg(sq->h));
+	close(sq->lockfd);
 	free(sq->path);
 	free(sq);
 	db->bh = NULL;

@@ -171,18 +171,18 @@ defaults(struct options *o)
 	o->max_experiments = 1024;
 	o->oml_bufsize = 1024 * 1024;
 	o->cc.backend = BACKEND_SQLITE;
-	o->cc.pg_host = xstrdup("localhost");
-	o->cc.pg_port = xstrdup("postgresql");
-	o->cc.pg_user = xstrdup("oml");
+	o->cc.pg_host = xstrdup(CONF_PG_HOST);
+	o->cc.pg_port = xstrdup(CONF_PG_PORT);
+	o->cc.pg_user = xstrdup(CONF_PG_USER);
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
-	o->cc.max_line = 1024 * 1024;
-	o->cc.max_packet = 64 * 1024 * 1024;
-	o->cc.max_fields = 1024;
-	o->cc.max_streams = 1024;
+	o->cc.max_line = CONF_MAX_LINE;
+	o->cc.max_packet = CONF_MAX_PACKET;
+	o->cc.max_fields = CONF_MAX_FIELDS;
+	o->cc.max_streams = CONF_MAX_STREAMS;
 	o->cc.max_clients = 4096;
-	o->cc.commit_rows = 100000;
-	o->cc.commit_ms = 1000;
+	o->cc.commit_rows = CONF_COMMIT_ROWS;
+	o->cc.commit_ms = CONF_COMMIT_MS;
 }
 
 static void

@@ -8,6 +8,8 @@
 #ifndef PROTO_H
 #define PROTO_H
 
+#include <sys/socket.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -230,6 +232,27 @@ int	 bin_values(const struct bin_packet *, const enum oml_type *types,
 	    const char **why);
 
 double	 bin_double_decode(int32_t mant, int8_t exp);
+
+/*
+ * The PROXY protocol preamble (HAProxy's send-proxy and send-proxy-v2:
+ * version 1 text, version 2 binary) at the start of buf[0..len), before
+ * the client's own bytes.  Returns the preamble's length once it is
+ * complete; PROXY_MORE while the bytes could still become one; PROXY_BAD
+ * (*why) when they are a malformed one or a v2 block longer than max;
+ * PROXY_ABSENT (*why) when they cannot be one.  pi->local is set for a
+ * proxy's own connection (v2 LOCAL, a health check) and for addresses the
+ * preamble does not give (v1 UNKNOWN, v2 UNSPEC or UNIX): the socket's
+ * own addresses then stand.  Otherwise src is the client and dst the
+ * address it connected to, ports set.  TLVs are skipped.
+ */
+enum { PROXY_ABSENT = -2, PROXY_BAD = -1, PROXY_MORE = 0 };
+struct proxy_info {
+	int			 local;
+	struct sockaddr_storage	 src;
+	struct sockaddr_storage	 dst;
+};
+int	 proxy_parse(const void *buf, size_t len, size_t max,
+	    struct proxy_info *, const char **why);
 
 /* Encoder (used by self-reporting and the test clients) */
 struct enc_header {

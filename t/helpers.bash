@@ -5,6 +5,9 @@
 T_TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 OML2_SERVER=${OML2_SERVER:-$T_TOP/oml2-server}
 OMLSEND=${OMLSEND:-$T_TOP/t/omlsend}
+# The tools built with the server under test (t/asan/ has its own).
+OML2_IMPORT=${OML2_IMPORT:-$(dirname "$OML2_SERVER")/oml2-import}
+OML2_MERGE=${OML2_MERGE:-$(dirname "$OML2_SERVER")/oml2-merge}
 T_USER=omltest
 
 setup() {

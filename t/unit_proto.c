@@ -5,6 +5,8 @@
  * (or $UNIT_PROTO_DATA).  Prints each failure and a summary; exits 1 if
  * anything failed.
  */
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -1756,6 +1758,147 @@ test_capture_text(const char *file, int wantrows)
 	free(s);
 }
 
+/* --- PROXY preamble ------------------------------------------------- */
+
+/*
+ * Parse s[0..n) the way the master reads it: every shorter prefix must
+ * ask for more (or already be refused), then the whole is answered.
+ */
+static int
+proxy_all(const void *s, size_t n, struct proxy_info *pi)
+{
+	const char	*why;
+	size_t		 i;
+	int		 r;
+
+	for (i = 0; i < n; i++)
+		if ((r = proxy_parse(s, i, 4096, pi, &why)) != PROXY_MORE)
+			return r < 0 ? r : -100;
+	return proxy_parse(s, n, 4096, pi, &why);
+}
+
+/* The client address as "ADDR PORT". */
+static const char *
+proxy_src(const struct proxy_info *pi)
+{
+	static char			 out[80];
+	char				 a[INET6_ADDRSTRLEN];
+	const struct sockaddr_in	*s4 = (const void *)&pi->src;
+	const struct sockaddr_in6	*s6 = (const void *)&pi->src;
+
+	if (pi->src.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, sizeof(out), "%s %u", a, ntohs(s4->sin_port));
+	} else if (pi->src.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, sizeof(out), "%s %u", a, ntohs(s6->sin6_port));
+	} else
+		snprintf(out, sizeof(out), "none");
+	return out;
+}
+
+static void
+test_proxy_v1(void)
+{
+	static const char *const bad[] = {
+		"PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\n",
+		"PROXY TCP4 192.0.2.7  10.0.0.1 56324 3003\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 056324 3003\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 65536 3003\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 +1 3003\r\n",
+		"PROXY TCP4 2001:db8::1 10.0.0.1 1 2\r\n",
+		"PROXY TCP6 192.0.2.7 ::1 1 2\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 1\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 1 2 3\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 1 2 \r\n",
+		"PROXY TCP5 192.0.2.7 10.0.0.1 1 2\r\n",
+		"PROXY UNKNOWNX\r\n",
+		"PROXY \r\n",
+	};
+	const char		*ok4 = "PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\r\n";
+	const char		*ok6 = "PROXY TCP6 2001:db8::1 ::1 1 65535\r\n";
+	const char		*why;
+	char			 longline[200];
+	struct proxy_info	 pi;
+	size_t			 i;
+
+	section = "proxy v1";
+	CHECK(proxy_all(ok4, strlen(ok4), &pi) == (int)strlen(ok4));
+	CHECK(!pi.local && strcmp(proxy_src(&pi), "192.0.2.7 56324") == 0);
+	CHECK(proxy_parse("PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\r\n"
+	    "protocol: 5\n", 54, 4096, &pi, &why) == 42);
+	CHECK(proxy_all(ok6, strlen(ok6), &pi) == (int)strlen(ok6));
+	CHECK(strcmp(proxy_src(&pi), "2001:db8::1 1") == 0);
+	CHECK(proxy_all("PROXY UNKNOWN\r\n", 15, &pi) == 15 && pi.local);
+	CHECK(proxy_all("PROXY UNKNOWN ::1 ::1 1 2\r\n", 27, &pi) == 27 &&
+	    pi.local);
+	for (i = 0; i < nitems(bad); i++)
+		if (!CHECK(proxy_all(bad[i], strlen(bad[i]), &pi) ==
+		    PROXY_BAD))
+			show("input", bad[i], strlen(bad[i]));
+	/* 107 bytes is the longest line: without its LF by then, refused */
+	memset(longline, 'x', sizeof(longline));
+	memcpy(longline, "PROXY UNKNOWN ", 14);
+	CHECK(proxy_parse(longline, 106, 4096, &pi, &why) == PROXY_MORE);
+	CHECK(proxy_parse(longline, 107, 4096, &pi, &why) == PROXY_BAD);
+	/* an OMSP header is no preamble, as soon as a byte says so */
+	CHECK(proxy_parse("protocol: 5\n", 12, 4096, &pi, &why) ==
+	    PROXY_ABSENT);
+	CHECK(proxy_parse("P", 1, 4096, &pi, &why) == PROXY_MORE);
+	CHECK(proxy_parse("PROXx", 5, 4096, &pi, &why) == PROXY_ABSENT);
+	CHECK(proxy_parse("\r\n\r\n", 4, 4096, &pi, &why) == PROXY_MORE);
+	CHECK(proxy_parse("\r\n\r\n\r", 5, 4096, &pi, &why) ==
+	    PROXY_ABSENT);
+}
+
+static void
+test_proxy_v2(void)
+{
+	uint8_t			 b[64] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+		0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c,
+		192, 0, 2, 7, 10, 0, 0, 1, 0xdb, 0x04, 0x0b, 0xbb,
+		'p'
+	};
+	const char		*why;
+	struct proxy_info	 pi;
+
+	section = "proxy v2";
+	CHECK(proxy_all(b, 28, &pi) == 28 && !pi.local);
+	CHECK(strcmp(proxy_src(&pi), "192.0.2.7 56068") == 0);
+	b[15] = 15;			/* a 3-byte TLV after the addresses */
+	b[28] = 0x04;
+	b[29] = b[30] = 0;
+	CHECK(proxy_all(b, 31, &pi) == 31 && !pi.local);
+	b[15] = 11;			/* too short for two IPv4 endpoints */
+	CHECK(proxy_all(b, 27, &pi) == PROXY_BAD);
+	b[15] = 12;
+	b[12] = 0x20;			/* LOCAL: a health check */
+	CHECK(proxy_all(b, 28, &pi) == 28 && pi.local);
+	b[15] = 0;
+	CHECK(proxy_all(b, 16, &pi) == 16 && pi.local);
+	b[12] = 0x22;			/* no such command */
+	CHECK(proxy_parse(b, 16, 4096, &pi, &why) == PROXY_BAD);
+	b[12] = 0x31;			/* version 3 */
+	CHECK(proxy_parse(b, 16, 4096, &pi, &why) == PROXY_BAD);
+	b[12] = 0x21;
+	b[13] = 0x12;			/* UDP */
+	b[15] = 12;
+	CHECK(proxy_parse(b, 28, 4096, &pi, &why) == PROXY_BAD);
+	b[13] = 0x00;			/* UNSPEC: the socket's addresses */
+	b[15] = 0;
+	CHECK(proxy_parse(b, 16, 4096, &pi, &why) == 16 && pi.local);
+	b[13] = 0x21;			/* TCP over IPv6 */
+	b[15] = 36;
+	memset(b + 16, 0, 36);
+	b[31] = 1;
+	b[49] = 9;
+	CHECK(proxy_all(b, 52, &pi) == 52);
+	CHECK(strcmp(proxy_src(&pi), "::1 9") == 0);
+	b[14] = 0xff;			/* longer than the caller allows */
+	CHECK(proxy_parse(b, 52, 4096, &pi, &why) == PROXY_BAD);
+}
+
 int
 main(void)
 {
@@ -1763,6 +1906,8 @@ main(void)
 	test_lines();
 	test_expname();
 	test_sniff();
+	test_proxy_v1();
+	test_proxy_v2();
 	test_schema_parse();
 	test_schema_ops();
 	test_text_ints();
