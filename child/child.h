@@ -135,6 +135,8 @@ struct db {
 
 /* db.c */
 struct db	*db_open(const struct child_conf *, const char *name);
+void		 db_refuse(const char *, ...) PRINTFLIKE(1, 2);
+const char	*db_refused(void);
 void		 db_close(struct db *);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);

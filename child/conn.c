@@ -271,7 +271,8 @@ h_domain(struct conn *c, const char *v, size_t vl)
 		    exp_name());
 	c->domain = xstrndup(v, vl);
 	if ((c->db = exp_db_acquire()) == NULL)
-		return fail(c, "cannot open the experiment's database");
+		return fail(c, "%s", db_refused() != NULL ? db_refused() :
+		    "cannot open the experiment's database");
 	return 0;
 }
 

@@ -280,7 +280,32 @@ db_free(struct db *db)
 	free(db);
 }
 
-/* Open or create the experiment's database.  NULL on failure (logged). */
+/*
+ * Why the backend refused the database as an experiment's, if it did:
+ * the line that closes the client says it, and no other line does.
+ */
+static char	 refusal[256];
+
+void
+db_refuse(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(refusal, sizeof(refusal), fmt, ap);
+	va_end(ap);
+}
+
+const char *
+db_refused(void)
+{
+	return refusal[0] != '\0' ? refusal : NULL;
+}
+
+/*
+ * Open or create the experiment's database.  NULL on failure: logged, or
+ * a refusal for db_refused().
+ */
 struct db *
 db_open(const struct child_conf *conf, const char *name)
 {
@@ -288,6 +313,7 @@ db_open(const struct child_conf *conf, const char *name)
 	char		*val = NULL;
 	int		 r;
 
+	refusal[0] = '\0';
 	db = xcalloc(1, sizeof(*db));
 	db->conf = conf;
 	db->name = xstrdup(name);

@@ -623,7 +623,7 @@ main(int argc, char **argv)
 	n = argc - first;
 	if (log_open(o.logfile, o.loglevel) == -1) {
 		fprintf(stderr, "oml2-import: log file %s: %s\n", o.logfile,
-		    strerror(errno));
+		    log_open_error());
 		return 1;
 	}
 	log_setproc("oml2-import");

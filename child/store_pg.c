@@ -300,59 +300,202 @@ up(struct db *db)
 /* --- opening ------------------------------------------------------- */
 
 /*
- * Create the experiment's database unless it exists.  Servers racing to
- * create it queue on an advisory lock; a duplicate_database error (a
- * server that takes no lock) counts as success.
+ * Which databases may be an experiment's.  Not the maintenance database
+ * nor the templates (an experiment in template1 would give every later
+ * experiment its tables and start time), not any other template or
+ * database closed to connections, and not any other database that is not
+ * an experiment's: one this server created (it carries MARK as its
+ * comment, from the moment it has its name), or one that has the tables
+ * _senders and _experiment_metadata in its public schema (the original
+ * server's, and this one's before it marked them).  Names compare as
+ * PostgreSQL compares quoted identifiers, byte for byte: "Postgres" is
+ * another database than postgres, and may be an experiment.
+ */
+#define MARK		"oml2-server experiment"
+#define NEW_DB		"oml2-server: new database %s"	/* + the role's oid */
+
+static const char *const reserved_db[] = { MAINT_DB, "template0",
+	"template1" };
+
+enum db_kind {
+	DB_FAILED,	/* PostgreSQL said no (logged) */
+	DB_REFUSED,	/* not an experiment's (logged) */
+	DB_OURS,	/* created now, or marked */
+	DB_UNMARKED,	/* exists, without the mark: look at its tables */
+	DB_ABSENT,
+};
+
+static void
+refuse(const char *name, const char *why)
+{
+	db_refuse("database %s refused as an experiment: %s", name, why);
+}
+
+/*
+ * One statement on the maintenance connection: 0, -2 for a database of
+ * that name that exists already, -1 for another failure (in err).
  */
 static int
+mexec(PGconn *c, char *sql, char *err, size_t errlen)
+{
+	PGresult	*res;
+	const char	*st;
+	int		 r = 0;
+
+	res = PQexec(c, sql);
+	free(sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pq_msg(res != NULL ? PQresultErrorMessage(res) :
+		    PQerrorMessage(c), err, errlen);
+		st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		r = st != NULL && strcmp(st, "42P04") == 0 ? -2 : -1;
+	}
+	PQclear(res);
+	return r;
+}
+
+/*
+ * Create the database marked from the moment it has its name: under a
+ * name no experiment can have (one per role, so that what a crash left is
+ * ours to drop), then marked, then renamed.  Returns as mexec().
+ */
+static int
+create_marked(PGconn *c, const char *name, char *err, size_t errlen)
+{
+	PGresult	*res;
+	char		*tmp, *tid = NULL, *id = NULL, *sql, junk[8];
+	int		 r = -1;
+
+	res = PQexec(c, "SELECT oid FROM pg_catalog.pg_roles WHERE "
+	    "rolname = current_user");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		pq_msg(PQresultErrorMessage(res), err, errlen);
+		PQclear(res);
+		return -1;
+	}
+	xasprintf(&tmp, NEW_DB, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if ((tid = PQescapeIdentifier(c, tmp, strlen(tmp))) == NULL ||
+	    (id = PQescapeIdentifier(c, name, strlen(name))) == NULL) {
+		pq_msg(PQerrorMessage(c), err, errlen);
+		goto done;
+	}
+	xasprintf(&sql, "DROP DATABASE IF EXISTS %s", tid);
+	if ((r = mexec(c, sql, err, errlen)) != 0)
+		goto done;
+	xasprintf(&sql, "CREATE DATABASE %s", tid);
+	if ((r = mexec(c, sql, err, errlen)) != 0)
+		goto done;
+	xasprintf(&sql, "COMMENT ON DATABASE %s IS '" MARK "'", tid);
+	if ((r = mexec(c, sql, err, errlen)) != 0)
+		goto done;
+	xasprintf(&sql, "ALTER DATABASE %s RENAME TO %s", tid, id);
+	if ((r = mexec(c, sql, err, errlen)) != 0) {
+		xasprintf(&sql, "DROP DATABASE IF EXISTS %s", tid);
+		mexec(c, sql, junk, sizeof(junk));	/* err keeps the first */
+	}
+done:
+	PQfreemem(tid);
+	PQfreemem(id);
+	free(tmp);
+	return r;
+}
+
+/* What the maintenance database says of name. */
+static enum db_kind
+look_up(PGconn *c, const char *name, char *err, size_t errlen)
+{
+	PGresult	*res;
+	const char	*pv[2] = { name, MARK };
+	enum db_kind	 k;
+
+	res = PQexecParams(c, "SELECT datistemplate, datallowconn, "
+	    "shobj_description(oid, 'pg_database') IS NOT DISTINCT FROM $2 "
+	    "FROM pg_catalog.pg_database WHERE datname = $1", 2, NULL, pv,
+	    NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pq_msg(PQresultErrorMessage(res), err, errlen);
+		k = DB_FAILED;
+	} else if (PQntuples(res) == 0)
+		k = DB_ABSENT;
+	else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		refuse(name, "it is a template database");
+		k = DB_REFUSED;
+	} else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+		refuse(name, "it does not accept connections");
+		k = DB_REFUSED;
+	} else
+		k = strcmp(PQgetvalue(res, 0, 2), "t") == 0 ? DB_OURS :
+		    DB_UNMARKED;
+	PQclear(res);
+	return k;
+}
+
+/*
+ * Create the experiment's database unless it exists, and say whether an
+ * existing one may be taken.  Servers racing to create it queue on an
+ * advisory lock; a database created meanwhile by one that takes no lock
+ * is looked at as any existing one.
+ */
+static enum db_kind
 ensure_database(const struct child_conf *conf, const char *name)
 {
 	PGconn		*c;
 	PGresult	*res;
-	const char	*pv[1] = { name };
-	char		*id, *sql, m[512];
-	int		 r = -1, exists;
+	enum db_kind	 k = DB_FAILED;
+	char		 m[512];
+	size_t		 i;
+	int		 r;
 
+	for (i = 0; i < nitems(reserved_db); i++)
+		if (strcmp(name, reserved_db[i]) == 0) {
+			refuse(name, "it is one of PostgreSQL's own databases");
+			return DB_REFUSED;
+		}
 	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
-		return -1;
+		return DB_FAILED;
+	strlcpy(m, "it vanished", sizeof(m));
 	res = PQexec(c, "SELECT " LOCK_CREATE);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		goto fail;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		k = look_up(c, name, m, sizeof(m));
+	else
+		pq_msg(PQresultErrorMessage(res), m, sizeof(m));
 	PQclear(res);
-	res = PQexecParams(c, "SELECT 1 FROM pg_catalog.pg_database WHERE "
-	    "datname = $1", 1, NULL, pv, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		goto fail;
-	exists = PQntuples(res) > 0;
-	PQclear(res);
-	res = NULL;
-	if (!exists) {
-		if ((id = PQescapeIdentifier(c, name, strlen(name))) == NULL)
-			goto fail;
-		xasprintf(&sql, "CREATE DATABASE %s", id);
-		PQfreemem(id);
-		res = PQexec(c, sql);
-		free(sql);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			const char *st = PQresultErrorField(res,
-			    PG_DIAG_SQLSTATE);
-
-			if (st == NULL || strcmp(st, "42P04") != 0)
-				goto fail;
-		} else
+	if (k == DB_ABSENT) {
+		if ((r = create_marked(c, name, m, sizeof(m))) == 0) {
 			log_info("database %s created in PostgreSQL", name);
-		PQclear(res);
+			k = DB_OURS;
+		} else
+			k = r == -2 ? look_up(c, name, m, sizeof(m)) :
+			    DB_FAILED;
 	}
-	res = PQexec(c, "SELECT " UNLOCK_CREATE);
-	r = 0;
-fail:
-	if (r == -1)
-		log_error("postgresql: creating database %s: %s", name,
-		    pq_msg(res ? PQresultErrorMessage(res) : PQerrorMessage(c),
-		    m, sizeof(m)));
-	PQclear(res);
+	if (k == DB_FAILED || k == DB_ABSENT) {
+		log_error("postgresql: creating database %s: %s", name, m);
+		k = DB_FAILED;
+	}
+	PQclear(PQexec(c, "SELECT " UNLOCK_CREATE));
 	PQfinish(c);
-	return r;
+	return k;
+}
+
+/* An existing database this server did not mark: the original's? */
+static int
+has_oml_tables(struct db *db)
+{
+	PGresult	*res;
+	int		 ok;
+
+	res = run(db, "SELECT count(*) FROM pg_catalog.pg_tables WHERE "
+	    "schemaname = 'public' AND tablename IN ('_senders', "
+	    "'_experiment_metadata')", 0, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	ok = strcmp(PQgetvalue(res, 0, 0), "2") == 0;
+	PQclear(res);
+	if (!ok)
+		refuse(db->name, "it exists, was not created by oml2-server and "
+		    "lacks the tables _senders and _experiment_metadata");
+	return ok ? 0 : -1;
 }
 
 static int
@@ -362,6 +505,7 @@ pg_open(struct db *db)
 	struct pg		*pg;
 	const char		*enc;
 	char			 port[24];
+	enum db_kind		 kind;
 
 	if (pqlib_load() == -1)
 		return -1;
@@ -372,8 +516,11 @@ pg_open(struct db *db)
 	xasprintf(&db->uri, "postgresql://%s@%s%s%s:%s/%s", conf->pg_user,
 	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
 	    strchr(conf->pg_host, ':') ? "]" : "", port, db->name);
-	if (ensure_database(conf, db->name) == -1 ||
-	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL) {
+	kind = ensure_database(conf, db->name);
+	if (kind == DB_FAILED || kind == DB_REFUSED ||
+	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL ||
+	    (kind == DB_UNMARKED && has_oml_tables(db) == -1)) {
+		PQfinish(pg->c);
 		free(pg);
 		db->bh = NULL;
 		return -1;

@@ -26,6 +26,7 @@ enum log_level { LOG_LVL_ERROR = 1, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 int		 log_open(const char *path, int level);
 int		 log_reopen(void);
+const char	*log_open_error(void);
 void		 log_setproc(const char *fmt, ...) PRINTFLIKE(1, 2);
 int		 log_level(void);
 int		 log_fd(void);

@@ -105,8 +105,25 @@ setup_user(void)
 	}
 	if (priv_lookup(opts.user, opts.group, &opts.cc.ids) == -1)
 		exit(1);
-	if (opts.user == NULL)
-		log_warnx("running as root: consider --user");
+	if (opts.user == NULL) {
+		log_warnx("running as root without --user: experiment "
+		    "processes and hooks run as root too");
+		return;
+	}
+	/* a careless --user=root, or a uid 0 alias such as toor */
+	if (opts.cc.ids.uid == 0 && !opts.allow_root)
+		fatalx("--user %s: uid 0 would run experiment processes and "
+		    "hooks as root; give --allow-root if that is meant",
+		    opts.user);
+	if (opts.cc.ids.gid == 0 && !opts.allow_root)
+		fatalx("--%s %s: gid 0 would run experiment processes and "
+		    "hooks in root's group; give --allow-root if that is meant",
+		    opts.group != NULL ? "group" : "user",
+		    opts.group != NULL ? opts.group : opts.user);
+	if (opts.cc.ids.uid == 0 || opts.cc.ids.gid == 0)
+		log_warnx("--allow-root: experiment processes and hooks run "
+		    "with uid %d, gid %d", (int)opts.cc.ids.uid,
+		    (int)opts.cc.ids.gid);
 }
 
 /* Check, as the target user, that the backend can be used. */
@@ -180,7 +197,8 @@ reopen_log(void)
 	int		 fd;
 
 	if (log_reopen() == -1) {
-		log_warn("reopening the log");
+		log_warnx("reopening the log file %s: %s; still writing to the "
+		    "old one", opts.logfile, log_open_error());
 		return;
 	}
 	log_info("log reopened");
@@ -301,7 +319,7 @@ main(int argc, char **argv)
 	title_set("master");		/* secrets leave ps(1) here */
 	if (log_open(opts.logfile, opts.loglevel) == -1) {
 		fprintf(stderr, "oml2-server: log file %s: %s\n", opts.logfile,
-		    strerror(errno));
+		    log_open_error());
 		return 1;
 	}
 	log_setproc("master");

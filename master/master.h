@@ -19,6 +19,7 @@ struct options {
 	char			*listen;	/* [ADDR:]PORT */
 	char			*user;
 	char			*group;
+	int			 allow_root;	/* --user may be uid or gid 0 */
 	char			*logfile;
 	int			 loglevel;
 	int			 spares;

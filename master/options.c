@@ -23,7 +23,7 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP, O_OML_BUFSIZE,
+	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT,
 };
 
 static const struct option longopts[] = {
@@ -32,6 +32,7 @@ static const struct option longopts[] = {
 	{ "listen",		required_argument, NULL, 'l' },
 	{ "user",		required_argument, NULL, O_USER },
 	{ "group",		required_argument, NULL, O_GROUP },
+	{ "allow-root",		no_argument,	   NULL, O_ALLOW_ROOT },
 	{ "timeout",		required_argument, NULL, 't' },
 	{ "debug-level",	required_argument, NULL, 'd' },
 	{ "logfile",		required_argument, NULL, O_LOGFILE },
@@ -69,10 +70,11 @@ static const struct option longopts[] = {
 
 static const char usage_text[] =
 "usage: oml2-server [-D dir] [-H hook] [-l [addr:]port] [--user=name]\n"
-"                   [--group=name] [-t seconds] [-d level] [--logfile=file]\n"
-"                   [-b sqlite|postgresql] [--pg-host=host] [--pg-port=port]\n"
-"                   [--pg-user=user] [--pg-pass=pass] [--pg-connect=conninfo]\n"
-"                   [--oml-collect=uri] [limits...] [--usage] [-v] [-?]\n";
+"                   [--group=name] [--allow-root] [-t seconds] [-d level]\n"
+"                   [--logfile=file] [-b sqlite|postgresql] [--pg-host=host]\n"
+"                   [--pg-port=port] [--pg-user=user] [--pg-pass=pass]\n"
+"                   [--pg-connect=conninfo] [--oml-collect=uri] [limits...]\n"
+"                   [--usage] [-v] [-?]\n";
 
 static const char help_text[] =
 "oml2-server: collect OML measurement streams into per-experiment databases\n"
@@ -84,6 +86,7 @@ static const char help_text[] =
 "  -t, --timeout=SECONDS     reap clients idle this long (default 60; 0 = never)\n"
 "      --user=NAME           run experiment processes as this user\n"
 "      --group=NAME          ... and this group (default: the user's group)\n"
+"      --allow-root          let --user or --group be root's (uid or gid 0)\n"
 "  -d, --debug-level=LEVEL   1=ERROR 2=WARNING 3=INFO 4=DEBUG (default 3)\n"
 "      --logfile=FILE        log to FILE instead of stderr ('-' is stderr)\n"
 "  -H, --event-hook=PROGRAM  run PROGRAM for database events (see the manual)\n"
@@ -191,6 +194,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case 'l':	setstr(&o->listen, arg); break;
 	case O_USER:	setstr(&o->user, arg); break;
 	case O_GROUP:	setstr(&o->group, arg); break;
+	case O_ALLOW_ROOT: o->allow_root = 1; break;
 	case 't':	o->cc.idle_timeout = num("--timeout", arg, 0, 86400 * 365); break;
 	case 'd':	o->loglevel = (int)num("--debug-level", arg, 1, 4); break;
 	case O_LOGFILE:	setstr(&o->logfile, arg); break;

@@ -96,9 +96,8 @@ long	 line_next(const char *buf, size_t len, size_t *used);
 int	 header_split(const char *line, size_t len, const char **key,
 	    size_t *klen, const char **val, size_t *vlen);
 
-/* §10.5: 1-63 bytes, no '/', '\\', quotes, white space or control bytes,
- * not starting with '.'.  Returns 1 if valid; 0 with *why saying which
- * rule failed.  Bytes above 0x7f are allowed. */
+/* 1-63 bytes of [A-Za-z0-9_.:+-], the first one of [A-Za-z0-9_] (stricter
+ * than §10.5).  Returns 1 if valid; 0 with *why saying which rule failed. */
 #define EXPNAME_MAX	63
 int	 expname_valid(const char *, size_t, const char **why);
 

@@ -201,6 +201,24 @@ ensure_test_user() {
 		id "$T_USER" >/dev/null 2>&1
 }
 
+# An iput stand-in first in PATH, for the shipped hook: it records its
+# arguments, one call a line, in $T/iput.args and keeps a copy of the
+# file it uploads in $T/irods/.
+fake_iput() {
+	mkdir -p "$T/bin" "$T/irods"
+	cat >"$T/bin/iput" <<-IPUT
+	#!/bin/sh
+	printf '%s\n' "\$*" >>"$T/iput.args"
+	for a; do
+		case \$a in -*) ;; *) [ ! -f "\$a" ] || cp "\$a" "$T/irods/" ;; esac
+	done
+	exit 0
+	IPUT
+	chmod 755 "$T/bin/iput"
+	chmod 777 "$T/irods"
+	export PATH=$T/bin:$PATH
+}
+
 # A raw byte stream to the server (printf-style escapes): raw FORMAT [ARG...]
 raw() {
 	local f=$T/raw.$RANDOM

@@ -185,6 +185,12 @@ test_expname(void)
 	static const char *const bad[] = {
 		"", "../x", "a/b", "a\\b", "a\"b", "a'b", "a b", "a\tb",
 		"a\nb", "a\x01", "\x7f", ".hidden", "..", "a`b",
+		/* reach pg_dump, iput or libpq as options or settings */
+		"-x", "--dbname=victim", "dbname=victim", "host=127.0.0.1",
+		"port=1", "a=b", ":x", "+x",
+		/* shell syntax, non-ASCII, C1 controls */
+		"$(id)", "a;b", "a|b", "a*b", "a%b", "a@b", "\xc3\xa9",
+		"a\xc2\x9b", "\x9b",
 	};
 	char		 s[80];
 	const char	*why;
@@ -194,6 +200,9 @@ test_expname(void)
 	CHECK(expname_valid("exp_2011-08-09t11.52.28+10.00", 29, &why));
 	CHECK(expname_valid("a", 1, &why));
 	CHECK(expname_valid("a.b:c-d+e", 9, &why));
+	CHECK(expname_valid("_x", 2, &why));
+	CHECK(expname_valid("9Z", 2, &why));
+	CHECK(expname_valid("template1", 9, &why));	/* refused by store_pg */
 	memset(s, 'x', sizeof(s));
 	CHECK(expname_valid(s, 63, &why));
 	why = NULL;
