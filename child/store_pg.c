@@ -70,6 +70,8 @@ struct pgtab {
 struct pg {
 	PGconn		*c;
 	int		 locked;	/* in a lock(1) transaction */
+	int		 caught_up;	/* the metadata cache, in this one */
+	int		 meta_dirty;	/* it wrote metadata */
 	int		 utf8;		/* strings are checked before COPY */
 	int		 down;		/* the connection was lost */
 	uint64_t	 next_try;	/* monotonic ms */
@@ -419,15 +421,13 @@ static void
 drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 {
 	struct pgtab	*b = t->be;
-	struct sender	*s;
 	const char	*row = b->data.p + (i == 0 ? 0 : b->ends[i - 1]);
-	const char	*who = "(none)";
+	const char	*who;
 	char		 m[512];
 	int32_t		 sender = get32(row + 6), seq = get32(row + 14);
 
-	for (s = db->senders; s != NULL; s = s->next)
-		if (s->id == sender)
-			who = s->name;
+	if ((who = db_sender_name(db, sender)) == NULL)
+		who = "(none)";
 	log_warnx("database %s: table %s: row from sender %s seq %d dropped: "
 	    "%s", db->name, t->schema.name, who, seq,
 	    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
@@ -630,47 +630,112 @@ pg_tables(struct db *db, char ***names, int *n)
 	return 0;
 }
 
+/*
+ * Bring the metadata cache up to date, once per lock(1) section.  The
+ * server's own rows (subject NULL) are written only under the schema lock
+ * and take their ids from the sequence while it is held, so every one
+ * another server wrote before we took the lock has an id no greater than
+ * the greatest visible now, and every later one a greater id: the rows
+ * between the last catch-up's greatest id and this one's are all that can
+ * be new.  The first catch-up reads the whole table once; later ones read
+ * through the primary key's index only the rows added since.
+ */
 static int
-pg_meta_get(struct db *db, const char *key, char **val)
+meta_catch_up(struct db *db)
 {
+	struct pg	*pg = PG(db);
 	PGresult	*res;
-	const char	*pv[1] = { key };
-	int		 r = 1;
+	char		 lo[24], hi[24];
+	const char	*pv[2] = { lo, hi };
+	long long	 top;
+	int		 i;
 
-	res = run(db, "SELECT value FROM _experiment_metadata WHERE key = $1 "
-	    "AND subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1", 1, pv,
-	    PGRES_TUPLES_OK);
-	if (res == NULL)
+	if (pg->caught_up)
+		return 0;
+	if ((res = run(db, "SELECT COALESCE(max(oml_tuple_id), 0) FROM "
+	    "_experiment_metadata", 0, NULL, PGRES_TUPLES_OK)) == NULL)
 		return -1;
-	if (PQntuples(res) > 0) {
-		*val = xstrdup(PQgetvalue(res, 0, 0));
-		r = 0;
-	}
+	top = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	return r;
+	if (top > db->meta_seen) {
+		snprintf(lo, sizeof(lo), "%lld", (long long)db->meta_seen);
+		snprintf(hi, sizeof(hi), "%lld", top);
+		if ((res = run(db, "SELECT oml_tuple_id, key, value FROM "
+		    "_experiment_metadata WHERE oml_tuple_id > $1 AND "
+		    "oml_tuple_id <= $2 AND subject IS NULL AND key IS NOT "
+		    "NULL ORDER BY oml_tuple_id", 2, pv, PGRES_TUPLES_OK)) ==
+		    NULL)
+			return -1;
+		for (i = 0; i < PQntuples(res); i++)
+			db_meta_note(db, strtoll(PQgetvalue(res, i, 0), NULL,
+			    10), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		PQclear(res);
+		db->meta_seen = top;
+	}
+	pg->caught_up = 1;
+	return 0;
 }
 
 static int
-pg_meta_set(struct db *db, const char *key, const char *val)
+pg_meta_get(struct db *db, const char *key, char **val)
+{
+	const struct meta_ent	*e;
+
+	if (meta_catch_up(db) == -1)
+		return -1;
+	if ((e = db_meta_find(db, key)) == NULL)
+		return 1;
+	*val = xstrdup(e->val);
+	return 0;
+}
+
+/* Update the key's row (by id, or every row of a key several hold). */
+static int
+meta_update(struct db *db, const struct meta_ent *e, const char *key,
+    const char *val)
 {
 	PGresult	*res;
-	const char	*pv[2] = { val, key };
+	char		 id[24];
+	const char	*pv[3] = { val, key, id };
+	int64_t		 row = e->id;
 	int		 changed;
 
-	res = run(db, "UPDATE _experiment_metadata SET value = $1 WHERE "
-	    "key = $2 AND subject IS NULL", 2, pv, PGRES_COMMAND_OK);
+	snprintf(id, sizeof(id), "%lld", (long long)row);
+	res = run(db, e->dups ? "UPDATE _experiment_metadata SET value = $1 "
+	    "WHERE key = $2 AND subject IS NULL" : "UPDATE "
+	    "_experiment_metadata SET value = $1 WHERE key = $2 AND subject "
+	    "IS NULL AND oml_tuple_id = $3", e->dups ? 2 : 3, pv,
+	    PGRES_COMMAND_OK);
 	if (res == NULL)
 		return -1;
 	changed = strcmp(PQcmdTuples(res), "0") != 0;
 	PQclear(res);
 	if (changed)
-		return 0;
-	pv[0] = key;
-	pv[1] = val;
+		db_meta_note(db, row, key, val);
+	return changed;
+}
+
+static int
+pg_meta_set(struct db *db, const char *key, const char *val)
+{
+	const struct meta_ent	*e;
+	PGresult		*res;
+	const char		*pv[2] = { key, val };
+	int			 r;
+
+	if (meta_catch_up(db) == -1)
+		return -1;
+	PG(db)->meta_dirty = 1;
+	if ((e = db_meta_find(db, key)) != NULL &&
+	    (r = meta_update(db, e, key, val)) != 0)
+		return r == 1 ? 0 : -1;
 	res = run(db, "INSERT INTO _experiment_metadata (key, value) VALUES "
-	    "($1, $2)", 2, pv, PGRES_COMMAND_OK);
+	    "($1, $2) RETURNING oml_tuple_id", 2, pv, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	db_meta_note(db, strtoll(PQgetvalue(res, 0, 0), NULL, 10), key, val);
 	PQclear(res);
-	return res == NULL ? -1 : 0;
+	return 0;
 }
 
 static int
@@ -1001,17 +1066,23 @@ pg_lock(struct db *db, int on)
 		if (!pg->locked)
 			return 0;
 		pg->locked = 0;
-		if (pg->c == NULL)
-			return -1;
-		if (PQtransactionStatus(pg->c) == PQTRANS_INERROR) {
+		pg->caught_up = 0;
+		if (pg->c != NULL &&
+		    PQtransactionStatus(pg->c) != PQTRANS_INERROR &&
+		    cmd(db, "COMMIT") == 0)
+			return 0;
+		if (pg->c != NULL && PQtransactionStatus(pg->c) != PQTRANS_IDLE)
 			cmd(db, "ROLLBACK");
-			return -1;
-		}
-		return cmd(db, "COMMIT");
+		/* metadata written in it went with it */
+		if (pg->meta_dirty)
+			db_meta_forget(db);
+		return -1;
 	}
 	if (flush(db) == -1 || begin_locked(db) == -1)
 		return -1;
 	pg->locked = 1;
+	pg->caught_up = 0;
+	pg->meta_dirty = 0;
 	return 0;
 }
 

@@ -90,8 +90,8 @@ struct sq {
 	sqlite3		*h;
 	char		*path;
 	struct ckpt	*ck;
-	sqlite3_stmt	*meta_get;
-	sqlite3_stmt	*meta_upd;
+	sqlite3_stmt	*meta_upd;	/* every row of a key */
+	sqlite3_stmt	*meta_upd1;	/* one row, by id */
 	sqlite3_stmt	*meta_ins;
 	sqlite3_stmt	*snd_get;
 	sqlite3_stmt	*snd_max;
@@ -421,8 +421,8 @@ sq_close(struct db *db)
 		sq_fail(db);
 	for (t = db->tables; t != NULL; t = t->next)
 		sqt_free(t);
-	sqlite3_finalize(sq->meta_get);
 	sqlite3_finalize(sq->meta_upd);
+	sqlite3_finalize(sq->meta_upd1);
 	sqlite3_finalize(sq->meta_ins);
 	sqlite3_finalize(sq->snd_get);
 	sqlite3_finalize(sq->snd_max);
@@ -582,57 +582,111 @@ sq_tables(struct db *db, char ***names, int *n)
 	return 0;
 }
 
-/* The server's own rows have no subject (§8.7). */
+/*
+ * Fill the metadata cache with one scan of the table, the first time it is
+ * needed: the server's own rows have no subject (§8.7).  Only this
+ * process writes the file (the data directory is locked), so the cache
+ * stays true by noting every row written after.
+ */
 static int
-sq_meta_get(struct db *db, const char *key, char **val)
+meta_load(struct db *db)
 {
 	struct sq	*sq = SQ(db);
+	sqlite3_stmt	*st;
+	const char	*k, *v;
 	int		 r;
 
-	if (!sq->failing && flush_all(db) == -1)
-		sq_fail(db);
-	if (sq->meta_get == NULL && (sq->meta_get = sq_prepare(db,
-	    "SELECT value FROM _experiment_metadata WHERE key=? AND "
-	    "subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1")) == NULL)
-		return -1;
-	sqlite3_bind_text(sq->meta_get, 1, key, -1, SQLITE_STATIC);
-	r = sqlite3_step(sq->meta_get);
-	if (r == SQLITE_ROW)
-		*val = xstrdup(sqlite3_column_text(sq->meta_get, 0) ?
-		    (const char *)sqlite3_column_text(sq->meta_get, 0) : "");
-	sqlite3_reset(sq->meta_get);
-	sqlite3_clear_bindings(sq->meta_get);
-	if (r == SQLITE_ROW)
+	if (db->meta_loaded)
 		return 0;
-	if (r == SQLITE_DONE)
-		return 1;
-	log_warnx("%s: reading metadata %s: %s", sq->path, key,
+	st = sq_prepare(db, "SELECT count(*) FROM sqlite_master WHERE "
+	    "type='table' AND name='_experiment_metadata' COLLATE NOCASE");
+	if (st == NULL)
+		return -1;
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW && sqlite3_column_int(st, 0) == 0) {
+		sqlite3_finalize(st);
+		db->meta_loaded = 1;	/* to be created: nothing to read */
+		return 0;
+	}
+	sqlite3_finalize(st);
+	if (r != SQLITE_ROW || (st = sq_prepare(db, "SELECT oml_tuple_id, "
+	    "key, value FROM _experiment_metadata WHERE subject IS NULL AND "
+	    "key IS NOT NULL ORDER BY oml_tuple_id")) == NULL)
+		goto fail;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		k = (const char *)sqlite3_column_text(st, 1);
+		v = (const char *)sqlite3_column_text(st, 2);
+		db_meta_note(db, sqlite3_column_int64(st, 0), k, v ? v : "");
+	}
+	sqlite3_finalize(st);
+	if (r == SQLITE_DONE) {
+		db->meta_loaded = 1;
+		return 0;
+	}
+fail:
+	log_warnx("%s: reading metadata: %s", sq->path,
 	    sqlite3_errmsg(sq->h));
 	return -1;
 }
 
 static int
+sq_meta_get(struct db *db, const char *key, char **val)
+{
+	const struct meta_ent	*e;
+
+	if (meta_load(db) == -1)
+		return -1;
+	if ((e = db_meta_find(db, key)) == NULL)
+		return 1;
+	*val = xstrdup(e->val);
+	return 0;
+}
+
+/*
+ * Set a key: update its row, found by id (or every row of a key that
+ * several hold), or insert one.  A cached row that is not there (rolled
+ * back with a failed transaction) is inserted again.
+ */
+static int
 x_meta(struct db *db, const char *key, const char *val)
 {
-	struct sq	*sq = SQ(db);
+	struct sq		*sq = SQ(db);
+	const struct meta_ent	*e;
+	sqlite3_stmt		*st;
+	int64_t			 id;
 
-	if (sq->meta_upd == NULL && (sq->meta_upd = sq_prepare(db,
+	if (meta_load(db) == -1)
+		return -1;
+	if ((sq->meta_upd == NULL && (sq->meta_upd = sq_prepare(db,
 	    "UPDATE _experiment_metadata SET value=? WHERE key=? AND "
-	    "subject IS NULL")) == NULL)
-		return -1;
-	if (sq->meta_ins == NULL && (sq->meta_ins = sq_prepare(db,
+	    "subject IS NULL")) == NULL) ||
+	    (sq->meta_upd1 == NULL && (sq->meta_upd1 = sq_prepare(db,
+	    "UPDATE _experiment_metadata SET value=? WHERE key=? AND "
+	    "subject IS NULL AND oml_tuple_id=?")) == NULL) ||
+	    (sq->meta_ins == NULL && (sq->meta_ins = sq_prepare(db,
 	    "INSERT INTO _experiment_metadata (key, value) VALUES (?, ?)"))
-	    == NULL)
+	    == NULL))
 		return -1;
-	sqlite3_bind_text(sq->meta_upd, 1, val, -1, SQLITE_STATIC);
-	sqlite3_bind_text(sq->meta_upd, 2, key, -1, SQLITE_STATIC);
-	if (sq_done(db, sq->meta_upd) == -1)
-		return -1;
-	if (sqlite3_changes(sq->h) > 0)
-		return 0;
+	if ((e = db_meta_find(db, key)) != NULL) {
+		id = e->id;
+		st = e->dups ? sq->meta_upd : sq->meta_upd1;
+		sqlite3_bind_text(st, 1, val, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+		if (!e->dups)
+			sqlite3_bind_int64(st, 3, id);
+		if (sq_done(db, st) == -1)
+			return -1;
+		if (sqlite3_changes(sq->h) > 0) {
+			db_meta_note(db, id, key, val);
+			return 0;
+		}
+	}
 	sqlite3_bind_text(sq->meta_ins, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(sq->meta_ins, 2, val, -1, SQLITE_STATIC);
-	return sq_done(db, sq->meta_ins);
+	if (sq_done(db, sq->meta_ins) == -1)
+		return -1;
+	db_meta_note(db, sqlite3_last_insert_rowid(sq->h), key, val);
+	return 0;
 }
 
 static int
