@@ -38,8 +38,12 @@ struct child_conf {
 
 /* The master forks a spare and calls this in the new process. */
 __dead void	 child_main(int ctl, const struct child_conf *);
-/* Run by the master in a forked, dropped process: can the backend work? */
-int		 child_probe(const struct child_conf *);
+/*
+ * Run by the master in a forked, dropped process: can the backend work?
+ * With SQLite, *lock is then the data directory's lock, which the master
+ * holds from then on (-1 otherwise).
+ */
+int		 child_probe(const struct child_conf *, int *lock);
 
 /* A table known to the experiment database. */
 struct table {
@@ -171,6 +175,7 @@ char		*db_insert_sql(const struct table *, int postgres);
 extern const struct backend	 backend_sqlite;
 extern const struct backend	 backend_pg;
 int		 sqlite_probe(const struct child_conf *);
+int		 sqlite_lock(const struct child_conf *);
 int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */

@@ -28,9 +28,11 @@
  * fsyncs) is the checkpointer thread's job, so that ingest does not wait
  * for the disk; see struct ckpt.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -46,6 +48,7 @@
 #define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
 #define BATCH_LOG	4
 #define BATCH_ROWS	(1 << BATCH_LOG)
+#define LOCK_FILE	".oml2-server.lock"
 
 /*
  * A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue: the
@@ -1073,6 +1076,53 @@ sqlite_probe(const struct child_conf *conf)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * One data directory, one server: two would each number the senders and
+ * record the tables of the same files, giving two senders one id and a
+ * table the other's schema.  The lock is an flock(2) on LOCK_FILE in the
+ * directory (experiment names never start with '.'), taken here as the
+ * target user, who may write the directory (root, under the shipped
+ * unit, may not), and held by the master until it exits; the file says
+ * the master's pid, for the next server's refusal.  Returns the locked
+ * descriptor, or -1 (logged).
+ */
+int
+sqlite_lock(const struct child_conf *conf)
+{
+	char	*path, pid[24];
+	ssize_t	 n;
+	int	 fd;
+
+	xasprintf(&path, "%s/%s", conf->datadir, LOCK_FILE);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0644)) == -1) {
+		log_error("%s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK) {
+			n = pread(fd, pid, sizeof(pid) - 1, 0);
+			pid[n > 0 ? n : 0] = '\0';
+			pid[strspn(pid, "0123456789")] = '\0';
+			log_error("data directory %s is in use by another "
+			    "oml2-server (pid %s, in %s): stop it, or give this "
+			    "one another --data-dir", conf->datadir,
+			    *pid != '\0' ? pid : "unknown", LOCK_FILE);
+		} else
+			log_error("%s: flock: %s", path, strerror(errno));
+		close(fd);
+		free(path);
+		return -1;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getppid());
+	if (ftruncate(fd, 0) == -1 ||
+	    pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+		log_warn("%s", path);	/* the lock holds all the same */
+	free(path);
+	return fd;
 }
 
 const struct backend backend_sqlite = {

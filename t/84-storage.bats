@@ -109,3 +109,29 @@ make_big_db() {
 	wait_sql st "SELECT value FROM _experiment_metadata WHERE key = 'start_time'" 1400000000
 	log_lacks 'killed by signal|exited with status'
 }
+
+@test "a second server on a data directory in use refuses to start, naming the first" {
+	need_root
+	ensure_test_user
+	chown "$T_USER" "$DATA"
+	start_server --user="$T_USER"
+	send -e one -n 5
+	# as root, and as the same unprivileged user: no second server
+	run timeout 20 "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$T/b.log"
+	[ "$status" -eq 1 ]
+	grep -q "data directory $DATA is in use by another oml2-server (pid $SERVER_PID, in .oml2-server.lock)" "$T/b.log"
+	run timeout 20 "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" --logfile="$T/c.log" --user="$T_USER"
+	[ "$status" -eq 1 ]
+	grep -q "is in use by another oml2-server (pid $SERVER_PID" "$T/c.log"
+	[ "$(cat "$DATA/.oml2-server.lock")" = "$SERVER_PID" ]
+	# the first one serves on
+	send -e one -n 5
+	wait_sql one "SELECT count(*) FROM gen" 10
+	wait_sql one "SELECT count(*) FROM _senders" 1
+	stop_server
+	# and once it is gone, the directory takes a new server
+	LOG=$T/d.log
+	start_server
+	send -e one -n 5
+	wait_sql one "SELECT count(*) FROM gen" 15
+}
