@@ -670,7 +670,12 @@ sql_type(enum oml_type t, int pg)
 	}
 }
 
-/* CREATE TABLE for t, as the original spells it (§8.3). */
+/*
+ * CREATE TABLE for t, as the original spells it (§8.3), but for
+ * PostgreSQL's row key: BIGSERIAL, as the original's later releases
+ * have it, since a SERIAL runs out of ids after 2^31 rows (about an hour
+ * of one table's ingest at full speed).
+ */
 char *
 db_create_sql(const struct table *t, int pg)
 {
@@ -680,7 +685,7 @@ db_create_sql(const struct table *t, int pg)
 	buf_init(&b);
 	buf_printf(&b, "CREATE TABLE \"%s\" (oml_tuple_id %s, oml_sender_id %s, "
 	    "oml_seq %s, oml_ts_client %s, oml_ts_server %s", t->schema.name,
-	    pg ? "SERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY",
+	    pg ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY",
 	    pg ? "INT4" : "INTEGER", pg ? "INT4" : "INTEGER",
 	    pg ? "FLOAT8" : "REAL", pg ? "FLOAT8" : "REAL");
 	for (i = 0; i < t->schema.nfields; i++)

@@ -27,6 +27,7 @@
  */
 #include <arpa/inet.h>
 
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@
 #define PG_NAMELEN	63	/* longer identifiers would be truncated */
 #define BAD_UTF8_LOG	10
 #define RETRY_LOG	30	/* failed reconnections: log one in this many */
+#define INT4_MAX_ID	2147483647LL	/* the last id of a SERIAL */
 
 /* The binary COPY stream's fixed parts. */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
@@ -57,7 +59,11 @@ static const char copy_trailer[2] = { '\377', '\377' };
 /*
  * A table's batch: encoded tuples and where each one ends, and how many
  * of them the database refused in the current attempt to commit them.
+ * Its row ids: new tables have 64-bit ones, but a table an older server
+ * made has a 32-bit SERIAL, appended to while ids last (ids_left()).
  */
+enum pg_ids { IDS_UNKNOWN, IDS_64, IDS_32 };
+
 struct pgtab {
 	struct buf	 data;
 	size_t		*ends;
@@ -65,6 +71,9 @@ struct pgtab {
 	size_t		 cap;
 	size_t		 refused;
 	char		*copy_sql;
+	enum pg_ids	 ids;
+	size_t		 room;		/* IDS_32: ids left before this COPY */
+	int		 full;		/* IDS_32: none left */
 };
 
 struct pg {
@@ -447,6 +456,85 @@ drop_rows(struct db *db, struct table *t, size_t lo, size_t hi,
 	((struct pgtab *)t->be)->refused += hi - lo;
 }
 
+/*
+ * Rows [lo, hi) of a table with 32-bit ids find none left: they are
+ * dropped, and so will be every later row of the table (pg_insert()),
+ * which is said once.
+ */
+static void
+ids_spent(struct db *db, struct table *t, size_t lo, size_t hi)
+{
+	struct pgtab	*b = t->be;
+
+	b->refused += hi - lo;
+	if (!b->full)
+		log_error("database %s: table %s has no row id left: its "
+		    "oml_tuple_id is a 32-bit SERIAL, as older servers made "
+		    "it, and has reached %lld; %zu rows dropped, and so will "
+		    "be every later row of this table (ALTER TABLE \"%s\" "
+		    "ALTER COLUMN oml_tuple_id TYPE bigint, and its sequence "
+		    "AS bigint, let it take more)", db->name, t->schema.name,
+		    INT4_MAX_ID, hi - lo, t->schema.name);
+	b->full = 1;
+}
+
+/* Did a COPY fail because the table's 32-bit ids ran out meanwhile? */
+static int
+ids_gone(const PGresult *res, const struct pgtab *b)
+{
+	const char	*st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	/* the sequence at its end, or a bigint sequence past the column's */
+	return st != NULL && (strcmp(st, "2200H") == 0 ||
+	    (b->ids == IDS_32 && strcmp(st, "22003") == 0));
+}
+
+/*
+ * How many rows t may still take, asked before each COPY into a table
+ * with 32-bit ids (once for any other): the sequence's last value.  For
+ * a table that is not one, or that we cannot tell, SIZE_MAX.  -1: the
+ * connection was lost.  Run outside the batch's transaction, which a
+ * failure would spoil.
+ */
+static int
+ids_left(struct db *db, struct table *t)
+{
+	struct pgtab	*b = t->be;
+	PGresult	*res;
+	const char	*pv[1] = { t->schema.name };
+	long long	 last;
+
+	b->room = SIZE_MAX;
+	if (b->ids == IDS_64)
+		return 0;
+	res = run(db, "SELECT a.atttypid = 'pg_catalog.int4'::"
+	    "pg_catalog.regtype, (SELECT COALESCE(s.last_value, "
+	    "s.start_value - s.increment_by) FROM pg_catalog.pg_sequences s "
+	    "WHERE format('%I.%I', s.schemaname, s.sequencename) = "
+	    "pg_catalog.pg_get_serial_sequence(format('%I', $1::text), "
+	    "'oml_tuple_id')) FROM pg_catalog.pg_attribute a WHERE "
+	    "a.attrelid = pg_catalog.to_regclass(format('%I', $1::text)) AND "
+	    "a.attname = 'oml_tuple_id'", 1, pv, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return PG(db)->c == NULL ? -1 : 0;
+	/* (a NULL reads as "") */
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0 ||
+	    *PQgetvalue(res, 0, 1) == '\0') {
+		b->ids = IDS_64;	/* or no sequence of ours: not counted */
+		PQclear(res);
+		return 0;
+	}
+	last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	b->room = last >= INT4_MAX_ID ? 0 : (size_t)(INT4_MAX_ID - last);
+	if (b->ids == IDS_UNKNOWN)
+		log_info("database %s: table %s has 32-bit row ids, as older "
+		    "servers made them: %zu left", db->name, t->schema.name,
+		    b->room);
+	b->ids = IDS_32;
+	return 0;
+}
+
 /* Data exceptions (22xxx) and constraint violations (23xxx) are a row's. */
 static int
 data_error(const PGresult *res)
@@ -522,6 +610,11 @@ copy_rows(struct db *db, struct table *t, size_t lo, size_t hi)
 		PQclear(res);
 		return -1;
 	}
+	if (ids_gone(res, t->be)) {
+		ids_spent(db, t, lo, hi);
+		PQclear(res);
+		return 0;
+	}
 	if (hi - lo == 1) {
 		drop_row(db, t, lo, res);
 		PQclear(res);
@@ -547,18 +640,29 @@ flush(struct db *db)
 	struct pg	*pg = PG(db);
 	struct table	*t;
 	struct pgtab	*b;
+	size_t		 k;
 
 	if (pg->batch_rows == 0)
 		return 0;
-	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL)
-			b->refused = 0;
-	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
+	if (up(db) == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL && b->n > 0 &&
-		    copy_rows(db, t, 0, b->n) == -1)
+		if ((b = t->be) != NULL) {
+			b->refused = 0;
+			if (b->n > 0 && ids_left(db, t) == -1)
+				goto fail;
+		}
+	if (cmd(db, "BEGIN") == -1)
+		goto fail;
+	for (t = db->tables; t != NULL; t = t->next) {
+		if ((b = t->be) == NULL || b->n == 0)
+			continue;
+		k = b->n < b->room ? b->n : b->room;
+		if (k > 0 && copy_rows(db, t, 0, k) == -1)
 			goto fail;
+		if (k < b->n)
+			ids_spent(db, t, k, b->n);
+	}
 	if (cmd(db, "COMMIT") == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
@@ -1033,6 +1137,8 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	if (!strings_ok(db, t, r))
 		return -1;
 	b = pgtab(t);
+	if (b->full)
+		return -1;	/* said once, by ids_spent() */
 	before = b->data.len;
 	nf = htons((uint16_t)(r->n + 4));
 	memcpy(room(&b->data, 2), &nf, 2);
