@@ -164,6 +164,8 @@ int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
 int		 db_stalled(struct db *);
 const char	*db_sender_name(struct db *, int);
+void		 db_walk_senders(struct db *, void (*)(const struct sender *,
+		    void *), void *);
 const struct meta_ent *db_meta_find(struct db *, const char *key);
 void		 db_meta_note(struct db *, int64_t id, const char *key,
 		    const char *val);

@@ -559,6 +559,30 @@ db_sender_name(struct db *db, int id)
 	return p != NULL ? (*p)->name : NULL;
 }
 
+struct walk {
+	void	(*fn)(const struct sender *, void *);
+	void	*arg;
+};
+
+static void
+walk_one(const void *node, VISIT v, void *arg)
+{
+	struct walk	*w = arg;
+
+	if (v == postorder || v == leaf)
+		w->fn(*(struct sender *const *)node, w->arg);
+}
+
+/* Call fn for every sender, in the order of their ids. */
+void
+db_walk_senders(struct db *db, void (*fn)(const struct sender *, void *),
+    void *arg)
+{
+	struct walk	 w = { fn, arg };
+
+	twalk_r(db->sender_ids, walk_one, &w);
+}
+
 const struct meta_ent *
 db_meta_find(struct db *db, const char *key)
 {

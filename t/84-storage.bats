@@ -135,3 +135,55 @@ make_big_db() {
 	send -e one -n 5
 	wait_sql one "SELECT count(*) FROM gen" 15
 }
+
+@test "a database deleted under a running experiment is made again, and the rows it held count as lost, not stored" {
+	start_server
+	bg send -e gone -S a -n 100 -H 4000
+	local a=$BG
+	wait_sql gone "SELECT count(*) FROM gen" 100
+	rm -f "$DATA/gone.sq3" "$DATA/gone.sq3-wal" "$DATA/gone.sq3-shm"
+	send -e gone -S b -n 50
+	wait_log "gone.sq3 was deleted while open: the 100 rows stored in it since it was opened are lost"
+	wait_sql gone "SELECT count(*) FROM gen" 50
+	wait_sql gone "SELECT group_concat(name || '=' || id, ' ') FROM _senders" "a=1 b=2"
+	wait_sql gone "SELECT value FROM _experiment_metadata WHERE key = 'table_gen'" "1 gen n:int32 x:double s:string"
+	wait "$a"
+	wait_log "gone.sq3 closed: 50 rows stored, 100 dropped"
+	log_lacks "closed: 150 rows stored"
+	# the file is whole, and the next client finds its table and sender
+	[ "$(sq gone 'PRAGMA integrity_check')" = ok ]
+	send -e gone -S b -n 5
+	wait_sql gone "SELECT count(*) FROM gen WHERE oml_sender_id = 2" 55
+}
+
+# A row from sender d, and is one stored?  (for wait_for) stored_d
+stored_d() {
+	raw 'protocol: 5\ndomain: gone\nsender-id: d\nschema: 1 gen n:int32 x:double s:string\n\n1.0\t1\t1\t7\t1.5\tx\n' 2>/dev/null
+	sql_is gone "SELECT count(*) > 0 FROM gen" 1
+}
+
+@test "a data directory deleted under a running experiment: its rows count as lost, none is taken until it is back, then a new file is made" {
+	start_server
+	bg send -e gone -S a -n 100 -H 30000
+	local a=$BG
+	wait_sql gone "SELECT count(*) FROM gen" 100
+	rm -rf "$DATA"
+	send -e gone -S b -n 50
+	wait_log "gone.sq3 was deleted while open: the 100 rows stored in it since it was opened are lost"
+	wait_log "gone.sq3 cannot be made again: this experiment's rows are dropped until it can"
+	wait_log "gone.sq3: deleted while open: 50 rows received since the last commit are lost"
+	# meanwhile new senders are refused
+	raw_refused 'protocol: 5\ndomain: gone\nsender-id: c\nschema: 1 gen n:int32 x:double s:string\n\n'
+	wait_log 'cannot register sender c'
+	# the directory back, the experiment makes its file again
+	mkdir "$DATA"
+	wait_for 10 stored_d
+	wait_log "gone.sq3 made again with this experiment's tables and senders \(none of the rows in between\)"
+	wait_sql gone "SELECT group_concat(name || '=' || id, ' ') FROM _senders" "a=1 b=2 d=3"
+	pkill -TERM -P "$a"	# (the omlsend under the bg shell)
+	wait "$a" || true
+	wait_log "gone.sq3 closed: [0-9]+ rows stored, 150 dropped"
+	# what it says it stored is what the new file holds
+	[ "$(sq gone 'SELECT count(*) FROM gen')" = "$(sed -n 's/.*gone.sq3 closed: \([0-9]*\) rows stored.*/\1/p' "$LOG")" ]
+	log_lacks 'killed by signal|exited with status'
+}
