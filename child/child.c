@@ -473,9 +473,12 @@ child_main(int ctl, const struct child_conf *conf)
 }
 
 int
-child_probe(const struct child_conf *conf)
+child_probe(const struct child_conf *conf, int *lock)
 {
-	if (conf->backend == BACKEND_SQLITE)
-		return sqlite_probe(conf);
-	return pg_probe(conf);
+	*lock = -1;
+	if (conf->backend != BACKEND_SQLITE)
+		return pg_probe(conf);
+	if (sqlite_probe(conf) == -1 || (*lock = sqlite_lock(conf)) == -1)
+		return -1;
+	return 0;
 }

@@ -49,8 +49,12 @@ struct child_conf {
 
 /* The master forks a spare and calls this in the new process. */
 __dead void	 child_main(int ctl, const struct child_conf *);
-/* Run by the master in a forked, dropped process: can the backend work? */
-int		 child_probe(const struct child_conf *);
+/*
+ * Run by the master in a forked, dropped process: can the backend work?
+ * With SQLite, *lock is then the data directory's lock, which the master
+ * holds from then on (-1 otherwise).
+ */
+int		 child_probe(const struct child_conf *, int *lock);
 
 /* A table known to the experiment database. */
 struct table {
@@ -88,7 +92,13 @@ struct backend {
 	int	(*commit)(struct db *);
 	/* names of existing tables (malloc'd array of malloc'd strings) */
 	int	(*tables)(struct db *, char ***, int *);
-	/* 0 found (*val malloc'd), 1 absent, -1 error */
+	/*
+	 * The server's metadata rows: 0 found (*val malloc'd), 1 absent,
+	 * -1 error.  Both answer from db->meta_cache, which the backend
+	 * fills once by one scan and keeps up with every row it writes
+	 * (db_meta_note), so that neither scans the table: a lookup is
+	 * O(log n) without an index the original's files do not have.
+	 */
 	int	(*meta_get)(struct db *, const char *key, char **val);
 	int	(*meta_set)(struct db *, const char *key, const char *val);
 	/* find or create the sender's id */
@@ -108,9 +118,21 @@ struct backend {
 };
 
 struct sender {
-	struct sender	*next;
 	char		*name;
 	int		 id;
+};
+
+/*
+ * A metadata row the server itself wrote (subject NULL, §8.7), as the
+ * cache of db->meta_cache knows it: the newest row's value and id, and
+ * whether older rows hold the same key (an update must then change them
+ * all, as the original's did).
+ */
+struct meta_ent {
+	char		*key;
+	char		*val;
+	int64_t		 id;		/* its oml_tuple_id */
+	int		 dups;
 };
 
 struct db {
@@ -121,11 +143,20 @@ struct db {
 	char			*uri;		/* for the hook */
 	long			 start_time;	/* S, 0 if unset */
 	int			 created;	/* no start_time at open */
+	/*
+	 * Lookups are tsearch(3) trees (balanced: O(log n) whatever names
+	 * a client chooses): tables and other tables by name, senders by
+	 * name and by id, the server's metadata rows by key.
+	 */
 	struct table		*tables;	/* known (have table_* rows) */
-	char			**others;	/* existing but unknown tables */
-	int			 nothers;
+	void			*table_names;	/* the same, by name */
+	void			*others;	/* names of existing, unknown tables */
 	struct table		*meta;		/* _experiment_metadata */
-	struct sender		*senders;
+	void			*senders;	/* struct sender, by name */
+	void			*sender_ids;	/* the same, by id */
+	void			*meta_cache;	/* struct meta_ent, by key */
+	int			 meta_loaded;	/* the backend filled it */
+	int64_t			 meta_seen;	/* the backend's: rows read up to */
 	unsigned		 pending;	/* writes since last commit */
 	int			 failing;	/* the last commit failed */
 	uint64_t		 dirty_since;	/* monotonic ms */
@@ -147,6 +178,13 @@ int		 db_insert(struct db *, struct table *, const struct row *);
 int		 db_meta_put(struct db *, const char *key, const char *val,
 		    int replace, char **old);
 int		 db_stalled(struct db *);
+const char	*db_sender_name(struct db *, int);
+void		 db_walk_senders(struct db *, void (*)(const struct sender *,
+		    void *), void *);
+const struct meta_ent *db_meta_find(struct db *, const char *key);
+void		 db_meta_note(struct db *, int64_t id, const char *key,
+		    const char *val);
+void		 db_meta_forget(struct db *);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);
 
@@ -154,6 +192,7 @@ char		*db_insert_sql(const struct table *, int postgres);
 extern const struct backend	 backend_sqlite;
 extern const struct backend	 backend_pg;
 int		 sqlite_probe(const struct child_conf *);
+int		 sqlite_lock(const struct child_conf *);
 int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */

@@ -26,6 +26,7 @@
 #define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
 #define DROP_LOG_EVERY	10000
 #define PROGRESS_BYTES	4096	/* of an unfinished line or packet */
+#define START_MAX	253402300799L	/* 9999-12-31 23:59:59 UTC */
 
 enum state { ST_HEADER, ST_TEXT, ST_BINARY };
 
@@ -276,16 +277,36 @@ h_domain(struct conn *c, const char *v, size_t vl)
 	return 0;
 }
 
+/*
+ * start-time is Unix time in seconds, read like atoi (§2.2: "1400000000.5"
+ * is 1400000000, junk is 0, which means none).  Anything before 1970 or
+ * after 9999 is refused: such a time would wrap the client's offset and
+ * its rows' oml_ts_client, or become the start of a whole experiment.
+ */
 static int
 h_start(struct conn *c, const char *v, size_t vl)
 {
-	long	 t = atol_lax(v, vl);
+	char	*s;
+	long	 t;
+	int	 range;
 
 	if (c->db == NULL)
 		return fail(c, "start-time before domain");
+	s = xstrndup(v, vl);
+	errno = 0;
+	t = strtol(s, NULL, 10);
+	range = errno == ERANGE;
+	free(s);
+	if (range || t < 0 || t > START_MAX)
+		return fail(c, "start-time %s%ld is not a time from 1970 to "
+		    "9999 in seconds (0 to %ld)", range ? "beyond " : "", t,
+		    START_MAX);
 	if (db_set_start(c->db, t) == -1)
 		return fail(c, "cannot store the start time");
-	c->offset = t - c->db->start_time;
+	/* the experiment's own start may come from an old database */
+	if (__builtin_sub_overflow(t, c->db->start_time, &c->offset))
+		return fail(c, "start-time %ld is too far from the "
+		    "experiment's start time %ld", t, c->db->start_time);
 	return 0;
 }
 

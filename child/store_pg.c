@@ -27,6 +27,7 @@
  */
 #include <arpa/inet.h>
 
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@
 #define PG_NAMELEN	63	/* longer identifiers would be truncated */
 #define BAD_UTF8_LOG	10
 #define RETRY_LOG	30	/* failed reconnections: log one in this many */
+#define INT4_MAX_ID	2147483647LL	/* the last id of a SERIAL */
 
 /* The binary COPY stream's fixed parts. */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
@@ -57,7 +59,11 @@ static const char copy_trailer[2] = { '\377', '\377' };
 /*
  * A table's batch: encoded tuples and where each one ends, and how many
  * of them the database refused in the current attempt to commit them.
+ * Its row ids: new tables have 64-bit ones, but a table an older server
+ * made has a 32-bit SERIAL, appended to while ids last (ids_left()).
  */
+enum pg_ids { IDS_UNKNOWN, IDS_64, IDS_32 };
+
 struct pgtab {
 	struct buf	 data;
 	size_t		*ends;
@@ -65,11 +71,16 @@ struct pgtab {
 	size_t		 cap;
 	size_t		 refused;
 	char		*copy_sql;
+	enum pg_ids	 ids;
+	size_t		 room;		/* IDS_32: ids left before this COPY */
+	int		 full;		/* IDS_32: none left */
 };
 
 struct pg {
 	PGconn		*c;
 	int		 locked;	/* in a lock(1) transaction */
+	int		 caught_up;	/* the metadata cache, in this one */
+	int		 meta_dirty;	/* it wrote metadata */
 	int		 utf8;		/* strings are checked before COPY */
 	int		 down;		/* the connection was lost */
 	uint64_t	 next_try;	/* monotonic ms */
@@ -566,15 +577,13 @@ static void
 drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 {
 	struct pgtab	*b = t->be;
-	struct sender	*s;
 	const char	*row = b->data.p + (i == 0 ? 0 : b->ends[i - 1]);
-	const char	*who = "(none)";
+	const char	*who;
 	char		 m[512];
 	int32_t		 sender = get32(row + 6), seq = get32(row + 14);
 
-	for (s = db->senders; s != NULL; s = s->next)
-		if (s->id == sender)
-			who = s->name;
+	if ((who = db_sender_name(db, sender)) == NULL)
+		who = "(none)";
 	log_warnx("database %s: table %s: row from sender %s seq %d dropped: "
 	    "%s", db->name, t->schema.name, who, seq,
 	    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
@@ -592,6 +601,85 @@ drop_rows(struct db *db, struct table *t, size_t lo, size_t hi,
 	    t->schema.name, hi - lo, pq_msg(PQresultErrorMessage(res), m,
 	    sizeof(m)));
 	((struct pgtab *)t->be)->refused += hi - lo;
+}
+
+/*
+ * Rows [lo, hi) of a table with 32-bit ids find none left: they are
+ * dropped, and so will be every later row of the table (pg_insert()),
+ * which is said once.
+ */
+static void
+ids_spent(struct db *db, struct table *t, size_t lo, size_t hi)
+{
+	struct pgtab	*b = t->be;
+
+	b->refused += hi - lo;
+	if (!b->full)
+		log_error("database %s: table %s has no row id left: its "
+		    "oml_tuple_id is a 32-bit SERIAL, as older servers made "
+		    "it, and has reached %lld; %zu rows dropped, and so will "
+		    "be every later row of this table (ALTER TABLE \"%s\" "
+		    "ALTER COLUMN oml_tuple_id TYPE bigint, and its sequence "
+		    "AS bigint, let it take more)", db->name, t->schema.name,
+		    INT4_MAX_ID, hi - lo, t->schema.name);
+	b->full = 1;
+}
+
+/* Did a COPY fail because the table's 32-bit ids ran out meanwhile? */
+static int
+ids_gone(const PGresult *res, const struct pgtab *b)
+{
+	const char	*st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	/* the sequence at its end, or a bigint sequence past the column's */
+	return st != NULL && (strcmp(st, "2200H") == 0 ||
+	    (b->ids == IDS_32 && strcmp(st, "22003") == 0));
+}
+
+/*
+ * How many rows t may still take, asked before each COPY into a table
+ * with 32-bit ids (once for any other): the sequence's last value.  For
+ * a table that is not one, or that we cannot tell, SIZE_MAX.  -1: the
+ * connection was lost.  Run outside the batch's transaction, which a
+ * failure would spoil.
+ */
+static int
+ids_left(struct db *db, struct table *t)
+{
+	struct pgtab	*b = t->be;
+	PGresult	*res;
+	const char	*pv[1] = { t->schema.name };
+	long long	 last;
+
+	b->room = SIZE_MAX;
+	if (b->ids == IDS_64)
+		return 0;
+	res = run(db, "SELECT a.atttypid = 'pg_catalog.int4'::"
+	    "pg_catalog.regtype, (SELECT COALESCE(s.last_value, "
+	    "s.start_value - s.increment_by) FROM pg_catalog.pg_sequences s "
+	    "WHERE format('%I.%I', s.schemaname, s.sequencename) = "
+	    "pg_catalog.pg_get_serial_sequence(format('%I', $1::text), "
+	    "'oml_tuple_id')) FROM pg_catalog.pg_attribute a WHERE "
+	    "a.attrelid = pg_catalog.to_regclass(format('%I', $1::text)) AND "
+	    "a.attname = 'oml_tuple_id'", 1, pv, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return PG(db)->c == NULL ? -1 : 0;
+	/* (a NULL reads as "") */
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0 ||
+	    *PQgetvalue(res, 0, 1) == '\0') {
+		b->ids = IDS_64;	/* or no sequence of ours: not counted */
+		PQclear(res);
+		return 0;
+	}
+	last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	b->room = last >= INT4_MAX_ID ? 0 : (size_t)(INT4_MAX_ID - last);
+	if (b->ids == IDS_UNKNOWN)
+		log_info("database %s: table %s has 32-bit row ids, as older "
+		    "servers made them: %zu left", db->name, t->schema.name,
+		    b->room);
+	b->ids = IDS_32;
+	return 0;
 }
 
 /* Data exceptions (22xxx) and constraint violations (23xxx) are a row's. */
@@ -669,6 +757,11 @@ copy_rows(struct db *db, struct table *t, size_t lo, size_t hi)
 		PQclear(res);
 		return -1;
 	}
+	if (ids_gone(res, t->be)) {
+		ids_spent(db, t, lo, hi);
+		PQclear(res);
+		return 0;
+	}
 	if (hi - lo == 1) {
 		drop_row(db, t, lo, res);
 		PQclear(res);
@@ -694,18 +787,29 @@ flush(struct db *db)
 	struct pg	*pg = PG(db);
 	struct table	*t;
 	struct pgtab	*b;
+	size_t		 k;
 
 	if (pg->batch_rows == 0)
 		return 0;
-	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL)
-			b->refused = 0;
-	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
+	if (up(db) == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL && b->n > 0 &&
-		    copy_rows(db, t, 0, b->n) == -1)
+		if ((b = t->be) != NULL) {
+			b->refused = 0;
+			if (b->n > 0 && ids_left(db, t) == -1)
+				goto fail;
+		}
+	if (cmd(db, "BEGIN") == -1)
+		goto fail;
+	for (t = db->tables; t != NULL; t = t->next) {
+		if ((b = t->be) == NULL || b->n == 0)
+			continue;
+		k = b->n < b->room ? b->n : b->room;
+		if (k > 0 && copy_rows(db, t, 0, k) == -1)
 			goto fail;
+		if (k < b->n)
+			ids_spent(db, t, k, b->n);
+	}
 	if (cmd(db, "COMMIT") == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
@@ -777,47 +881,112 @@ pg_tables(struct db *db, char ***names, int *n)
 	return 0;
 }
 
+/*
+ * Bring the metadata cache up to date, once per lock(1) section.  The
+ * server's own rows (subject NULL) are written only under the schema lock
+ * and take their ids from the sequence while it is held, so every one
+ * another server wrote before we took the lock has an id no greater than
+ * the greatest visible now, and every later one a greater id: the rows
+ * between the last catch-up's greatest id and this one's are all that can
+ * be new.  The first catch-up reads the whole table once; later ones read
+ * through the primary key's index only the rows added since.
+ */
 static int
-pg_meta_get(struct db *db, const char *key, char **val)
+meta_catch_up(struct db *db)
 {
+	struct pg	*pg = PG(db);
 	PGresult	*res;
-	const char	*pv[1] = { key };
-	int		 r = 1;
+	char		 lo[24], hi[24];
+	const char	*pv[2] = { lo, hi };
+	long long	 top;
+	int		 i;
 
-	res = run(db, "SELECT value FROM _experiment_metadata WHERE key = $1 "
-	    "AND subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1", 1, pv,
-	    PGRES_TUPLES_OK);
-	if (res == NULL)
+	if (pg->caught_up)
+		return 0;
+	if ((res = run(db, "SELECT COALESCE(max(oml_tuple_id), 0) FROM "
+	    "_experiment_metadata", 0, NULL, PGRES_TUPLES_OK)) == NULL)
 		return -1;
-	if (PQntuples(res) > 0) {
-		*val = xstrdup(PQgetvalue(res, 0, 0));
-		r = 0;
-	}
+	top = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	return r;
+	if (top > db->meta_seen) {
+		snprintf(lo, sizeof(lo), "%lld", (long long)db->meta_seen);
+		snprintf(hi, sizeof(hi), "%lld", top);
+		if ((res = run(db, "SELECT oml_tuple_id, key, value FROM "
+		    "_experiment_metadata WHERE oml_tuple_id > $1 AND "
+		    "oml_tuple_id <= $2 AND subject IS NULL AND key IS NOT "
+		    "NULL ORDER BY oml_tuple_id", 2, pv, PGRES_TUPLES_OK)) ==
+		    NULL)
+			return -1;
+		for (i = 0; i < PQntuples(res); i++)
+			db_meta_note(db, strtoll(PQgetvalue(res, i, 0), NULL,
+			    10), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		PQclear(res);
+		db->meta_seen = top;
+	}
+	pg->caught_up = 1;
+	return 0;
 }
 
 static int
-pg_meta_set(struct db *db, const char *key, const char *val)
+pg_meta_get(struct db *db, const char *key, char **val)
+{
+	const struct meta_ent	*e;
+
+	if (meta_catch_up(db) == -1)
+		return -1;
+	if ((e = db_meta_find(db, key)) == NULL)
+		return 1;
+	*val = xstrdup(e->val);
+	return 0;
+}
+
+/* Update the key's row (by id, or every row of a key several hold). */
+static int
+meta_update(struct db *db, const struct meta_ent *e, const char *key,
+    const char *val)
 {
 	PGresult	*res;
-	const char	*pv[2] = { val, key };
+	char		 id[24];
+	const char	*pv[3] = { val, key, id };
+	int64_t		 row = e->id;
 	int		 changed;
 
-	res = run(db, "UPDATE _experiment_metadata SET value = $1 WHERE "
-	    "key = $2 AND subject IS NULL", 2, pv, PGRES_COMMAND_OK);
+	snprintf(id, sizeof(id), "%lld", (long long)row);
+	res = run(db, e->dups ? "UPDATE _experiment_metadata SET value = $1 "
+	    "WHERE key = $2 AND subject IS NULL" : "UPDATE "
+	    "_experiment_metadata SET value = $1 WHERE key = $2 AND subject "
+	    "IS NULL AND oml_tuple_id = $3", e->dups ? 2 : 3, pv,
+	    PGRES_COMMAND_OK);
 	if (res == NULL)
 		return -1;
 	changed = strcmp(PQcmdTuples(res), "0") != 0;
 	PQclear(res);
 	if (changed)
-		return 0;
-	pv[0] = key;
-	pv[1] = val;
+		db_meta_note(db, row, key, val);
+	return changed;
+}
+
+static int
+pg_meta_set(struct db *db, const char *key, const char *val)
+{
+	const struct meta_ent	*e;
+	PGresult		*res;
+	const char		*pv[2] = { key, val };
+	int			 r;
+
+	if (meta_catch_up(db) == -1)
+		return -1;
+	PG(db)->meta_dirty = 1;
+	if ((e = db_meta_find(db, key)) != NULL &&
+	    (r = meta_update(db, e, key, val)) != 0)
+		return r == 1 ? 0 : -1;
 	res = run(db, "INSERT INTO _experiment_metadata (key, value) VALUES "
-	    "($1, $2)", 2, pv, PGRES_COMMAND_OK);
+	    "($1, $2) RETURNING oml_tuple_id", 2, pv, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	db_meta_note(db, strtoll(PQgetvalue(res, 0, 0), NULL, 10), key, val);
 	PQclear(res);
-	return res == NULL ? -1 : 0;
+	return 0;
 }
 
 static int
@@ -1115,6 +1284,8 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	if (!strings_ok(db, t, r))
 		return -1;
 	b = pgtab(t);
+	if (b->full)
+		return -1;	/* said once, by ids_spent() */
 	before = b->data.len;
 	nf = htons((uint16_t)(r->n + 4));
 	memcpy(room(&b->data, 2), &nf, 2);
@@ -1148,17 +1319,23 @@ pg_lock(struct db *db, int on)
 		if (!pg->locked)
 			return 0;
 		pg->locked = 0;
-		if (pg->c == NULL)
-			return -1;
-		if (PQtransactionStatus(pg->c) == PQTRANS_INERROR) {
+		pg->caught_up = 0;
+		if (pg->c != NULL &&
+		    PQtransactionStatus(pg->c) != PQTRANS_INERROR &&
+		    cmd(db, "COMMIT") == 0)
+			return 0;
+		if (pg->c != NULL && PQtransactionStatus(pg->c) != PQTRANS_IDLE)
 			cmd(db, "ROLLBACK");
-			return -1;
-		}
-		return cmd(db, "COMMIT");
+		/* metadata written in it went with it */
+		if (pg->meta_dirty)
+			db_meta_forget(db);
+		return -1;
 	}
 	if (flush(db) == -1 || begin_locked(db) == -1)
 		return -1;
 	pg->locked = 1;
+	pg->caught_up = 0;
+	pg->meta_dirty = 0;
 	return 0;
 }
 

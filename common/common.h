@@ -80,6 +80,7 @@ enum msg_type {
 	MSG_STATUS,	/* child -> master: struct msg_status */
 	MSG_REPORT,	/* child -> master: struct msg_report + strings */
 	MSG_LOGREOPEN,	/* master -> child: log file rotated, reopen */
+	MSG_LOCK,	/* start-up probe -> master: the data directory's lock */
 	MSG_TYPE_MAX
 };
 

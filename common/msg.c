@@ -26,6 +26,7 @@ static const char *const msg_names[MSG_TYPE_MAX] = {
 	[MSG_STATUS] = "status",
 	[MSG_REPORT] = "report",
 	[MSG_LOGREOPEN] = "log-reopen",
+	[MSG_LOCK] = "lock",
 };
 
 const char *

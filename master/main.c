@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -126,20 +127,32 @@ setup_user(void)
 		    (int)opts.cc.ids.gid);
 }
 
-/* Check, as the target user, that the backend can be used. */
+/*
+ * Check, as the target user, that the backend can be used.  With SQLite
+ * that process also locks the data directory and passes the lock back:
+ * the master keeps it open, unused, until it exits (spares close it, and
+ * it is close-on-exec).
+ */
 static void
 probe_backend(void)
 {
-	pid_t	 pid;
-	int	 status;
+	static struct msg	 m;
+	pid_t			 pid;
+	int			 status, sv[2], lock;
 
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		fatal("socketpair");
 	if ((pid = fork()) == -1)
 		fatal("fork");
 	if (pid == 0) {
-		close_except(-1, log_fd());
+		close_except(sv[1], log_fd());
 		priv_drop(&opts.cc.ids);
-		_exit(child_probe(&opts.cc) == 0 ? 0 : 1);
+		if (child_probe(&opts.cc, &lock) == -1 || (lock != -1 &&
+		    msg_send(sv[1], MSG_LOCK, lock, NULL, 0) == -1))
+			_exit(1);
+		_exit(0);
 	}
+	close(sv[1]);
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
 			fatal("waitpid");
@@ -147,6 +160,11 @@ probe_backend(void)
 		fatalx("cannot use the %s backend; exiting",
 		    opts.cc.backend == BACKEND_SQLITE ? "sqlite" :
 		    "postgresql");
+	if (opts.cc.backend == BACKEND_SQLITE &&
+	    (msg_recv(sv[0], &m) != 1 || m.hdr.type != MSG_LOCK ||
+	    m.fd == -1))
+		fatalx("the data directory's lock did not arrive");
+	close(sv[0]);
 }
 
 static void

@@ -80,7 +80,7 @@ static const char help_text[] =
 "oml2-server: collect OML measurement streams into per-experiment databases\n"
 "\n"
 "  -D, --data-dir=DIR        SQLite databases go in DIR (default: $OML_SQLITE_DIR,\n"
-"                            else " DEFAULT_DATADIR ")\n"
+"                            else " DEFAULT_DATADIR "); one server per DIR\n"
 "  -l, --listen=[ADDR:]PORT  listen on PORT (number or service; default 3003),\n"
 "                            on all addresses unless ADDR is given\n"
 "  -t, --timeout=SECONDS     reap clients idle this long (default 60; 0 = never)\n"
