@@ -814,13 +814,18 @@ report_table(const struct table *t)
 }
 
 static void
+count_sender(const struct sender *s, void *arg)
+{
+	(void)s;
+	(*(int *)arg)++;
+}
+
+static void
 report(const char *out, long start)
 {
-	struct sender	*s;
 	int		 nsnd = 0;
 
-	for (s = m.db->senders; s != NULL; s = s->next)
-		nsnd++;
+	db_walk_senders(m.db, count_sender, &nsnd);
 	printf("%s: %d input%s, %llu rows, %d sender%s, start time %ld\n", out,
 	    m.nsh, m.nsh == 1 ? "" : "s", (unsigned long long)m.rows, nsnd,
 	    nsnd == 1 ? "" : "s", start);
