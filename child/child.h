@@ -18,6 +18,7 @@ enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
 #define CONF_PG_PORT		"postgresql"
 #define CONF_PG_USER		"oml"
 #define CONF_MAX_LINE		(1024 * 1024)
+#define CONF_MAX_HEADER		(1024 * 1024)
 #define CONF_MAX_PACKET		(64 * 1024 * 1024)
 #define CONF_MAX_FIELDS		1024
 #define CONF_MAX_STREAMS	1024
@@ -36,6 +37,7 @@ struct child_conf {
 	char		*hook;
 	unsigned	 idle_timeout;	/* seconds, 0 = never */
 	size_t		 max_line;
+	size_t		 max_header;	/* the whole header, in bytes */
 	size_t		 max_packet;
 	int		 max_fields;
 	int		 max_streams;

@@ -54,6 +54,7 @@ struct conn {
 	int		 nhigh;
 	long		 maxindex;	/* highest declared index, -1 none */
 	int		 nstreams;
+	size_t		 hbytes;	/* header bytes so far (--max-header) */
 	uint64_t	 last_rx;	/* last progress, for --timeout */
 	size_t		 trickle;	/* bytes since then */
 	int		 any_domain;	/* oml2-import --domain */
@@ -549,13 +550,33 @@ bin_step(struct conn *c, const char *p, size_t len, size_t *used)
 	return -1;
 }
 
+/*
+ * The whole header, from the first byte to the blank line, is bounded:
+ * lines of --max-line each could otherwise go on for ever.
+ */
+static int
+header_room(struct conn *c, size_t more)
+{
+	if (more > exp_conf()->max_header - c->hbytes)
+		return fail(c, "header longer than --max-header (%zu)",
+		    exp_conf()->max_header);
+	return 0;
+}
+
 /* One step of a line-based phase.  1: go on, 0: need more, -1: close. */
 static int
 line_step(struct conn *c, char *p, size_t len, size_t *used)
 {
 	long	 n;
 
-	if ((n = line_next(p, len, used)) < 0) {
+	n = line_next(p, len, used);
+	if (c->st == ST_HEADER) {
+		if (header_room(c, n < 0 ? len : *used) == -1)
+			return -1;
+		if (n >= 0)
+			c->hbytes += *used;
+	}
+	if (n < 0) {
 		if (len > exp_conf()->max_line)
 			return fail(c, "%s line longer than --max-line (%zu)",
 			    c->st == ST_HEADER ? "header" : "text",

@@ -267,6 +267,7 @@ parse(int argc, char **argv, struct opts *o)
 	cc->pg_port = xstrdup(CONF_PG_PORT);
 	cc->pg_user = xstrdup(CONF_PG_USER);
 	cc->max_line = CONF_MAX_LINE;
+	cc->max_header = CONF_MAX_HEADER;
 	cc->max_packet = CONF_MAX_PACKET;
 	cc->max_fields = CONF_MAX_FIELDS;
 	cc->max_streams = CONF_MAX_STREAMS;

@@ -23,7 +23,7 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT,
+	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT, O_MAX_HEADER,
 };
 
 static const struct option longopts[] = {
@@ -49,6 +49,7 @@ static const struct option longopts[] = {
 	{ "max-pending",	required_argument, NULL, O_MAX_PENDING },
 	{ "max-experiments",	required_argument, NULL, O_MAX_EXPERIMENTS },
 	{ "max-clients",	required_argument, NULL, O_MAX_CLIENTS },
+	{ "max-header",		required_argument, NULL, O_MAX_HEADER },
 	{ "max-line",		required_argument, NULL, O_MAX_LINE },
 	{ "max-packet",		required_argument, NULL, O_MAX_PACKET },
 	{ "max-fields",		required_argument, NULL, O_MAX_FIELDS },
@@ -116,6 +117,7 @@ static const char help_text[] =
 "      --max-pending=N       connections still naming their experiment (1024)\n"
 "      --max-experiments=N   experiments at once (default 1024)\n"
 "      --max-clients=N       clients per experiment (default 4096)\n"
+"      --max-header=BYTES    longest header, blank line included (default 1048576)\n"
 "      --max-line=BYTES      longest header or text line (default 1048576)\n"
 "      --max-packet=BYTES    longest binary packet (default 67108864)\n"
 "      --max-fields=N        fields per schema (default 1024)\n"
@@ -177,6 +179,7 @@ defaults(struct options *o)
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
 	o->cc.max_line = CONF_MAX_LINE;
+	o->cc.max_header = CONF_MAX_HEADER;
 	o->cc.max_packet = CONF_MAX_PACKET;
 	o->cc.max_fields = CONF_MAX_FIELDS;
 	o->cc.max_streams = CONF_MAX_STREAMS;
@@ -228,6 +231,9 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		break;
 	case O_MAX_CLIENTS:
 		o->cc.max_clients = num("--max-clients", arg, 1, 1000000);
+		break;
+	case O_MAX_HEADER:
+		o->cc.max_header = num("--max-header", arg, 1024, 1UL << 30);
 		break;
 	case O_MAX_LINE:
 		o->cc.max_line = num("--max-line", arg, 1024, 1UL << 30);
@@ -398,6 +404,9 @@ options_parse(int argc, char **argv, struct options *o)
 		bad("unexpected argument \"%s\"", argv[optind]);
 	if (o->group != NULL && o->user == NULL)
 		bad("--group needs --user");
+	if (o->cc.max_header < o->header_limit)
+		bad("--max-header (%zu) is less than --header-limit (%zu)",
+		    o->cc.max_header, o->header_limit);
 	if (o->cc.hook != NULL)
 		check_hook(o->cc.hook);
 	if (o->cc.backend == BACKEND_SQLITE)
