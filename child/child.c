@@ -7,11 +7,13 @@
  * --linger seconds without clients so that the master can retire it.
  */
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,25 +195,68 @@ client_end(struct conn *c, enum conn_end why)
 	title();
 }
 
+/* A client not taken: one line naming it, and its report. */
+static void
+client_refuse(int fd, const struct msg_client *mc, const char *fmt, ...)
+{
+	char	 why[160];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warnx("client %s port %u: %s; connection closed", mc->peer,
+	    mc->port, why);
+	exp_report_refused(mc->peer, mc->port);
+	if (fd != -1)
+		close(fd);
+}
+
+/*
+ * Descriptors are allocated lowest first, so a new one numbered within
+ * CHILD_FDS_MIN of the limit means that fewer than that are free: the
+ * database and the hook would fail next.  (The limit is read each time:
+ * an operator may change it with prlimit(1).)
+ */
+static int
+fds_short(int fd, unsigned long *limit)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	*limit = (unsigned long)rl.rlim_cur;
+	return (rlim_t)fd + CHILD_FDS_MIN >= rl.rlim_cur;
+}
+
+/*
+ * A client handed over by the master.  Every one is counted, taken or
+ * not, since retiring needs the count to match the master's.
+ */
 static void
 client_add(int fd, const struct msg_client *mc, const char *bytes)
 {
 	struct conn	*c;
+	unsigned long	 limit = 0;
 
-	exp.received++;
+	if (fd == -1) {
+		client_refuse(fd, mc, "lost in the hand-over: this process "
+		    "has no file descriptor free");
+		return;
+	}
 	if (!exp.assigned || exp.stopping) {
-		log_warnx("client %s port %u: not serving; closed", mc->peer,
-		    mc->port);
-		exp_report_refused(mc->peer, mc->port);
-		close(fd);
+		client_refuse(fd, mc, "not serving");
 		return;
 	}
 	if (exp.nconns >= exp.conf->max_clients) {
-		log_warnx("client %s port %u: --max-clients (%u) reached; "
-		    "connection closed", mc->peer, mc->port,
+		client_refuse(fd, mc, "--max-clients (%u) reached",
 		    exp.conf->max_clients);
-		exp_report_refused(mc->peer, mc->port);
-		close(fd);
+		return;
+	}
+	if (fds_short(fd, &limit)) {
+		client_refuse(fd, mc, "this process is short of file "
+		    "descriptors (%d in use or more, limit %lu)", fd + 1,
+		    limit);
 		return;
 	}
 	c = conn_new(fd, mc->peer, mc->port);
@@ -286,7 +331,8 @@ ctl_message(struct msg *m, size_t len)
 		assign(m->data, len);
 		return;
 	case MSG_CLIENT:
-		if (m->fd == -1 || len < sizeof(mc))
+		exp.received++;		/* as the master counted it */
+		if ((m->fd == -1 && !m->fd_lost) || len < sizeof(mc))
 			break;
 		memcpy(&mc, m->data, sizeof(mc));
 		mc.peer[sizeof(mc.peer) - 1] = '\0';

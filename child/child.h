@@ -49,6 +49,16 @@ struct child_conf {
 	struct priv_ids	 ids;
 };
 
+/*
+ * Descriptors an experiment process needs besides one per client: its
+ * control socket, epoll, signalfd and log, its database's files (and its
+ * checkpointer's), temporary files, the hook's pipes.  The master lowers
+ * --max-clients to fit RLIMIT_NOFILE with this many to spare; a process
+ * that finds fewer than CHILD_FDS_MIN free refuses new clients.
+ */
+#define CHILD_FDS	32
+#define CHILD_FDS_MIN	16
+
 /* The master forks a spare and calls this in the new process. */
 __dead void	 child_main(int ctl, const struct child_conf *);
 /* Run by the master in a forked, dropped process: can the backend work? */

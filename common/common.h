@@ -96,6 +96,7 @@ struct msg_hdr {
 struct msg {
 	struct msg_hdr	hdr;
 	int		fd;	/* -1 unless MSG_FLAG_FD */
+	int		fd_lost; /* flagged, but we had no descriptor free */
 	char		data[MSG_MAXPAYLOAD];
 };
 
