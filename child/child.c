@@ -44,7 +44,14 @@ static struct {
 	struct conn		**grave;	/* freed after the batch */
 	unsigned		 ngrave;
 	unsigned		 gravecap;
-} exp;
+	int			 slot;		/* in the shared budget */
+	uint64_t		 held;		/* unfinished input, all clients */
+	unsigned		 nwaiting;	/* clients waiting for room */
+	size_t			 published;	/* largest holder, as shown */
+	uint64_t		 next_mem;
+} exp = { .slot = -1 };
+
+#define MEM_RETRY_MS	50	/* a client waiting for room tries again */
 
 static const char *const end_message[] = {
 	[END_NONE] = "SOCKET_UNKNOWN",
@@ -174,6 +181,8 @@ client_end(struct conn *c, enum conn_end why)
 {
 	unsigned	 i;
 
+	if (conn_waiting(c))
+		exp.nwaiting--;
 	exp_unwatch((struct cev *)c);
 	exp_report(c, REPORT_DISCONNECT, end_message[why]);
 	conn_close(c, why);
@@ -233,6 +242,146 @@ fds_short(int fd, unsigned long *limit)
  * A client handed over by the master.  Every one is counted, taken or
  * not, since retiring needs the count to match the master's.
  */
+/*
+ * Memory for unfinished lines and packets (--max-buffered-exp for this
+ * experiment, --max-buffered for all of them, in the shared budget).
+ * Past either, the client holding the most (of those holding as much,
+ * the one longest without progress) is closed, until the request fits;
+ * when the server is short and another process holds the most, the
+ * requester waits (is not read) and that process is asked for room.
+ */
+static struct conn *
+mem_largest(const struct conn *req, size_t extra, size_t *held)
+{
+	struct conn	*best = NULL, *c;
+	size_t		 h, bh = 0;
+	unsigned	 i;
+
+	for (i = 0; i < exp.nconns; i++) {
+		c = exp.conns[i];
+		h = conn_held(c) + (c == req ? extra : 0);
+		if (best == NULL || h > bh || (h == bh &&
+		    conn_last_rx(c) < conn_last_rx(best))) {
+			best = c;
+			bh = h;
+		}
+	}
+	*held = bh;
+	return best;
+}
+
+/* What other processes see of this one's largest holder. */
+static void
+mem_publish(size_t held)
+{
+	exp.published = held;
+	budget_set_largest(exp.conf->budget, exp.slot, held);
+}
+
+static void
+mem_why(struct conn *c, size_t held, int server)
+{
+	conn_set_why(c, "holds %zu bytes of unfinished input, the most %s%s: "
+	    "over %s (%llu)", held, server ? "of any experiment" :
+	    "in experiment ", server ? "" : exp.name, server ?
+	    "--max-buffered" : "--max-buffered-exp", (unsigned long long)
+	    (server ? exp.conf->max_buffered : exp.conf->max_buffered_exp));
+}
+
+static void
+mem_wait(struct conn *c, size_t n)
+{
+	budget_want(exp.conf->budget, n);
+	if (!conn_waiting(c)) {
+		conn_set_waiting(c, 1);
+		exp.nwaiting++;
+	}
+	exp_watch((struct cev *)c, 0);
+}
+
+int
+exp_mem_take(struct conn *c, size_t n, int force)
+{
+	struct budget	*b = exp.conf->budget;
+	struct conn	*v;
+	size_t		 vh;
+	int		 server;
+
+	if (force) {
+		budget_force(b, exp.slot, n);
+		exp.held += n;
+		return 0;
+	}
+	for (;;) {
+		server = 0;
+		if (exp.held + n <= exp.conf->max_buffered_exp) {
+			if (budget_take(b, exp.slot, n) == 0) {
+				exp.held += n;
+				if (conn_held(c) + n > exp.published)
+					mem_publish(conn_held(c) + n);
+				return 0;
+			}
+			server = 1;
+		}
+		v = mem_largest(c, n, &vh);
+		if (server && vh < budget_largest_other(b, exp.slot)) {
+			mem_wait(c, n);
+			return 1;
+		}
+		mem_why(v, vh, server);
+		if (v == c)
+			return -1;
+		client_end(v, END_LIMIT);
+	}
+}
+
+/* c (its holding already lowered) gave n bytes back. */
+void
+exp_mem_give(struct conn *c, size_t n)
+{
+	size_t	 held;
+
+	if (n == 0)
+		return;
+	budget_give(exp.conf->budget, exp.slot, n);
+	exp.held -= n;
+	if (conn_held(c) + n >= exp.published) {
+		mem_largest(NULL, 0, &held);
+		mem_publish(held);
+	}
+}
+
+/* The clients waiting for room try again. */
+static void
+mem_retry(void)
+{
+	unsigned	 i;
+
+	for (i = 0; exp.nwaiting > 0 && i < exp.nconns; i++)
+		if (conn_waiting(exp.conns[i])) {
+			conn_set_waiting(exp.conns[i], 0);
+			exp.nwaiting--;
+			if (!exp.paused)
+				exp_watch((struct cev *)exp.conns[i], EPOLLIN);
+		}
+}
+
+/* Another process lacks room: if this one holds the most, it gives. */
+static void
+mem_shed(void)
+{
+	struct budget	*b = exp.conf->budget;
+	struct conn	*v;
+	size_t		 vh;
+
+	if (!budget_short(b) || (v = mem_largest(NULL, 0, &vh)) == NULL ||
+	    vh == 0 || vh < budget_largest_other(b, exp.slot))
+		return;
+	budget_answered(b);
+	mem_why(v, vh, 1);
+	client_end(v, END_LIMIT);
+}
+
 static void
 client_add(int fd, const struct msg_client *mc, const char *bytes)
 {
@@ -288,6 +437,7 @@ finish(const char *why)
 	if (exp.db != NULL)	/* kept open while it could not be written */
 		exp_db_close();
 	exp_report_flush(now_mono_ms(), 1);
+	budget_leave(exp.conf->budget, exp.slot);
 	hook_exit();
 	exit(0);
 }
@@ -315,6 +465,7 @@ assign(const char *name, size_t len)
 	memcpy(exp.name, name, len);
 	exp.name[len] = '\0';
 	exp.assigned = 1;
+	exp.slot = budget_join(exp.conf->budget, (int)getpid());
 	exp.idle_since = now_mono_ms();
 	log_setproc("exp/%s", exp.name);
 	title();
@@ -429,6 +580,16 @@ timers(uint64_t now)
 	}
 	if ((due = hook_tick(now)) != 0 && due < next)
 		next = due;
+	if (exp.nconns > 0)
+		mem_shed();
+	if (exp.nwaiting > 0) {
+		if (now >= exp.next_mem) {
+			mem_retry();
+			exp.next_mem = now + MEM_RETRY_MS;
+		}
+		if (exp.next_mem < next)
+			next = exp.next_mem;
+	}
 	return next;
 }
 

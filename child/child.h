@@ -39,6 +39,9 @@ struct child_conf {
 	size_t		 max_line;
 	size_t		 max_header;	/* the whole header, in bytes */
 	size_t		 max_packet;
+	uint64_t	 max_buffered;	/* all experiments' unfinished input */
+	uint64_t	 max_buffered_exp;	/* one experiment's */
+	struct budget	*budget;	/* shared by every process */
 	int		 max_fields;
 	int		 max_streams;
 	unsigned	 max_clients;
@@ -192,6 +195,11 @@ uint64_t	 conn_last_rx(const struct conn *);
 const char	*conn_peer(const struct conn *, uint16_t *port);
 const char	*conn_ident(const struct conn *, const char **sender,
 		    const char **app);
+size_t		 conn_held(const struct conn *);
+int		 conn_waiting(const struct conn *);
+void		 conn_set_waiting(struct conn *, int);
+void		 conn_set_why(struct conn *, const char *, ...)
+		    PRINTFLIKE(2, 3);
 
 /* child.c -- the experiment's shared state, used by conn.c */
 struct db	*exp_db_acquire(void);
@@ -201,6 +209,8 @@ const struct child_conf *exp_conf(void);
 void		 exp_watch(struct cev *, uint32_t events);
 void		 exp_unwatch(struct cev *);
 int		 exp_ctl(void);
+int		 exp_mem_take(struct conn *, size_t, int force);
+void		 exp_mem_give(struct conn *, size_t);
 
 /* hook.c -- the experiment's event hook (§9) */
 void		 hook_start(void);

@@ -25,7 +25,9 @@
 #define LOW_STREAMS	32	/* indices with a direct slot */
 #define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
 #define DROP_LOG_EVERY	10000
-#define PROGRESS_BYTES	4096	/* of an unfinished line or packet */
+#define PROGRESS_BYTES	4096	/* of an unfinished line or packet ... */
+#define PROGRESS_SHARE	16	/* ... or this share of it, if more */
+#define TRIM_ABOVE	(2 * READ_CHUNK)	/* input buffers shrink back */
 
 enum state { ST_HEADER, ST_TEXT, ST_BINARY };
 
@@ -42,6 +44,8 @@ struct conn {
 	int		 binary;
 	struct buf	 in;
 	size_t		 off;
+	size_t		 held;		/* of in, charged to the budgets */
+	int		 waiting;	/* for room in a budget */
 	struct db	*db;
 	char		*domain;
 	char		*sender;
@@ -111,6 +115,24 @@ conn_peer(const struct conn *c, uint16_t *port)
 	return c->peer;
 }
 
+size_t
+conn_held(const struct conn *c)
+{
+	return c->held;
+}
+
+int
+conn_waiting(const struct conn *c)
+{
+	return c->waiting;
+}
+
+void
+conn_set_waiting(struct conn *c, int on)
+{
+	c->waiting = on;
+}
+
 const char *
 conn_ident(const struct conn *c, const char **sender, const char **app)
 {
@@ -129,6 +151,17 @@ fail(struct conn *c, const char *fmt, ...)
 	vsnprintf(c->why, sizeof(c->why), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* The same, for the experiment's process (the budgets, in child.c). */
+void
+conn_set_why(struct conn *c, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	va_end(ap);
 }
 
 /* A dropped tuple: logged one by one at first, then in summaries. */
@@ -592,12 +625,66 @@ line_step(struct conn *c, char *p, size_t len, size_t *used)
 	return text_tuple(c, p, (size_t)n) == -1 ? -1 : 1;
 }
 
+/*
+ * The unfinished line or packet at the front of the buffer: a packet's
+ * whole length once its header is in, else the longest a line may be.
+ */
+static size_t
+unit_size(const struct conn *c)
+{
+	if (c->st == ST_BINARY)
+		return bin_need((const uint8_t *)c->in.p, c->in.len);
+	return exp_conf()->max_line;
+}
+
+/*
+ * Make room in the input buffer for one read of c->rsize bytes, charging
+ * the budgets first.  Growth doubles, but never past the end of a packet
+ * whose length is known (the read is then shorter).  0: done, 1: no room
+ * for now (the experiment's process waits for some), -1: close (c->why).
+ */
+static int
+in_reserve(struct conn *c, int force)
+{
+	size_t	 cap, need;
+	int	 r;
+
+	cap = buf_cap_for(&c->in, c->rsize);
+	if (cap == c->in.cap)
+		return 0;
+	need = c->st == ST_BINARY ? unit_size(c) : 0;
+	if (need > c->in.len && need <= c->in.cap)
+		return 0;		/* room enough to end the packet */
+	if (need > c->in.len && need < cap)
+		cap = need;
+	if ((r = exp_mem_take(c, cap - c->held, force)) != 0)
+		return r;
+	buf_setcap(&c->in, cap);
+	c->held = cap;
+	return 0;
+}
+
+/* After a large packet or line, give its memory back. */
+static void
+in_trim(struct conn *c)
+{
+	size_t	 cap;
+
+	if (c->in.cap <= TRIM_ABOVE || c->in.len > c->in.cap / 4)
+		return;
+	cap = c->in.len * 2 > READ_CHUNK ? c->in.len * 2 : READ_CHUNK;
+	buf_setcap(&c->in, cap);
+	cap = c->held - c->in.cap;
+	c->held = c->in.cap;
+	exp_mem_give(c, cap);
+}
+
 /* Decode everything complete in the buffer.  -1: close (c->why). */
 static int
 process(struct conn *c)
 {
-	size_t	 used;
-	int	 r;
+	size_t	 used, share;
+	int	 r, done;
 
 	c->now = now_real();
 	while (c->off < c->in.len) {
@@ -614,18 +701,23 @@ process(struct conn *c)
 			break;
 		c->off += used;
 	}
+	/* keep only the incomplete tail, at the front */
+	done = c->off > 0;
+	buf_drop(&c->in, c->off);
+	c->off = 0;
 	/*
-	 * Progress resets the idle clock: something complete, or a few KiB
-	 * of something long.  A client dribbling bytes without ever
-	 * finishing a line is idle, however often it sends one.
+	 * Progress resets the idle clock: something complete, or a
+	 * sixteenth (at least 4 KiB) of the unfinished line or packet.  A
+	 * client dribbling bytes without ever finishing one is idle,
+	 * however often it sends some, and one that finishes a line or
+	 * packet must do so within 16 timeouts.
 	 */
-	if (c->off > 0 || c->trickle >= PROGRESS_BYTES) {
+	share = unit_size(c) / PROGRESS_SHARE;
+	if (done || c->trickle >= (share > PROGRESS_BYTES ? share :
+	    PROGRESS_BYTES)) {
 		c->last_rx = now_mono_ms();
 		c->trickle = 0;
 	}
-	/* keep only the incomplete tail, at the front */
-	buf_drop(&c->in, c->off);
-	c->off = 0;
 	return 0;
 }
 
@@ -656,6 +748,8 @@ int
 conn_feed(struct conn *c, const char *p, size_t len)
 {
 	buf_add(&c->in, p, len);
+	exp_mem_take(c, c->in.cap - c->held, 1);	/* already here */
+	c->held = c->in.cap;
 	return process(c);
 }
 
@@ -669,7 +763,7 @@ conn_read(struct conn *c, int drain)
 {
 	ssize_t	 n;
 	size_t	 budget = SIZE_MAX, room;
-	int	 i, queued;
+	int	 i, queued, r;
 
 	/*
 	 * Draining takes what was queued when it began (and one chunk
@@ -680,7 +774,10 @@ conn_read(struct conn *c, int drain)
 		budget = (size_t)queued + READ_CHUNK;
 	for (i = 0; drain ? budget > 0 : i < READS_PER_EVENT; i++) {
 		/* small for idle clients, large for busy ones */
-		buf_reserve(&c->in, c->rsize);
+		if ((r = in_reserve(c, drain)) == 1)
+			return END_NONE;
+		if (r == -1)
+			return END_LIMIT;
 		room = c->in.cap - c->in.len;
 		n = read(c->ev.fd, c->in.p + c->in.len, room);
 		if (n > 0 && (size_t)n == room && c->rsize < READ_CHUNK)
@@ -700,6 +797,7 @@ conn_read(struct conn *c, int drain)
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
 			return END_PROTOCOL;
+		in_trim(c);
 		/* the database stalled: read no more than this chunk */
 		if (!drain && c->db != NULL && db_stalled(c->db))
 			break;
@@ -717,6 +815,7 @@ conn_close(struct conn *c, enum conn_end why)
 		[END_ERROR] = "socket error", [END_SHUTDOWN] = "server stopping",
 		[END_LIMIT] = "limit reached",
 	};
+	size_t	 held;
 
 	report_skipped(c);
 	if (why == END_PROTOCOL || why == END_ERROR || why == END_LIMIT)
@@ -733,6 +832,9 @@ conn_close(struct conn *c, enum conn_end why)
 		exp_db_release();
 	c->db = NULL;
 	text_line_free(&c->tl);
+	held = c->held;
+	c->held = 0;
+	exp_mem_give(c, held);
 	buf_free(&c->in);
 	buf_free(&c->scratch);
 	free(c->vals);

@@ -357,6 +357,9 @@ main(int argc, char **argv)
 	if (listen_open(opts.listen) == -1)
 		return 1;
 	setup_user();
+	/* one budget for unfinished input, shared by every experiment */
+	opts.cc.budget = budget_create(opts.cc.max_buffered,
+	    opts.max_experiments + 64);
 	probe_backend();
 	setup_signals();
 	if (report_start() == -1)
@@ -366,6 +369,10 @@ main(int argc, char **argv)
 	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",
 	    opts.cc.backend == BACKEND_SQLITE ? " in " : "",
 	    opts.cc.backend == BACKEND_SQLITE ? opts.cc.datadir : "");
+	log_info("unfinished input held for clients: at most %llu MiB, "
+	    "%llu MiB per experiment", (unsigned long long)
+	    (opts.cc.max_buffered >> 20), (unsigned long long)
+	    (opts.cc.max_buffered_exp >> 20));
 	if (opts.cc.ids.set)
 		log_info("experiment processes run as %s (uid %d, gid %d)",
 		    opts.cc.ids.user, (int)opts.cc.ids.uid,

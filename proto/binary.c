@@ -152,6 +152,20 @@ bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
 	return bin_header(buf + hlen, blen, pkt, why);
 }
 
+size_t
+bin_need(const uint8_t *buf, size_t len)
+{
+	size_t	 hlen;
+
+	if (len < 5 || buf[0] != SYNC || buf[1] != SYNC ||
+	    (buf[2] != PKT_SHORT && buf[2] != PKT_LONG))
+		return 0;
+	hlen = buf[2] == PKT_SHORT ? 5 : 7;
+	if (len < hlen)
+		return 0;
+	return hlen + (hlen == 5 ? be16(buf + 3) : be32(buf + 3));
+}
+
 /* A bounded reader over one packet's values. */
 struct rd {
 	const uint8_t	*p;

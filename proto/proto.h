@@ -223,6 +223,14 @@ enum bin_status bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
 	    struct bin_packet *pkt, size_t *used, const char **why);
 
 /*
+ * The whole length (header included) of the packet that buf starts with,
+ * once its header is buffered; 0 before that, or if buf does not start
+ * with a packet header.  For the caller's memory and progress accounting:
+ * bin_next() alone decides what is a packet.
+ */
+size_t	 bin_need(const uint8_t *buf, size_t len);
+
+/*
  * Decode pkt's values against the column types.  The values must match in
  * number (count), in type (LONG_T is accepted for int32) and must consume
  * the packet exactly.  Returns 0, or -1 with *why.

@@ -50,3 +50,88 @@ nfds() {
 	wait_log "experiment cap: idle, retiring process $pid" 10
 	echo "60 clients at 64 descriptors: 32 served, 28 refused by name" >&3
 }
+
+# Connections that each send a header and BYTES of a binary packet
+# declared 1 MiB long, then hold it unfinished (for -t seconds at least):
+# hold_packets EXP CONNS BYTES
+hold_packets() {
+	perl -MIO::Socket::INET -e '
+		my ($port, $exp, $n, $bytes) = @ARGV;
+		$SIG{PIPE} = "IGNORE";
+		my @s;
+		for my $i (1 .. $n) {
+			my $s = IO::Socket::INET->new("127.0.0.1:$port") or die "connect: $!";
+			print $s "protocol: 5\ndomain: $exp\nsender-id: hog$i\nschema: 1 blobs b:blob\ncontent: binary\n\n";
+			print $s pack("CCCN", 0xAA, 0xAA, 2, 1048576 - 7) . ("z" x $bytes);
+			push @s, $s;
+		}
+		sleep 60;' "$PORT" "$@"
+}
+
+# A client trickling 4 KiB every 250 ms into a packet declared 1 MiB long.
+trickle_packet() {
+	perl -MIO::Socket::INET -e '
+		$SIG{PIPE} = "IGNORE";
+		my $s = IO::Socket::INET->new("127.0.0.1:$ARGV[0]") or die "connect: $!";
+		$s->autoflush(1);
+		print $s "protocol: 5\ndomain: slow\nsender-id: trickle\nschema: 1 blobs b:blob\ncontent: binary\n\n";
+		print $s pack("CCCN", 0xAA, 0xAA, 2, 1048576 - 7);
+		for (;;) { select(undef, undef, undef, 0.25); print $s ("z" x 4096) or exit 0; }' "$PORT"
+}
+
+# VmHWM (peak resident set) of a process, in KiB.
+hwm() {
+	awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+
+@test "past --max-buffered-exp the largest holders of unfinished packets are closed by name, and a witness beside them keeps storing" {
+	start_server --max-packet 1048576 --max-line 65536 \
+	    --max-buffered-exp 3145728 --max-buffered 16777216
+	bg send -e hog -S witness -b -n 1000 -B 50 -p 50
+	local witness=$BG pid before
+	wait_log 'ready: hog:witness:'
+	pid=$(exp_pid hog)
+	before=$(hwm "$pid")
+	# eight clients hold 896 KiB each of a 1 MiB packet: 7 MiB in all
+	bg hold_packets hog 8 917504
+	wait_for 20 eval '[ "$(grep -c "over --max-buffered-exp (3145728); connection closed" "$LOG")" -ge 3 ]'
+	log_has 'client 127.0.0.1 port [0-9]+: limit reached: holds [0-9]+ bytes of unfinished input, the most in experiment hog: over --max-buffered-exp \(3145728\); connection closed'
+	wait "$witness"
+	wait_q hog "SELECT count(*) FROM gen" 1000
+	[ "$(grep -c "ready: hog:hog" "$LOG")" -eq 8 ]
+	# the witness was never closed for holding memory
+	log_lacks "$(sed -n 's/.*client 127.0.0.1 port \([0-9]*\) ready: hog:witness:.*/port \1: limit reached/p' "$LOG")"
+	echo "hog process VmHWM $before -> $(hwm "$pid") KiB; $(grep -c 'over --max-buffered-exp' "$LOG") of 8 holders closed" >&3
+	[ $(( $(hwm "$pid") - before )) -lt 4096 ]
+}
+
+@test "past --max-buffered the largest holders in any experiment are closed by name, and a witness elsewhere keeps storing" {
+	start_server --max-packet 1048576 --max-line 65536 \
+	    --max-buffered-exp 4194304 --max-buffered 5242880
+	bg send -e witness -S witness -b -n 1000 -B 50 -p 50
+	local witness=$BG
+	wait_log 'ready: witness:witness:'
+	# three experiments, three clients each holding 896 KiB: 7.9 MiB
+	bg hold_packets hogA 3 917504
+	bg hold_packets hogB 3 917504
+	bg hold_packets hogC 3 917504
+	wait_for 20 eval '[ "$(grep -c "over --max-buffered (5242880); connection closed" "$LOG")" -ge 4 ]'
+	log_has 'exp/hog[ABC]: client 127.0.0.1 port [0-9]+: limit reached: holds [0-9]+ bytes of unfinished input, the most of any experiment: over --max-buffered \(5242880\); connection closed'
+	wait "$witness"
+	wait_q witness "SELECT count(*) FROM gen" 1000
+	log_lacks 'exp/witness: .*limit reached'
+	log_lacks 'over --max-buffered-exp'
+	echo "$(grep -c 'over --max-buffered (' "$LOG") of 9 holders closed" >&3
+}
+
+@test "a client trickling a never-finished packet is closed after -t, however often it sends" {
+	start_server -t 2 --max-packet 1048576
+	local t0 port
+	t0=$(date +%s)
+	bg trickle_packet
+	wait_log 'ready: slow:trickle:'
+	port=$(sed -n 's/.*client [^ ]* port \([0-9]*\) ready: slow:trickle.*/\1/p' "$LOG")
+	wait_log "client 127.0.0.1 port $port idle timeout: 0 rows stored" 10
+	echo "closed after $(( $(date +%s) - t0 )) s of 16 KiB/s into a 1 MiB packet" >&3
+	[ $(( $(date +%s) - t0 )) -ge 2 ]
+}
