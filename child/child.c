@@ -141,6 +141,7 @@ exp_db_acquire(void)
 	if (exp.db == NULL) {
 		if ((exp.db = db_open(exp.conf, exp.name)) == NULL)
 			return NULL;
+		exp.db->loop_commits = 1;	/* see timers() */
 		hook_event(exp.db->created ? "DBCREATED" : "DBOPENED",
 		    exp.db->uri);
 	}

@@ -86,6 +86,12 @@ struct row {
 	double			 ts_server;
 	int			 n;
 	const struct oml_value	*v;
+	/*
+	 * The buffer the row's vectors were rendered into, in column order
+	 * from its start (the decoder's scratch), or NULL: a backend may
+	 * take its memory instead of copying it, leaving it empty.
+	 */
+	struct buf		*bytes;
 };
 
 struct db;
@@ -143,6 +149,8 @@ struct db {
 	struct sender		*senders;
 	unsigned		 pending;	/* writes since last commit */
 	int			 failing;	/* the last commit failed */
+	int			 commit_now;	/* the backend holds enough */
+	int			 loop_commits;	/* ... and an event loop commits */
 	uint64_t		 dirty_since;	/* monotonic ms */
 	uint64_t		 rows;
 	uint64_t		 dropped;
@@ -155,6 +163,7 @@ const char	*db_refused(void);
 void		 db_close(struct db *);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);
+int		 db_wants_commit(const struct db *);
 struct table	*db_declare(struct db *, const struct oml_schema *);
 int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);

@@ -28,6 +28,7 @@
 #define PROGRESS_BYTES	4096	/* of an unfinished line or packet ... */
 #define PROGRESS_SHARE	16	/* ... or this share of it, if more */
 #define TRIM_ABOVE	(2 * READ_CHUNK)	/* input buffers shrink back */
+#define SCRATCH_KEEP	(1024 * 1024)	/* rendered vectors kept for reuse */
 
 enum state { ST_HEADER, ST_TEXT, ST_BINARY };
 
@@ -457,6 +458,26 @@ metadata(struct conn *c, struct table *t, const struct oml_value *v)
 	return 0;
 }
 
+/* A large row's rendered vectors are not kept for the next one. */
+static void
+scratch_trim(struct conn *c)
+{
+	if (c->scratch.cap > SCRATCH_KEEP)
+		buf_free(&c->scratch);
+}
+
+/* A row refused by the decoder; one too long once stored names why. */
+static void
+drop_bad(struct conn *c, const struct table *t, const char *why)
+{
+	if (strcmp(why, OML_TOO_LONG) == 0)
+		drop(c, "%s: row longer than --max-packet (%zu) once stored",
+		    t->schema.name, exp_conf()->max_packet);
+	else
+		drop(c, "%s: %s", t->schema.name, why);
+	scratch_trim(c);
+}
+
 static int
 store(struct conn *c, struct table *t, long index, int32_t seq, double ts,
     int n)
@@ -472,10 +493,12 @@ store(struct conn *c, struct table *t, long index, int32_t seq, double ts,
 	r.ts_server = c->now - (double)c->db->start_time;
 	r.n = n;
 	r.v = c->vals;
+	r.bytes = &c->scratch;		/* the backend may keep it */
 	if (db_insert(c->db, t, &r) == -1)
 		drop(c, "%s: the database refused the row", t->schema.name);
 	else
 		c->rows++;
+	scratch_trim(c);
 	return 0;
 }
 
@@ -515,9 +538,9 @@ text_tuple(struct conn *c, char *line, size_t len)
 		return 0;
 	}
 	vals_reserve(c, n);
-	if (text_values(&c->tl, t->types, n, c->vals, &c->scratch, &why)
-	    == -1) {
-		drop(c, "%s: %s", t->schema.name, why);
+	if (text_values(&c->tl, t->types, n, c->vals, &c->scratch,
+	    exp_conf()->max_packet, &why) == -1) {
+		drop_bad(c, t, why);
 		return 0;
 	}
 	return store(c, t, index, seq, ts, n);
@@ -537,9 +560,9 @@ bin_tuple(struct conn *c, const struct bin_packet *p)
 		return 0;
 	}
 	vals_reserve(c, p->count);
-	if (bin_values(p, t->types, p->count, c->vals, &c->scratch, &why)
-	    == -1) {
-		drop(c, "%s: %s", t->schema.name, why);
+	if (bin_values(p, t->types, p->count, c->vals, &c->scratch,
+	    exp_conf()->max_packet, &why) == -1) {
+		drop_bad(c, t, why);
 		return 0;
 	}
 	return store(c, t, p->stream, p->seq, p->ts, p->count);
@@ -700,6 +723,10 @@ process(struct conn *c)
 		if (r == 0)
 			break;
 		c->off += used;
+		/* more rows buffered than the backend should hold */
+		if (c->off < c->in.len && c->db != NULL &&
+		    db_wants_commit(c->db))
+			db_commit(c->db);
 	}
 	/* keep only the incomplete tail, at the front */
 	done = c->off > 0;
@@ -798,9 +825,12 @@ conn_read(struct conn *c, int drain)
 		if (process(c) == -1)
 			return END_PROTOCOL;
 		in_trim(c);
-		/* the database stalled: read no more than this chunk */
-		if (!drain && c->db != NULL && db_stalled(c->db))
+		/* the database stalled, or must commit: read no more now */
+		if (!drain && c->db != NULL && (db_stalled(c->db) ||
+		    db_wants_commit(c->db)))
 			break;
+		if (drain && c->db != NULL && db_wants_commit(c->db))
+			db_commit(c->db);
 	}
 	return END_NONE;
 }

@@ -395,9 +395,11 @@ bin_value(struct rd *r, struct oml_value *v, struct buf *scratch,
 
 int
 bin_values(const struct bin_packet *pkt, const enum oml_type *types, int n,
-    struct oml_value *out, struct buf *scratch, const char **why)
+    struct oml_value *out, struct buf *scratch, size_t maxout,
+    const char **why)
 {
 	struct rd	 r = { pkt->values, pkt->vlen };
+	size_t		 bytes = 0;
 	int		 i;
 
 	if (pkt->count != n) {
@@ -409,6 +411,8 @@ bin_values(const struct bin_packet *pkt, const enum oml_type *types, int n,
 		memset(&out[i], 0, sizeof(out[i]));
 		out[i].type = types[i];
 		if (bin_value(&r, &out[i], scratch, why) == -1)
+			return -1;
+		if (stored_over(&out[i], &bytes, scratch, maxout, why))
 			return -1;
 	}
 	if (r.left != 0) {

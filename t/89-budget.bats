@@ -102,7 +102,7 @@ hwm() {
 	# the witness was never closed for holding memory
 	log_lacks "$(sed -n 's/.*client 127.0.0.1 port \([0-9]*\) ready: hog:witness:.*/port \1: limit reached/p' "$LOG")"
 	echo "hog process VmHWM $before -> $(hwm "$pid") KiB; $(grep -c 'over --max-buffered-exp' "$LOG") of 8 holders closed" >&3
-	[ $(( $(hwm "$pid") - before )) -lt 4096 ]
+	[ -n "${OML2_SANITIZED:-}" ] || [ $(( $(hwm "$pid") - before )) -lt 4096 ]
 }
 
 @test "past --max-buffered the largest holders in any experiment are closed by name, and a witness elsewhere keeps storing" {
@@ -134,4 +134,83 @@ hwm() {
 	wait_log "client 127.0.0.1 port $port idle timeout: 0 rows stored" 10
 	echo "closed after $(( $(date +%s) - t0 )) s of 16 KiB/s into a 1 MiB packet" >&3
 	[ $(( $(date +%s) - t0 )) -ge 2 ]
+}
+
+# A header and binary packets of NFIELDS vectors (or blobs) of NELEM
+# elements each, one packet per NELEM given (seq-no 1, 2...), with values
+# whose text is as long as their type's can be:
+# vecpkt EXP TYPE NFIELDS NELEM...
+vecpkt() {
+	perl -e '
+		my ($exp, $type, $nf, @sizes) = @ARGV;
+		my %code = ("[bool]" => 0x0e, "[int32]" => 0x05, "[int64]" => 0x07,
+		    "[uint64]" => 0x08, "[double]" => 0x0f);
+		print "protocol: 5\ndomain: $exp\nsender-id: big\nschema: 1 big " .
+		    join(" ", map { "f$_:$type" } 1 .. $nf) . "\ncontent: binary\n\n";
+		my $seq = 0;
+		for my $ne (@sizes) {
+			my $b = pack("CCCNC", $nf, 1, 0x05, ++$seq, 0x02) . pack("H*", "3000000001");
+			for (1 .. $nf) {
+				if ($type eq "blob") { $b .= pack("CN", 0x09, $ne) . ("z" x $ne); next; }
+				$b .= pack("CCn", 0x0d, $code{$type}, $ne);
+				if ($type eq "[bool]") { $b .= chr(0x0b) x $ne; }		# false
+				elsif ($type eq "[int32]") { $b .= pack("N", 0x80000000) x $ne; }
+				elsif ($type eq "[double]") { $b .= pack("d>", -1.23456789012345e-300) x $ne; }
+				else { $b .= pack("NN", 0x80000000, 0) x $ne; }
+			}
+			print pack("CCCN", 0xAA, 0xAA, 2, length $b) . $b;
+		}' "$@"
+}
+
+@test "one large row of each type costs about twice its stored form, and a row too long once stored is dropped by name" {
+	start_server --max-packet 4194304
+	local exp type nf ne pid before after stored pkt
+	while read -r exp type nf ne; do
+		send -e "$exp" -n 1		# the database open, and warm
+		wait_log "exp/$exp: database .* closed"
+		pid=$(exp_pid "$exp")
+		before=$(hwm "$pid")
+		vecpkt "$exp" "$type" "$nf" "$ne" >"$T/pkt"
+		pkt=$(stat -c %s "$T/pkt")
+		"$OMLSEND" -q -r "$T/pkt" "127.0.0.1:$PORT"
+		wait_q "$exp" "SELECT count(*) FROM big" 1
+		stored=$(q "$exp" "SELECT $(seq -s + -f 'length(f%g)' 1 "$nf") FROM big")
+		after=$(hwm "$pid")
+		echo "$type: packet $pkt B, stored $stored B, VmHWM +$(( after - before )) KiB" >&3
+		[ -n "${OML2_SANITIZED:-}" ] ||
+		    [ $(( (after - before) * 1024 )) -lt $(( 2 * stored + 3 * 1048576 )) ]
+	done <<-LIST
+		vbool [bool] 9 65535
+		vint32 [int32] 4 65535
+		vint64 [int64] 2 65535
+		vuint64 [uint64] 3 65535
+		vdouble [double] 2 65535
+		vblob blob 1 4194200
+	LIST
+	# the original's text form, whatever the size
+	[ "$(q vbool "SELECT substr(f1, 1, 16) || '|' || substr(f9, length(f9) - 9) FROM big")" = '[ false, false, |e, false ]' ]
+	[ "$(q vint32 "SELECT substr(f1, 1, 15) FROM big")" = '[ -2147483648, ' ]
+	[ "$(q vdouble "SELECT substr(f2, length(f2) - 25) FROM big")" = ', -1.23456789012345e-300 ]' ]
+	[ "$(q vuint64 "SELECT substr(f3, 1, 22) FROM big")" = '[ 9223372036854775808,' ]
+	# ten [bool] vectors would take 4.6 MB once stored: dropped, and the
+	# connection goes on
+	vecpkt long '[bool]' 10 65535 1 >"$T/pkt"
+	"$OMLSEND" -q -r "$T/pkt" "127.0.0.1:$PORT"
+	wait_log 'client 127.0.0.1 port [0-9]+: tuple dropped: big: row longer than --max-packet \(4194304\) once stored'
+	wait_q long "SELECT oml_seq, f10 FROM big" '2|[ false ]'
+}
+
+@test "a large vector row waiting out a full disk is stored whole once space returns" {
+	need_root
+	mount -t tmpfs -o size=256k,mode=0755 oml2test "$DATA"
+	start_server --max-packet 4194304
+	vecpkt full '[bool]' 9 65535 65535 >"$T/pkt"
+	bg "$OMLSEND" -q -r "$T/pkt" -H 30000 "127.0.0.1:$PORT"
+	wait_log 'ERROR exp/full: .*/full.sq3: cannot be written \(database or disk is full\)'
+	mount -o remount,size=64m "$DATA"
+	wait_log 'exp/full: .*/full.sq3: written again after [0-9.]+ s' 20
+	wait_q full "SELECT count(*), sum(length(f1) + length(f9)) FROM big" "2|$(( 4 * 458747 ))"
+	[ "$(q full "SELECT count(*) FROM big WHERE f5 LIKE '[ false, %, false ]'")" = 2 ]
+	[ "$(q full 'PRAGMA integrity_check')" = ok ]
+	umount "$DATA" 2>/dev/null || true
 }
