@@ -240,10 +240,6 @@ fds_short(int fd, unsigned long *limit)
 }
 
 /*
- * A client handed over by the master.  Every one is counted, taken or
- * not, since retiring needs the count to match the master's.
- */
-/*
  * Memory for unfinished lines and packets (--max-buffered-exp for this
  * experiment, --max-buffered for all of them, in the shared budget).
  * Past either, the client holding the most (of those holding as much,
@@ -374,15 +370,21 @@ mem_shed(void)
 	struct budget	*b = exp.conf->budget;
 	struct conn	*v;
 	size_t		 vh;
+	uint64_t	 other;
 
-	if (!budget_short(b) || (v = mem_largest(NULL, 0, &vh)) == NULL ||
-	    vh == 0 || vh < budget_largest_other(b, exp.slot))
+	if (!budget_short(b) || exp.published == 0 ||
+	    exp.published < (other = budget_largest_other(b, exp.slot)) ||
+	    (v = mem_largest(NULL, 0, &vh)) == NULL || vh == 0 || vh < other)
 		return;
 	budget_answered(b);
 	mem_why(v, vh, 1);
 	client_end(v, END_LIMIT);
 }
 
+/*
+ * A client handed over by the master (ctl_message has counted it: taken
+ * or not, since retiring needs the count to match the master's).
+ */
 static void
 client_add(int fd, const struct msg_client *mc, const char *bytes)
 {
