@@ -53,9 +53,10 @@ nfds() {
 
 # Connections that each send a header and BYTES of a binary packet
 # declared 1 MiB long, then hold it unfinished (for -t seconds at least):
-# hold_packets EXP CONNS BYTES
+# hold_packets EXP CONNS BYTES (run with bg: the process is perl's, so
+# that teardown stops it)
 hold_packets() {
-	perl -MIO::Socket::INET -e '
+	exec perl -MIO::Socket::INET -e '
 		my ($port, $exp, $n, $bytes) = @ARGV;
 		$SIG{PIPE} = "IGNORE";
 		my @s;
@@ -70,7 +71,7 @@ hold_packets() {
 
 # A client trickling 4 KiB every 250 ms into a packet declared 1 MiB long.
 trickle_packet() {
-	perl -MIO::Socket::INET -e '
+	exec perl -MIO::Socket::INET -e '
 		$SIG{PIPE} = "IGNORE";
 		my $s = IO::Socket::INET->new("127.0.0.1:$ARGV[0]") or die "connect: $!";
 		$s->autoflush(1);
