@@ -7,11 +7,13 @@
  * --linger seconds without clients so that the master can retire it.
  */
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,14 @@ static struct {
 	struct conn		**grave;	/* freed after the batch */
 	unsigned		 ngrave;
 	unsigned		 gravecap;
-} exp;
+	int			 slot;		/* in the shared budget */
+	uint64_t		 held;		/* unfinished input, all clients */
+	unsigned		 nwaiting;	/* clients waiting for room */
+	size_t			 published;	/* largest holder, as shown */
+	uint64_t		 next_mem;
+} exp = { .slot = -1 };
+
+#define MEM_RETRY_MS	50	/* a client waiting for room tries again */
 
 static const char *const end_message[] = {
 	[END_NONE] = "SOCKET_UNKNOWN",
@@ -132,6 +141,7 @@ exp_db_acquire(void)
 	if (exp.db == NULL) {
 		if ((exp.db = db_open(exp.conf, exp.name)) == NULL)
 			return NULL;
+		exp.db->loop_commits = 1;	/* see timers() */
 		hook_event(exp.db->created ? "DBCREATED" : "DBOPENED",
 		    exp.db->uri);
 	}
@@ -172,6 +182,8 @@ client_end(struct conn *c, enum conn_end why)
 {
 	unsigned	 i;
 
+	if (conn_waiting(c))
+		exp.nwaiting--;
 	exp_unwatch((struct cev *)c);
 	exp_report(c, REPORT_DISCONNECT, end_message[why]);
 	conn_close(c, why);
@@ -193,25 +205,210 @@ client_end(struct conn *c, enum conn_end why)
 	title();
 }
 
+/* A client not taken: one line naming it, and its report. */
+static void
+client_refuse(int fd, const struct msg_client *mc, const char *fmt, ...)
+{
+	char	 why[160];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warnx("client %s port %u: %s; connection closed", mc->peer,
+	    mc->port, why);
+	exp_report_refused(mc->peer, mc->port);
+	if (fd != -1)
+		close(fd);
+}
+
+/*
+ * Descriptors are allocated lowest first, so a new one numbered within
+ * CHILD_FDS_MIN of the limit means that fewer than that are free: the
+ * database and the hook would fail next.  (The limit is read each time:
+ * an operator may change it with prlimit(1).)
+ */
+static int
+fds_short(int fd, unsigned long *limit)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	*limit = (unsigned long)rl.rlim_cur;
+	return (rlim_t)fd + CHILD_FDS_MIN >= rl.rlim_cur;
+}
+
+/*
+ * Memory for unfinished lines and packets (--max-buffered-exp for this
+ * experiment, --max-buffered for all of them, in the shared budget).
+ * Past either, the client holding the most (of those holding as much,
+ * the one longest without progress) is closed, until the request fits;
+ * when the server is short and another process holds the most, the
+ * requester waits (is not read) and that process is asked for room.
+ */
+static struct conn *
+mem_largest(const struct conn *req, size_t extra, size_t *held)
+{
+	struct conn	*best = NULL, *c;
+	size_t		 h, bh = 0;
+	unsigned	 i;
+
+	for (i = 0; i < exp.nconns; i++) {
+		c = exp.conns[i];
+		h = conn_held(c) + (c == req ? extra : 0);
+		if (best == NULL || h > bh || (h == bh &&
+		    conn_last_rx(c) < conn_last_rx(best))) {
+			best = c;
+			bh = h;
+		}
+	}
+	*held = bh;
+	return best;
+}
+
+/* What other processes see of this one's largest holder. */
+static void
+mem_publish(size_t held)
+{
+	exp.published = held;
+	budget_set_largest(exp.conf->budget, exp.slot, held);
+}
+
+static void
+mem_why(struct conn *c, size_t held, int server)
+{
+	conn_set_why(c, "holds %zu bytes of unfinished input, the most %s%s: "
+	    "over %s (%llu)", held, server ? "of any experiment" :
+	    "in experiment ", server ? "" : exp.name, server ?
+	    "--max-buffered" : "--max-buffered-exp", (unsigned long long)
+	    (server ? exp.conf->max_buffered : exp.conf->max_buffered_exp));
+}
+
+static void
+mem_wait(struct conn *c, size_t n)
+{
+	budget_want(exp.conf->budget, n);
+	if (!conn_waiting(c)) {
+		conn_set_waiting(c, 1);
+		exp.nwaiting++;
+	}
+	exp_watch((struct cev *)c, 0);
+}
+
+int
+exp_mem_take(struct conn *c, size_t n, int force)
+{
+	struct budget	*b = exp.conf->budget;
+	struct conn	*v;
+	size_t		 vh;
+	int		 server;
+
+	if (force) {
+		budget_force(b, exp.slot, n);
+		exp.held += n;
+		return 0;
+	}
+	for (;;) {
+		server = 0;
+		if (exp.held + n <= exp.conf->max_buffered_exp) {
+			if (budget_take(b, exp.slot, n) == 0) {
+				exp.held += n;
+				if (conn_held(c) + n > exp.published)
+					mem_publish(conn_held(c) + n);
+				return 0;
+			}
+			server = 1;
+		}
+		v = mem_largest(c, n, &vh);
+		if (server && vh < budget_largest_other(b, exp.slot)) {
+			mem_wait(c, n);
+			return 1;
+		}
+		mem_why(v, vh, server);
+		if (v == c)
+			return -1;
+		client_end(v, END_LIMIT);
+	}
+}
+
+/* c (its holding already lowered) gave n bytes back. */
+void
+exp_mem_give(struct conn *c, size_t n)
+{
+	size_t	 held;
+
+	if (n == 0)
+		return;
+	budget_give(exp.conf->budget, exp.slot, n);
+	exp.held -= n;
+	if (conn_held(c) + n >= exp.published) {
+		mem_largest(NULL, 0, &held);
+		mem_publish(held);
+	}
+}
+
+/* The clients waiting for room try again. */
+static void
+mem_retry(void)
+{
+	unsigned	 i;
+
+	for (i = 0; exp.nwaiting > 0 && i < exp.nconns; i++)
+		if (conn_waiting(exp.conns[i])) {
+			conn_set_waiting(exp.conns[i], 0);
+			exp.nwaiting--;
+			if (!exp.paused)
+				exp_watch((struct cev *)exp.conns[i], EPOLLIN);
+		}
+}
+
+/* Another process lacks room: if this one holds the most, it gives. */
+static void
+mem_shed(void)
+{
+	struct budget	*b = exp.conf->budget;
+	struct conn	*v;
+	size_t		 vh;
+	uint64_t	 other;
+
+	if (!budget_short(b) || exp.published == 0 ||
+	    exp.published < (other = budget_largest_other(b, exp.slot)) ||
+	    (v = mem_largest(NULL, 0, &vh)) == NULL || vh == 0 || vh < other)
+		return;
+	budget_answered(b);
+	mem_why(v, vh, 1);
+	client_end(v, END_LIMIT);
+}
+
+/*
+ * A client handed over by the master (ctl_message has counted it: taken
+ * or not, since retiring needs the count to match the master's).
+ */
 static void
 client_add(int fd, const struct msg_client *mc, const char *bytes)
 {
 	struct conn	*c;
+	unsigned long	 limit = 0;
 
-	exp.received++;
+	if (fd == -1) {
+		client_refuse(fd, mc, "lost in the hand-over: this process "
+		    "has no file descriptor free");
+		return;
+	}
 	if (!exp.assigned || exp.stopping) {
-		log_warnx("client %s port %u: not serving; closed", mc->peer,
-		    mc->port);
-		exp_report_refused(mc->peer, mc->port);
-		close(fd);
+		client_refuse(fd, mc, "not serving");
 		return;
 	}
 	if (exp.nconns >= exp.conf->max_clients) {
-		log_warnx("client %s port %u: --max-clients (%u) reached; "
-		    "connection closed", mc->peer, mc->port,
+		client_refuse(fd, mc, "--max-clients (%u) reached",
 		    exp.conf->max_clients);
-		exp_report_refused(mc->peer, mc->port);
-		close(fd);
+		return;
+	}
+	if (fds_short(fd, &limit)) {
+		client_refuse(fd, mc, "this process is short of file "
+		    "descriptors (%d in use or more, limit %lu)", fd + 1,
+		    limit);
 		return;
 	}
 	c = conn_new(fd, mc->peer, mc->port);
@@ -243,6 +440,7 @@ finish(const char *why)
 	if (exp.db != NULL)	/* kept open while it could not be written */
 		exp_db_close();
 	exp_report_flush(now_mono_ms(), 1);
+	budget_leave(exp.conf->budget, exp.slot);
 	hook_exit();
 	exit(0);
 }
@@ -270,6 +468,7 @@ assign(const char *name, size_t len)
 	memcpy(exp.name, name, len);
 	exp.name[len] = '\0';
 	exp.assigned = 1;
+	exp.slot = budget_join(exp.conf->budget, (int)getpid());
 	exp.idle_since = now_mono_ms();
 	log_setproc("exp/%s", exp.name);
 	title();
@@ -286,7 +485,8 @@ ctl_message(struct msg *m, size_t len)
 		assign(m->data, len);
 		return;
 	case MSG_CLIENT:
-		if (m->fd == -1 || len < sizeof(mc))
+		exp.received++;		/* as the master counted it */
+		if ((m->fd == -1 && !m->fd_lost) || len < sizeof(mc))
 			break;
 		memcpy(&mc, m->data, sizeof(mc));
 		mc.peer[sizeof(mc.peer) - 1] = '\0';
@@ -383,6 +583,16 @@ timers(uint64_t now)
 	}
 	if ((due = hook_tick(now)) != 0 && due < next)
 		next = due;
+	if (exp.nconns > 0)
+		mem_shed();
+	if (exp.nwaiting > 0) {
+		if (now >= exp.next_mem) {
+			mem_retry();
+			exp.next_mem = now + MEM_RETRY_MS;
+		}
+		if (exp.next_mem < next)
+			next = exp.next_mem;
+	}
 	return next;
 }
 

@@ -18,6 +18,7 @@ enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
 #define CONF_PG_PORT		"postgresql"
 #define CONF_PG_USER		"oml"
 #define CONF_MAX_LINE		(1024 * 1024)
+#define CONF_MAX_HEADER		(1024 * 1024)
 #define CONF_MAX_PACKET		(64 * 1024 * 1024)
 #define CONF_MAX_FIELDS		1024
 #define CONF_MAX_STREAMS	1024
@@ -36,7 +37,11 @@ struct child_conf {
 	char		*hook;
 	unsigned	 idle_timeout;	/* seconds, 0 = never */
 	size_t		 max_line;
+	size_t		 max_header;	/* the whole header, in bytes */
 	size_t		 max_packet;
+	uint64_t	 max_buffered;	/* all experiments' unfinished input */
+	uint64_t	 max_buffered_exp;	/* one experiment's */
+	struct budget	*budget;	/* shared by every process */
 	int		 max_fields;
 	int		 max_streams;
 	unsigned	 max_clients;
@@ -46,6 +51,16 @@ struct child_conf {
 	int		 report;	/* send client events to the master */
 	struct priv_ids	 ids;
 };
+
+/*
+ * Descriptors an experiment process needs besides one per client: its
+ * control socket, epoll, signalfd and log, its database's files (and its
+ * checkpointer's), temporary files, the hook's pipes.  The master lowers
+ * --max-clients to fit RLIMIT_NOFILE with this many to spare; a process
+ * that finds fewer than CHILD_FDS_MIN free refuses new clients.
+ */
+#define CHILD_FDS	32
+#define CHILD_FDS_MIN	16
 
 /* The master forks a spare and calls this in the new process. */
 __dead void	 child_main(int ctl, const struct child_conf *);
@@ -75,6 +90,12 @@ struct row {
 	double			 ts_server;
 	int			 n;
 	const struct oml_value	*v;
+	/*
+	 * The buffer the row's vectors were rendered into, in column order
+	 * from its start (the decoder's scratch), or NULL: a backend may
+	 * take its memory instead of copying it, leaving it empty.
+	 */
+	struct buf		*bytes;
 };
 
 struct db;
@@ -159,6 +180,8 @@ struct db {
 	int64_t			 meta_seen;	/* the backend's: rows read up to */
 	unsigned		 pending;	/* writes since last commit */
 	int			 failing;	/* the last commit failed */
+	int			 commit_now;	/* the backend holds enough */
+	int			 loop_commits;	/* ... and an event loop commits */
 	uint64_t		 dirty_since;	/* monotonic ms */
 	uint64_t		 rows;
 	uint64_t		 dropped;
@@ -171,6 +194,7 @@ const char	*db_refused(void);
 void		 db_close(struct db *);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);
+int		 db_wants_commit(const struct db *);
 struct table	*db_declare(struct db *, const struct oml_schema *);
 int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
@@ -219,6 +243,11 @@ uint64_t	 conn_last_rx(const struct conn *);
 const char	*conn_peer(const struct conn *, uint16_t *port);
 const char	*conn_ident(const struct conn *, const char **sender,
 		    const char **app);
+size_t		 conn_held(const struct conn *);
+int		 conn_waiting(const struct conn *);
+void		 conn_set_waiting(struct conn *, int);
+void		 conn_set_why(struct conn *, const char *, ...)
+		    PRINTFLIKE(2, 3);
 
 /* child.c -- the experiment's shared state, used by conn.c */
 struct db	*exp_db_acquire(void);
@@ -228,6 +257,8 @@ const struct child_conf *exp_conf(void);
 void		 exp_watch(struct cev *, uint32_t events);
 void		 exp_unwatch(struct cev *);
 int		 exp_ctl(void);
+int		 exp_mem_take(struct conn *, size_t, int force);
+void		 exp_mem_give(struct conn *, size_t);
 
 /* hook.c -- the experiment's event hook (§9) */
 void		 hook_start(void);

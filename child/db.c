@@ -442,6 +442,7 @@ db_commit(struct db *db)
 {
 	unsigned	 n = db->pending;
 
+	db->commit_now = 0;
 	if (n == 0)
 		return 0;
 	db->pending = 0;
@@ -468,7 +469,16 @@ db_commit_due(const struct db *db)
 {
 	if (db->pending == 0)
 		return 0;
+	if (db->commit_now && !db->failing)
+		return db->dirty_since;		/* now */
 	return db->dirty_since + db->conf->commit_ms;
+}
+
+/* Should the child stop reading and commit first? */
+int
+db_wants_commit(const struct db *db)
+{
+	return db->commit_now && !db->failing;
 }
 
 /* Create the table for s as cand, its k-th candidate name. */
@@ -725,7 +735,9 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 		return -1;	/* counted by the caller's drop() */
 	db->rows++;
 	dirty(db);
-	if (db->pending >= db->conf->commit_rows && !db->failing)
+	/* without an event loop (the tools), commit early here */
+	if ((db->pending >= db->conf->commit_rows ||
+	    (db->commit_now && !db->loop_commits)) && !db->failing)
 		db_commit(db);
 	return 0;
 }

@@ -609,6 +609,7 @@ copy_row(struct src *s, struct oml_value *vals)
 		    s->schema.fields[i].type, &vals[i]);
 	r.n = s->schema.nfields;
 	r.v = vals;
+	r.bytes = NULL;
 	if (db_insert(m.db, s->out, &r) == -1)
 		m.dropped++;
 	else

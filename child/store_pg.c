@@ -49,6 +49,7 @@
 #define CLOSE_WAIT_MS	15000	/* closing: how long to wait for the server */
 #define PG_NAMELEN	63	/* longer identifiers would be truncated */
 #define BAD_UTF8_LOG	10
+#define COPY_SLICE	(1024 * 1024)	/* COPY data handed to libpq at once */
 #define RETRY_LOG	30	/* failed reconnections: log one in this many */
 #define INT4_MAX_ID	2147483647LL	/* the last id of a SERIAL */
 
@@ -692,6 +693,24 @@ data_error(const PGresult *res)
 	    strncmp(st, "23", 2) == 0);
 }
 
+/*
+ * COPY data in slices: libpq copies what it is given into its output
+ * buffer, which would otherwise grow to a second copy of the batch (a
+ * large vector row's text is many times its packet).
+ */
+static int
+copy_data(PGconn *c, const char *p, size_t len)
+{
+	size_t	 n;
+
+	for (; len > 0; p += n, len -= n) {
+		n = len < COPY_SLICE ? len : COPY_SLICE;
+		if (PQputCopyData(c, p, (int)n) != 1)
+			return 0;
+	}
+	return 1;
+}
+
 /* One COPY of rows [lo, hi).  1: stored, 0: refused (*res), -1: lost. */
 static int
 copy_send(struct db *db, struct table *t, size_t lo, size_t hi,
@@ -711,8 +730,7 @@ copy_send(struct db *db, struct table *t, size_t lo, size_t hi,
 	}
 	PQclear(r);
 	ok = PQputCopyData(pg->c, copy_header, sizeof(copy_header)) == 1 &&
-	    PQputCopyData(pg->c, b->data.p + from, (int)(b->ends[hi - 1] -
-	    from)) == 1 &&
+	    copy_data(pg->c, b->data.p + from, b->ends[hi - 1] - from) &&
 	    PQputCopyData(pg->c, copy_trailer, sizeof(copy_trailer)) == 1;
 	PQputCopyEnd(pg->c, ok ? NULL : "oml2-server: sending failed");
 	ok = 0;

@@ -800,8 +800,13 @@ sq_write(struct db *db, const struct jentry *e)
 	if (sq->failing)
 		return 0;
 	if (sq_apply(db, e, sq->j.last) == 0) {
-		if (sq->j.b.len >= JOURNAL_MAX)
-			sq_commit(db);	/* failure stalls: still recorded */
+		/*
+		 * Commit soon, from the event loop: by then the connection
+		 * has given back its input buffer, which a large row would
+		 * otherwise keep beside the journal and SQLite's own copy.
+		 */
+		if (journal_bytes(&sq->j) >= JOURNAL_MAX)
+			db->commit_now = 1;
 		return 0;
 	}
 	if (sq_transient(sq)) {

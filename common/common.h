@@ -54,6 +54,8 @@ void	 buf_addc(struct buf *, int);
 void	 buf_adds(struct buf *, const char *);
 void	 buf_printf(struct buf *, const char *, ...) PRINTFLIKE(2, 3);
 void	 buf_drop(struct buf *, size_t);
+size_t	 buf_cap_for(const struct buf *, size_t);
+void	 buf_setcap(struct buf *, size_t);
 char	*buf_cstr(struct buf *);
 
 void	*xmalloc(size_t);
@@ -97,6 +99,7 @@ struct msg_hdr {
 struct msg {
 	struct msg_hdr	hdr;
 	int		fd;	/* -1 unless MSG_FLAG_FD */
+	int		fd_lost; /* flagged, but we had no descriptor free */
 	char		data[MSG_MAXPAYLOAD];
 };
 
@@ -152,6 +155,23 @@ struct priv_ids {
 
 int	 priv_lookup(const char *user, const char *group, struct priv_ids *);
 void	 priv_drop(const struct priv_ids *);
+
+/* budget.c -- a byte budget shared by processes (made before forking) */
+struct budget;
+struct budget	*budget_create(uint64_t limit, unsigned nslots);
+uint64_t	 budget_limit(const struct budget *);
+uint64_t	 budget_total(struct budget *);
+int		 budget_join(struct budget *, int pid);
+void		 budget_leave(struct budget *, int slot);
+void		 budget_reap(struct budget *, int pid);
+int		 budget_take(struct budget *, int slot, uint64_t);
+void		 budget_force(struct budget *, int slot, uint64_t);
+void		 budget_give(struct budget *, int slot, uint64_t);
+void		 budget_set_largest(struct budget *, int slot, uint64_t);
+uint64_t	 budget_largest_other(struct budget *, int slot);
+void		 budget_want(struct budget *, uint64_t);
+int		 budget_short(struct budget *);
+void		 budget_answered(struct budget *);
 
 /* util.c */
 int	 set_nonblock(int);

@@ -331,6 +331,7 @@ children_reap(void)
 		if (c == NULL)
 			continue;	/* a datadir probe, say */
 		drain_reports(c);
+		budget_reap(opts.cc.budget, pid);	/* if it died holding */
 		log_exit(c, status);
 		policy_child_gone(c, status);
 		child_remove(c);

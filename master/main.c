@@ -94,6 +94,32 @@ raise_nofile(void)
 	}
 }
 
+/*
+ * Each experiment process needs a descriptor per client and CHILD_FDS
+ * more: lower --max-clients to what RLIMIT_NOFILE (already raised to its
+ * hard limit) allows, and say so, rather than fail clients later.
+ */
+static void
+fit_nofile(void)
+{
+	struct rlimit	 rl;
+	rlim_t		 room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	if (rl.rlim_cur <= CHILD_FDS)
+		fatalx("RLIMIT_NOFILE is %llu: an experiment process needs "
+		    "more than %d file descriptors", (unsigned long long)
+		    rl.rlim_cur, CHILD_FDS);
+	room = rl.rlim_cur - CHILD_FDS;
+	if (opts.cc.max_clients <= room)
+		return;
+	log_warnx("--max-clients lowered from %u to %llu: a process may "
+	    "open only %llu files (RLIMIT_NOFILE)", opts.cc.max_clients,
+	    (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+	opts.cc.max_clients = (unsigned)room;
+}
+
 /* Resolve --user/--group; without root, run as the invoking user. */
 static void
 setup_user(void)
@@ -343,11 +369,15 @@ main(int argc, char **argv)
 	log_setproc("master");
 	log_startup(1);
 	raise_nofile();
+	fit_nofile();
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 	if (listen_open(opts.listen) == -1)
 		return 1;
 	setup_user();
+	/* one budget for unfinished input, shared by every experiment */
+	opts.cc.budget = budget_create(opts.cc.max_buffered,
+	    opts.max_experiments + 64);
 	probe_backend();
 	setup_signals();
 	if (report_start() == -1)
@@ -357,6 +387,10 @@ main(int argc, char **argv)
 	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",
 	    opts.cc.backend == BACKEND_SQLITE ? " in " : "",
 	    opts.cc.backend == BACKEND_SQLITE ? opts.cc.datadir : "");
+	log_info("unfinished input held for clients: at most %llu MiB, "
+	    "%llu MiB per experiment", (unsigned long long)
+	    (opts.cc.max_buffered >> 20), (unsigned long long)
+	    (opts.cc.max_buffered_exp >> 20));
 	if (opts.cc.ids.set)
 		log_info("experiment processes run as %s (uid %d, gid %d)",
 		    opts.cc.ids.user, (int)opts.cc.ids.uid,

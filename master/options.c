@@ -23,7 +23,8 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT,
+	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT, O_MAX_HEADER, O_MAX_BUFFERED,
+	O_MAX_BUFFERED_EXP,
 };
 
 static const struct option longopts[] = {
@@ -49,8 +50,11 @@ static const struct option longopts[] = {
 	{ "max-pending",	required_argument, NULL, O_MAX_PENDING },
 	{ "max-experiments",	required_argument, NULL, O_MAX_EXPERIMENTS },
 	{ "max-clients",	required_argument, NULL, O_MAX_CLIENTS },
+	{ "max-header",		required_argument, NULL, O_MAX_HEADER },
 	{ "max-line",		required_argument, NULL, O_MAX_LINE },
 	{ "max-packet",		required_argument, NULL, O_MAX_PACKET },
+	{ "max-buffered",	required_argument, NULL, O_MAX_BUFFERED },
+	{ "max-buffered-exp",	required_argument, NULL, O_MAX_BUFFERED_EXP },
 	{ "max-fields",		required_argument, NULL, O_MAX_FIELDS },
 	{ "max-streams",	required_argument, NULL, O_MAX_STREAMS },
 	{ "oml-collect",	required_argument, NULL, O_OML_COLLECT },
@@ -116,8 +120,14 @@ static const char help_text[] =
 "      --max-pending=N       connections still naming their experiment (1024)\n"
 "      --max-experiments=N   experiments at once (default 1024)\n"
 "      --max-clients=N       clients per experiment (default 4096)\n"
+"      --max-header=BYTES    longest header, blank line included (default 1048576)\n"
 "      --max-line=BYTES      longest header or text line (default 1048576)\n"
-"      --max-packet=BYTES    longest binary packet (default 67108864)\n"
+"      --max-packet=BYTES    longest binary packet, and largest row once stored\n"
+"                            (default 67108864)\n"
+"      --max-buffered=BYTES  unfinished lines and packets held, all experiments\n"
+"                            (default: a quarter of the memory)\n"
+"      --max-buffered-exp=BYTES  ... in one experiment (default: a quarter\n"
+"                            of --max-buffered)\n"
 "      --max-fields=N        fields per schema (default 1024)\n"
 "      --max-streams=N       streams per connection (default 1024)\n"
 "\n"
@@ -177,6 +187,7 @@ defaults(struct options *o)
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
 	o->cc.max_line = CONF_MAX_LINE;
+	o->cc.max_header = CONF_MAX_HEADER;
 	o->cc.max_packet = CONF_MAX_PACKET;
 	o->cc.max_fields = CONF_MAX_FIELDS;
 	o->cc.max_streams = CONF_MAX_STREAMS;
@@ -229,11 +240,21 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_MAX_CLIENTS:
 		o->cc.max_clients = num("--max-clients", arg, 1, 1000000);
 		break;
+	case O_MAX_HEADER:
+		o->cc.max_header = num("--max-header", arg, 1024, 1UL << 30);
+		break;
 	case O_MAX_LINE:
 		o->cc.max_line = num("--max-line", arg, 1024, 1UL << 30);
 		break;
 	case O_MAX_PACKET:
 		o->cc.max_packet = num("--max-packet", arg, 1024, 1UL << 32);
+		break;
+	case O_MAX_BUFFERED:
+		o->cc.max_buffered = num("--max-buffered", arg, 1, 1UL << 48);
+		break;
+	case O_MAX_BUFFERED_EXP:
+		o->cc.max_buffered_exp = num("--max-buffered-exp", arg, 1,
+		    1UL << 48);
 		break;
 	case O_MAX_FIELDS:
 		o->cc.max_fields = (int)num("--max-fields", arg, 1, 65535);
@@ -372,6 +393,49 @@ resolve_report(struct options *o)
 	o->cc.report = 1;
 }
 
+/*
+ * The budgets for unfinished input.  By default a quarter of the memory
+ * for all experiments (the rest is the databases', the kernel's and
+ * everyone else's) and a quarter of that for one experiment, so that at
+ * least four tenants must hold the most they may for the server to be
+ * full.  Each must hold one longest packet or two longest lines (input
+ * buffers double as they grow), and a megabyte to read into.
+ */
+static void
+resolve_buffers(struct options *o)
+{
+	uint64_t	 floor, ram;
+	long		 pages, psize;
+
+	floor = o->cc.max_packet > 2 * o->cc.max_line ? o->cc.max_packet :
+	    2 * o->cc.max_line;
+	floor += 1024 * 1024;
+	if (o->cc.max_buffered != 0 && o->cc.max_buffered < floor)
+		bad("--max-buffered (%llu) is less than --max-packet, or twice "
+		    "--max-line, plus 1 MiB (%llu)", (unsigned long long)
+		    o->cc.max_buffered, (unsigned long long)floor);
+	if (o->cc.max_buffered_exp != 0 && o->cc.max_buffered_exp < floor)
+		bad("--max-buffered-exp (%llu) is less than --max-packet, or "
+		    "twice --max-line, plus 1 MiB (%llu)", (unsigned long long)
+		    o->cc.max_buffered_exp, (unsigned long long)floor);
+	if (o->cc.max_buffered == 0) {
+		pages = sysconf(_SC_PHYS_PAGES);
+		psize = sysconf(_SC_PAGESIZE);
+		ram = pages > 0 && psize > 0 ? (uint64_t)pages *
+		    (uint64_t)psize : 4ULL << 30;
+		o->cc.max_buffered = ram / 4 > floor ? ram / 4 : floor;
+		if (o->cc.max_buffered < o->cc.max_buffered_exp)
+			o->cc.max_buffered = o->cc.max_buffered_exp;
+	}
+	if (o->cc.max_buffered_exp == 0)
+		o->cc.max_buffered_exp = o->cc.max_buffered / 4 > floor ?
+		    o->cc.max_buffered / 4 : floor;
+	if (o->cc.max_buffered_exp > o->cc.max_buffered)
+		bad("--max-buffered-exp (%llu) is more than --max-buffered "
+		    "(%llu)", (unsigned long long)o->cc.max_buffered_exp,
+		    (unsigned long long)o->cc.max_buffered);
+}
+
 void
 options_parse(int argc, char **argv, struct options *o)
 {
@@ -398,6 +462,9 @@ options_parse(int argc, char **argv, struct options *o)
 		bad("unexpected argument \"%s\"", argv[optind]);
 	if (o->group != NULL && o->user == NULL)
 		bad("--group needs --user");
+	if (o->cc.max_header < o->header_limit)
+		bad("--max-header (%zu) is less than --header-limit (%zu)",
+		    o->cc.max_header, o->header_limit);
 	if (o->cc.hook != NULL)
 		check_hook(o->cc.hook);
 	if (o->cc.backend == BACKEND_SQLITE)
@@ -405,5 +472,6 @@ options_parse(int argc, char **argv, struct options *o)
 	else
 		free(datadir);
 	o->cc.linger = o->linger;
+	resolve_buffers(o);
 	resolve_report(o);
 }

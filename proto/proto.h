@@ -185,10 +185,15 @@ int	 text_split(char *line, size_t len, struct text_line *,
  * §5.4).  Strings are backslash-decoded and blobs base64-decoded in place;
  * vectors are rendered into scratch (which is reset first).  Returns 0, or
  * -1 with a reason in *why when the row must be dropped; the caller checks
- * the field count first.
+ * the field count first.  A row whose values would take more than maxout
+ * bytes once stored (strings, blobs and rendered vectors; 0: no limit) is
+ * refused with *why OML_TOO_LONG, rendering no more than one vector past
+ * the limit: a vector's text may be 7 times its binary form.
  */
+#define OML_TOO_LONG	"longer than the limit once stored"
 int	 text_values(struct text_line *, const enum oml_type *types, int n,
-	    struct oml_value *out, struct buf *scratch, const char **why);
+	    struct oml_value *out, struct buf *scratch, size_t maxout,
+	    const char **why);
 
 /* Binary data (§6) */
 enum bin_status {
@@ -223,12 +228,21 @@ enum bin_status bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
 	    struct bin_packet *pkt, size_t *used, const char **why);
 
 /*
+ * The whole length (header included) of the packet that buf starts with,
+ * once its header is buffered; 0 before that, or if buf does not start
+ * with a packet header.  For the caller's memory and progress accounting:
+ * bin_next() alone decides what is a packet.
+ */
+size_t	 bin_need(const uint8_t *buf, size_t len);
+
+/*
  * Decode pkt's values against the column types.  The values must match in
  * number (count), in type (LONG_T is accepted for int32) and must consume
- * the packet exactly.  Returns 0, or -1 with *why.
+ * the packet exactly.  Returns 0, or -1 with *why; maxout as for
+ * text_values().
  */
 int	 bin_values(const struct bin_packet *, const enum oml_type *types,
-	    int n, struct oml_value *out, struct buf *scratch,
+	    int n, struct oml_value *out, struct buf *scratch, size_t maxout,
 	    const char **why);
 
 double	 bin_double_decode(int32_t mant, int8_t exp);

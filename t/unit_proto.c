@@ -419,7 +419,7 @@ tv(enum oml_type t, const char *field, struct oml_value *out)
 	snprintf(line, sizeof(line), "0.5\t1\t1\t%s", field);
 	if (text_split(line, strlen(line), &tl, &ts, &stream, &seq) == -1)
 		return -2;
-	rc = text_values(&tl, &t, 1, out, &scratch, &why);
+	rc = text_values(&tl, &t, 1, out, &scratch, 0, &why);
 	if (rc == -1 && why == NULL)
 		return -3;
 	return rc;
@@ -761,10 +761,19 @@ test_text_vector_row(void)
 	snprintf(line + n, sizeof(line) - n, "\tmid\t2 F T");
 	CHECK(text_split(line, strlen(line), &tl, &(double){0}, &(long){0},
 	    &(int32_t){0}) == 0);
-	CHECK(text_values(&tl, t, 3, v, &scratch, &why) == 0);
+	CHECK(text_values(&tl, t, 3, v, &scratch, 0, &why) == 0);
 	CHECK_MEM(v[0].u.s.p, v[0].u.s.len, want.p, want.len);
 	CHECK_STR(v[1].u.s.p, v[1].u.s.len, "mid");
 	CHECK_STR(v[2].u.s.p, v[2].u.s.len, "[ false, true ]");
+	/* the row's stored size, bounded: exactly, then a byte less */
+	n = want.len + 3 + strlen("[ false, true ]");
+	CHECK(text_split(line, strlen(line), &tl, &(double){0}, &(long){0},
+	    &(int32_t){0}) == 0);
+	CHECK(text_values(&tl, t, 3, v, &scratch, n, &why) == 0);
+	CHECK(text_split(line, strlen(line), &tl, &(double){0}, &(long){0},
+	    &(int32_t){0}) == 0);
+	CHECK(text_values(&tl, t, 3, v, &scratch, n - 1, &why) == -1);
+	CHECK(strcmp(why, OML_TOO_LONG) == 0);
 	buf_free(&want);
 }
 
@@ -789,7 +798,7 @@ test_text_split(void)
 	CHECK(text_split(line, strlen(line), &tl, &ts, &stream, &seq) == 0);
 	CHECK(tl.n == 5);
 	t[0] = OML_INT32;
-	CHECK(text_values(&tl, t, 1, v, &scratch, &why) == -1);
+	CHECK(text_values(&tl, t, 1, v, &scratch, 0, &why) == -1);
 	strcpy(line, "1\t1");
 	CHECK(text_split(line, strlen(line), &tl, &ts, &stream, &seq) == -1);
 	CHECK(text_split(line, 0, &tl, &ts, &stream, &seq) == -1);
@@ -814,9 +823,9 @@ test_text_split(void)
 	}
 	CHECK(text_split(line, n, &tl, &ts, &stream, &seq) == 0);
 	CHECK(tl.n == 103);
-	CHECK(text_values(&tl, t, 100, v, &scratch, &why) == 0);
+	CHECK(text_values(&tl, t, 100, v, &scratch, 0, &why) == 0);
 	CHECK(v[0].u.i32 == 0 && v[99].u.i32 == 99);
-	CHECK(text_values(&tl, t, 99, v, &scratch, &why) == -1);
+	CHECK(text_values(&tl, t, 99, v, &scratch, 0, &why) == -1);
 }
 
 /* ---- base64 --------------------------------------------------------- */
@@ -917,7 +926,7 @@ one_packet(const uint8_t *buf, size_t len, const enum oml_type *types,
 	if (bin_next(buf, len, 1 << 20, pkt, &used, &why) != BIN_PACKET ||
 	    used != len)
 		return -2;
-	if (bin_values(pkt, types, n, out, &scratch, &why) == -1) {
+	if (bin_values(pkt, types, n, out, &scratch, 0, &why) == -1) {
 		if (why == NULL)
 			return -3;
 		return -1;
@@ -1202,6 +1211,17 @@ test_bin_framing(void)
 	CHECK(bin_next(b, n, 64 << 20, &pkt, &used, &why) == BIN_TOOBIG);
 	n = hex(b, sizeof(b), "AA AA 02 00 00");
 	CHECK(bin_next(b, n, 64 << 20, &pkt, &used, &why) == BIN_NEED);
+
+	section = "bin_need";
+	CHECK(bin_need(p1, n1) == n1);
+	CHECK(bin_need(p1, 4) == 0);
+	CHECK(bin_need(b, n) == 0);		/* long header incomplete */
+	n = hex(b, sizeof(b), "AA AA 02 00 00 01 00");
+	CHECK(bin_need(b, n) == 7 + 256);
+	n = hex(b, sizeof(b), "00 AA AA 01 00 05");
+	CHECK(bin_need(b, n) == 0);		/* not at a packet */
+	n = hex(b, sizeof(b), "AA AA 07 00 05");
+	CHECK(bin_need(b, n) == 0);		/* unknown type */
 }
 
 /* A copy of P1 with byte i set to v, framed and decoded. */
@@ -1218,7 +1238,7 @@ p1_patched(size_t i, uint8_t v, enum bin_status *st, size_t *used)
 	*st = bin_next(pk, n, 1 << 20, &pkt, used, &why);
 	if (*st != BIN_PACKET)
 		return why != NULL ? -2 : -3;
-	if (bin_values(&pkt, T1, 3, out, &scratch, &why) == -1)
+	if (bin_values(&pkt, T1, 3, out, &scratch, 0, &why) == -1)
 		return why != NULL ? -1 : -3;
 	return 0;
 }
@@ -1367,7 +1387,7 @@ test_bin_resync(void)
 	while ((st = bin_next(b + off, n - off, 1 << 20, &pkt, &used,
 	    &why)) != BIN_NEED) {
 		if (st == BIN_PACKET && bin_values(&pkt, T1, 3, v, &scratch,
-		    &why) == 0)
+		    0, &why) == 0)
 			good++;
 		else if (st == BIN_PACKET)
 			bad++;
@@ -1512,7 +1532,7 @@ test_enc_text(void)
 		t[i] = v[i].type;
 	CHECK(text_split(b.p, b.len - 1, &tl, &ts, &stream, &seq) == 0);
 	CHECK(ts == 0.001 && stream == 4 && seq == -5);
-	CHECK(text_values(&tl, t, 13, out, &scratch, &why) == 0);
+	CHECK(text_values(&tl, t, 13, out, &scratch, 0, &why) == 0);
 	check_roundtrip(out, 0);
 
 	b.len = 0;
@@ -1698,7 +1718,7 @@ test_capture_bin(void)
 		if (pkt.stream == 1) {
 			for (i = 0; i < 6; i++)
 				t[2 + i] = sc[1].fields[i].type;
-			CHECK(bin_values(&pkt, t + 2, 6, v, &scratch, &why) ==
+			CHECK(bin_values(&pkt, t + 2, 6, v, &scratch, 0, &why) ==
 			    0 && v[0].u.u32 == 1 && v[1].u.u32 == 0 &&
 			    v[2].u.u64 == 11638 && v[5].u.u64 == 9009);
 			instr++;
@@ -1709,7 +1729,7 @@ test_capture_bin(void)
 		rows++;
 		snprintf(want, sizeof(want), "row-%d", rows);
 		CHECK(pkt.stream == 2 && pkt.seq == rows);
-		CHECK(bin_values(&pkt, t, 3, v, &scratch, &why) == 0);
+		CHECK(bin_values(&pkt, t, 3, v, &scratch, 0, &why) == 0);
 		CHECK(v[0].u.i32 == rows && v[1].u.d == rows + 0.5);
 		CHECK_STR(v[2].u.s.p, v[2].u.s.len, want);
 		CHECK(pkt.ts > 0.586 && pkt.ts < 0.587);
@@ -1749,7 +1769,7 @@ test_capture_text(const char *file, int wantrows)
 		for (i = 0; i < sc[k].nfields; i++)
 			t[i] = sc[k].fields[i].type;
 		CHECK(text_values(&tl, t, sc[k].nfields, v, &scratch,
-		    &why) == 0);
+		    0, &why) == 0);
 		rows++;
 	}
 	CHECK(off == len && rows == wantrows);
