@@ -21,7 +21,7 @@ LDLIBS		 = -lsqlite3 -lbsd -lm -ldl -lpthread
 # Debian packages: what building needs, and what the test suite, the
 # benchmarks and the fuzzers need on top.
 DEPS_BUILD	 = make gcc libc6-dev pkg-config libsqlite3-dev libpq-dev libbsd-dev
-DEPS_TEST	 = clang libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
+DEPS_TEST	 = clang jq libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
 		   haproxy mandoc procps iproute2 util-linux passwd coreutils \
 		   systemd prometheus curl
 

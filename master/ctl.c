@@ -20,7 +20,8 @@
  * every socket is non-blocking, a reply is at most CTL_OUT_MAX bytes, at
  * most CTL_CLIENTS_MAX clients are served at once, and a client that
  * sends nothing, sends garbage or does not read its reply is cut off with
- * a log line.
+ * a log line; each gets --header-timeout seconds to send its request,
+ * and as long to read the reply.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -40,7 +41,7 @@
 #define CTL_CLIENTS_MAX	16
 #define CTL_REQ_MAX	255
 #define CTL_OUT_MAX	(16 * 1024 * 1024)
-#define CTL_IO_MS	10000	/* to send a request, and to read the reply */
+#define CTL_IO_MS	(opts.header_timeout * 1000ULL)	/* request, reply */
 #define CTL_SHOW_MS	5000	/* for an experiment process's details */
 #define CTL_CLOSE_MS	60000	/* for a closed experiment's process to end */
 
@@ -766,6 +767,12 @@ verb_is(const char *req, const char *verb, const char **arg)
 static void
 bad_request(struct ctlconn *cc, const char *verb, const char *why)
 {
+	size_t	 i;
+
+	/* the log escapes what it is given, but a NUL would end it */
+	for (i = 0; i < cc->reqlen; i++)
+		if (cc->req[i] == '\0')
+			cc->req[i] = '?';
 	log_warnx("control: uid %d pid %d: bad request \"%s\": %s",
 	    (int)cc->uid, (int)cc->pid, cc->req, why);
 	cc_error(cc, "bad request%s%s: %s", verb ? ": " : "", verb ? verb : "",

@@ -9,7 +9,8 @@
  * seconds more, then no longer.
  *
  * HTTP is parsed as little as possible, and strictly: a request is at
- * most HTTP_REQ_MAX bytes up to its blank line, sent within HTTP_MS; its
+ * most HTTP_REQ_MAX bytes up to its blank line, sent within
+ * --header-timeout seconds (and its answer must be read as fast); its
  * request line must be "GET /metrics HTTP/1.x" (a query is ignored);
  * headers are read past, never interpreted.  Other paths get 404, other
  * methods 405, anything else 400, each with a log line, and every
@@ -32,7 +33,7 @@
 
 #define HTTP_CLIENTS_MAX	32
 #define HTTP_REQ_MAX		8192
-#define HTTP_MS			10000
+#define HTTP_MS			(opts.header_timeout * 1000ULL)
 
 struct http {
 	struct ev	 ev;		/* first */
@@ -585,10 +586,10 @@ metrics_tick(uint64_t now)
 	for (h = conns; h != NULL; h = next) {
 		next = h->next;
 		if (now >= h->deadline) {
-			log_warnx("metrics: %s port %u: %s in %d s; connection "
+			log_warnx("metrics: %s port %u: %s in %u s; connection "
 			    "closed", h->peer, h->port, h->writing ?
 			    "did not read its answer" : "sent no request",
-			    HTTP_MS / 1000);
+			    opts.header_timeout);
 			http_free(h);
 			continue;
 		}

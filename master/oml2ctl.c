@@ -880,8 +880,10 @@ converse(int fd, const char *req, struct buf *reply, unsigned timeout)
 
 	while (off < len) {
 		await(fd, POLLOUT, deadline);
-		if ((n = send(fd, req + off, len - off, MSG_NOSIGNAL |
-		    MSG_DONTWAIT)) == -1 && errno != EAGAIN && errno != EINTR)
+		n = send(fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == -1 && (errno == EPIPE || errno == ECONNRESET))
+			break;	/* refused: the server may have said why */
+		if (n == -1 && errno != EAGAIN && errno != EINTR)
 			die(EX_FAIL, "sending the request: %s",
 			    strerror(errno));
 		if (n > 0)
@@ -897,6 +899,8 @@ converse(int fd, const char *req, struct buf *reply, unsigned timeout)
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				continue;
+			if (errno == ECONNRESET && reply->len > 0)
+				break;
 			die(EX_FAIL, "reading the reply: %s", strerror(errno));
 		}
 		reply->len += (size_t)n;
