@@ -39,7 +39,7 @@ same_options() {
 }
 
 # What make install puts in BINDIR and MANDIR/man1.
-BINS="oml2-server oml2-import oml2-merge"
+BINS="oml2-server oml2-import oml2-merge oml2ctl"
 
 
 # A server of its own in $T/$1 (data dir $T/$1/data, log $T/$1/log); its
@@ -92,9 +92,11 @@ port_listening() {
 }
 
 @test "--help and the manual page name the same long options, for the server and each tool" {
+	local OML2CTL=${OML2CTL:-$(dirname "$OML2_SERVER")/oml2ctl}
 	same_options "$OML2_SERVER" "$MAN" 21
 	same_options "$OML2_IMPORT" "$T_TOP/man1/oml2-import.1" 15
 	same_options "$OML2_MERGE" "$T_TOP/man1/oml2-merge.1" 4
+	same_options "$OML2CTL" "$T_TOP/man1/oml2ctl.1" 6
 }
 
 @test "make install writes the server, manual and examples under DESTDIR alone" {
