@@ -97,6 +97,7 @@ clear_path(const char *path)
 	if (!S_ISSOCK(st.st_mode)) {
 		log_error("control socket %s: exists and is not a socket",
 		    path);
+		errno = 0;
 		return -1;
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
@@ -109,59 +110,98 @@ clear_path(const char *path)
 	if (r == 0) {
 		log_error("control socket %s: another server answers there; "
 		    "give another --control", path);
+		errno = 0;
 		return -1;
 	}
-	if (unlink(path) == -1 && errno != ENOENT) {
-		log_error("control socket %s: cannot remove the stale one: %s",
-		    path, strerror(errno));
-		return -1;
-	}
+	if (unlink(path) == -1 && errno != ENOENT)
+		return -1;	/* EACCES: try as --user */
 	return 0;
 }
 
 /*
- * Bind the control socket.  The node is made with mode 0660 (0600
- * without --group, or when not root) by the umask, so that it is never
- * open to others, and then given to the group with lchown(2), which
- * follows no link put in its place.  Returns -1 (logged) on failure.
+ * Take on the --user's and --group's effective ids, or give them back:
+ * the master has CAP_SETUID and CAP_SETGID under the systemd unit, but
+ * neither CAP_DAC_OVERRIDE nor CAP_CHOWN, and the data directory is
+ * --user's.
+ */
+static void
+as_user(int on)
+{
+	static gid_t	 egid;
+
+	if (on) {
+		egid = getegid();
+		if (setegid(opts.cc.ids.gid) == -1 ||
+		    seteuid(opts.cc.ids.uid) == -1)
+			fatal("control socket: taking the user's ids");
+	} else if (seteuid(0) == -1 || setegid(egid) == -1)
+		fatal("control socket: taking root's ids back");
+}
+
+/* Make room and bind, with the effective ids of now.  0, or an errno. */
+static int
+bind_path(int fd, const struct sockaddr_un *sun, int group)
+{
+	mode_t	 old;
+	int	 r, e = 0;
+
+	if ((r = clear_path(sun->sun_path)) == -1)
+		return errno != 0 ? errno : EEXIST;
+	old = umask(group ? 0117 : 0177);
+	if (bind(fd, (const struct sockaddr *)sun, sizeof(*sun)) == -1)
+		e = errno;
+	umask(old);
+	return e;
+}
+
+/*
+ * Bind the control socket.  Its node is made with mode 0660 (0600
+ * without --user, or when not root) by the umask, never open to others
+ * even for a moment.  As root with --user it is made with the --group's
+ * effective gid, so that it is the group's without a chown(2), and as
+ * root if root may write the directory, else (the unit's data directory)
+ * as --user: the node is then --user's, as the directory already is.
+ * Who may talk to the master is decided by SO_PEERCRED on each
+ * connection, and oml2ctl checks that it talks to a root process.
+ * Returns -1 (logged) on failure.
  */
 int
 ctl_open(void)
 {
 	struct sockaddr_un	 sun;
 	struct stat		 st;
-	mode_t			 old;
-	int			 fd, group = geteuid() == 0 && opts.cc.ids.set;
+	int			 fd, e, group = geteuid() == 0 && opts.cc.ids.set;
 
 	if (opts.control == NULL)
 		return 0;
-	if (strlen(opts.control) >= sizeof(sun.sun_path)) {
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, opts.control, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
 		log_error("control socket %s: longer than %zu bytes; give a "
 		    "shorter --control", opts.control, sizeof(sun.sun_path) - 1);
 		return -1;
 	}
-	if (clear_path(opts.control) == -1)
-		return -1;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) == -1)
 		fatal("socket");
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	strlcpy(sun.sun_path, opts.control, sizeof(sun.sun_path));
-	old = umask(group ? 0117 : 0177);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		umask(old);
-		log_error("control socket %s: %s", opts.control,
-		    strerror(errno));
+	if (group && setegid(opts.cc.ids.gid) == -1)
+		fatal("control socket: setegid");
+	e = bind_path(fd, &sun, group);
+	if (group && setegid(0) == -1)
+		fatal("control socket: setegid");
+	if (e == EACCES && group) {
+		as_user(1);
+		e = bind_path(fd, &sun, group);
+		as_user(0);
+	}
+	if (e == EEXIST) {		/* logged by clear_path() */
 		close(fd);
 		return -1;
 	}
-	umask(old);
-	if ((group && lchown(opts.control, 0, opts.cc.ids.gid) == -1) ||
-	    lstat(opts.control, &st) == -1 || listen(fd, 16) == -1) {
+	if (e != 0 || lstat(opts.control, &st) == -1 || listen(fd, 16) == -1) {
 		log_error("control socket %s: %s", opts.control,
-		    strerror(errno));
-		unlink(opts.control);
+		    strerror(e != 0 ? e : errno));
 		close(fd);
 		return -1;
 	}
@@ -170,8 +210,8 @@ ctl_open(void)
 	sock_path = xstrdup(opts.control);
 	lev.fd = fd;
 	ev_add(&lev, EPOLLIN);
-	log_info("control socket %s (mode %04o, group %d)", sock_path,
-	    (unsigned)(st.st_mode & 07777), (int)st.st_gid);
+	log_info("control socket %s (mode %04o, uid %d, gid %d)", sock_path,
+	    (unsigned)(st.st_mode & 07777), (int)st.st_uid, (int)st.st_gid);
 	return 0;
 }
 
@@ -187,8 +227,12 @@ ctl_close(void)
 	close(lev.fd);
 	lev.fd = -1;
 	if (lstat(sock_path, &st) == 0 && st.st_dev == sock_dev &&
-	    st.st_ino == sock_ino)
+	    st.st_ino == sock_ino && unlink(sock_path) == -1 &&
+	    errno == EACCES && geteuid() == 0 && opts.cc.ids.set) {
+		as_user(1);
 		unlink(sock_path);
+		as_user(0);
+	}
 }
 
 /* ---- clients ----------------------------------------------------------- */

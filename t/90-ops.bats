@@ -78,6 +78,12 @@ lb_rows_are() {
 	[ "$(lb_rows)" -eq "$1" ]
 }
 
+# oml2ctl lists experiment unit with its 7 rows.
+unit_listed() {
+	[ "$("$(dirname "$OML2_SERVER")/oml2ctl" -s "$DATA/oml2-server.sock" --json list |
+	    jq -r '.experiments[0].name + " " + (.experiments[0].rows_stored | tostring)')" = "unit 7" ]
+}
+
 port_listening() {
 	ss -Htln "( sport = :$1 )" | grep -q .
 }
@@ -215,6 +221,9 @@ port_listening() {
 	wait_rows unit gen 7
 	[ "$(stat -c %U "$DATA/unit.sq3")" = "$T_USER" ]
 	[ "$(ps -o user= -p "$(exp_pid unit)")" = "$T_USER" ]
+	# oml2ctl reaches it, through a socket made in --user's directory.
+	[ "$(stat -c '%a %U' "$DATA/oml2-server.sock")" = "660 $T_USER" ]
+	wait_for 10 unit_listed
 	# The master holds the unit's capabilities and no more: kill (5),
 	# setgid (6), setuid (7), net_bind_service (10).
 	grep -q -P '^CapEff:\t00000000000004e0$' "/proc/$SERVER_PID/status"
