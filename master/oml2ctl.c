@@ -367,6 +367,21 @@ jparse(const char *p, size_t len)
 	return v;
 }
 
+static void
+jfree(struct jv *v)
+{
+	size_t	 i;
+
+	for (i = 0; i < v->n; i++) {
+		jfree(v->kid[i]);
+		free(v->key[i]);
+	}
+	free(v->kid);
+	free(v->key);
+	buf_free(&v->s);
+	free(v);
+}
+
 static const struct jv *
 jget(const struct jv *o, const char *key)
 {
@@ -971,9 +986,14 @@ main(int argc, char **argv)
 	converse(fd, req, &reply, (unsigned)timeout);
 	close(fd);
 	d = jparse(reply.p ? reply.p : "", reply.len);
+	free(req);
+	free(sock);
 	if ((e = jget(d, "error")) != NULL) {
 		err = show(e);
 		fprintf(stderr, "oml2ctl: %s\n", err);
+		free(err);
+		jfree(d);
+		buf_free(&reply);
 		return EX_FAIL;
 	}
 	if (json)
@@ -990,6 +1010,8 @@ main(int argc, char **argv)
 		printf("log reopened\n");
 	else
 		printf("server stopping\n");
+	jfree(d);
+	buf_free(&reply);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		die(EX_FAIL, "writing the output: %s", strerror(errno));
 	return EX_OK;
