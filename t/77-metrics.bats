@@ -152,15 +152,15 @@ promq_between() {
 	wait_for 20 curl -sf -o /dev/null "http://127.0.0.1:$PPORT/-/ready" ||
 	    { cat "$dir/log" >&2; return 1; }
 	wait_for 10 eval '[ "$(promq "up{job=\"oml2\"}")" = 1 ]'
-	# 1000 rows a second for 8 s: bursts of 100 every 100 ms.
-	bg "$OMLSEND" -q -e rated -n 8000 -B 100 -p 100 "127.0.0.1:$PORT"
+	# 1000 rows a second for 5 s: bursts of 100 every 100 ms.
+	bg "$OMLSEND" -q -e rated -n 5000 -B 100 -p 100 "127.0.0.1:$PORT"
 	wait_for 15 promq_between 'rate(oml2_experiment_rows_stored_total{experiment="rated"}[4s])' 800 1200 || {
 		echo "rate: $(promq 'rate(oml2_experiment_rows_stored_total{experiment="rated"}[4s])')" >&2
 		return 1
 	}
 	echo "# Prometheus: rate() $(promq 'rate(oml2_experiment_rows_stored_total{experiment="rated"}[4s])') rows/s for 1000 sent a second" >&3
-	wait_rows rated gen 8000 20
-	wait_for 10 eval '[ "$(promq "oml2_experiment_rows_stored_total{experiment=\"rated\"}")" = 8000 ]'
+	wait_rows rated gen 5000 20
+	wait_for 10 eval '[ "$(promq "oml2_experiment_rows_stored_total{experiment=\"rated\"}")" = 5000 ]'
 	kill -TERM "$ppid"
 	wait_gone "$ppid" 10
 }
