@@ -21,9 +21,9 @@ LDLIBS		 = -lsqlite3 -lbsd -lm -ldl -lpthread
 # Debian packages: what building needs, and what the test suite, the
 # benchmarks and the fuzzers need on top.
 DEPS_BUILD	 = make gcc libc6-dev pkg-config libsqlite3-dev libpq-dev libbsd-dev
-DEPS_TEST	 = clang libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
+DEPS_TEST	 = clang jq libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
 		   haproxy mandoc procps iproute2 util-linux passwd coreutils \
-		   systemd
+		   systemd prometheus curl
 
 O		?= obj
 COMMON_SRC	 = $(wildcard common/*.c)
@@ -32,15 +32,20 @@ PROTO_SRC	 = $(wildcard proto/*.c)
 # oml2-import links the child's connection and storage code, oml2-merge
 # its storage code, both without child.c, hook.c or report.c.
 TOOL_SRC	 = child/import.c child/merge.c
-SERVER_SRC	 = $(wildcard master/*.c) $(filter-out $(TOOL_SRC),$(wildcard child/*.c))
+# master/ also holds oml2ctl's main, the client of the master's control
+# socket, which links nothing of the server but common/ and proto/.
+CTL_SRC		 = master/oml2ctl.c
+SERVER_SRC	 = $(filter-out $(CTL_SRC),$(wildcard master/*.c)) \
+		   $(filter-out $(TOOL_SRC),$(wildcard child/*.c))
 LIB_OBJ		 = $(patsubst %.c,$(O)/%.o,$(COMMON_SRC) $(PROTO_SRC))
 SERVER_OBJ	 = $(patsubst %.c,$(O)/%.o,$(SERVER_SRC))
-STORE_OBJ	 = $(patsubst %,$(O)/child/%.o,db journal store_sqlite store_pg pqlib)
+STORE_OBJ	 = $(patsubst %,$(O)/child/%.o,db journal store_sqlite store_pg pqlib stats)
 IMPORT_OBJ	 = $(O)/child/import.o $(O)/child/conn.o $(STORE_OBJ) $(LIB_OBJ)
 MERGE_OBJ	 = $(O)/child/merge.o $(STORE_OBJ) $(LIB_OBJ)
+CTL_OBJ		 = $(O)/master/oml2ctl.o $(LIB_OBJ)
 HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 
-BINS		 = oml2-server oml2-import oml2-merge
+BINS		 = oml2-server oml2-import oml2-merge oml2ctl
 MANS		 = $(patsubst %,man1/%.1,$(BINS))
 TOOLS		 = t/omlsend t/unit_proto
 
@@ -57,6 +62,9 @@ oml2-import: $(IMPORT_OBJ)
 
 oml2-merge: $(MERGE_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+oml2ctl: $(CTL_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
 
 $(O)/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -112,11 +120,12 @@ test-asan:
 	OML2_SERVER=$(CURDIR)/t/asan/oml2-server OML2_SANITIZED=1 bats --timing t/
 
 # (the tests take oml2-import and oml2-merge from beside OML2_SERVER)
-asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(O)/t/unit_proto.o
+asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ) $(O)/t/unit_proto.o
 	@mkdir -p t/asan
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-merge $(MERGE_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2ctl $(CTL_OBJ) -lbsd -lm
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_proto $(O)/t/unit_proto.o $(LIB_OBJ) -lbsd -lm
 
 # libFuzzer harnesses (t/fuzz/): the header reader, the master's sniffer,
@@ -178,10 +187,11 @@ bench: all t/baseline
 check-clang:
 	@$(MAKE) --no-print-directory O=obj-clang CC=clang oml2-server-clang
 
-oml2-server-clang: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ)
+oml2-server-clang: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
 	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-merge $(MERGE_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2ctl $(CTL_OBJ) -lbsd -lm
 
 # The systemd unit goes where systemd looks when PREFIX is /usr or
 # /usr/local (for another PREFIX, set UNITDIR=/etc/systemd/system), with

@@ -61,6 +61,15 @@ static const char *const end_message[] = {
 	[END_ERROR] = "SOCKET_DROPPED",
 	[END_SHUTDOWN] = "SOCKET_DROPPED",
 	[END_LIMIT] = "SOCKET_DROPPED",
+	[END_CLOSED] = "SOCKET_DROPPED",
+};
+
+/* The same ends, as the figures count them. */
+static const enum stats_end end_stat[] = {
+	[END_NONE] = SE_ERROR, [END_EOF] = SE_EOF, [END_IDLE] = SE_IDLE,
+	[END_PROTOCOL] = SE_PROTOCOL, [END_ERROR] = SE_ERROR,
+	[END_SHUTDOWN] = SE_SHUTDOWN, [END_LIMIT] = SE_LIMIT,
+	[END_CLOSED] = SE_CLOSED,
 };
 
 const char *
@@ -160,6 +169,7 @@ exp_db_close(void)
 	uri = xstrdup(exp.db->uri);
 	db_close(exp.db);
 	exp.db = NULL;
+	stats_db_closed();
 	malloc_trim(0);		/* an idle experiment gives its heap back */
 	hook_event("DBCLOSED", uri);
 	free(uri);
@@ -186,6 +196,7 @@ client_end(struct conn *c, enum conn_end why)
 		exp.nwaiting--;
 	exp_unwatch((struct cev *)c);
 	exp_report(c, REPORT_DISCONNECT, end_message[why]);
+	stats_ended(end_stat[why]);
 	conn_close(c, why);
 	((struct cev *)c)->kind = CEV_DEAD;
 	for (i = 0; i < exp.nconns; i++)
@@ -201,6 +212,7 @@ client_end(struct conn *c, enum conn_end why)
 	if (exp.nconns == 0) {
 		exp.idle_since = now_mono_ms();
 		exp.idle_sent = 0;
+		stats_log_totals();
 	}
 	title();
 }
@@ -217,6 +229,7 @@ client_refuse(int fd, const struct msg_client *mc, const char *fmt, ...)
 	va_end(ap);
 	log_warnx("client %s port %u: %s; connection closed", mc->peer,
 	    mc->port, why);
+	stats_ended(SE_REFUSED);
 	exp_report_refused(mc->peer, mc->port);
 	if (fd != -1)
 		close(fd);
@@ -412,6 +425,7 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 		return;
 	}
 	c = conn_new(fd, mc->peer, mc->port);
+	stats_connected();
 	if (exp.nconns == exp.cap) {
 		exp.cap = exp.cap ? exp.cap * 2 : 16;
 		exp.conns = xreallocarray(exp.conns, exp.cap, sizeof(c));
@@ -424,9 +438,31 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 		client_end(c, END_PROTOCOL);
 }
 
-/* Store what every client already sent, close everything, exit. */
+/* The figures child.c holds, for stats.c to push. */
+static uint64_t
+figures(uint64_t now, int final)
+{
+	struct stats_base	 b;
+
+	if (!exp.assigned)
+		return 0;
+	memset(&b, 0, sizeof(b));
+	b.clients = exp.nconns;
+	b.rows = exp.rows + (exp.db ? exp.db->rows : 0);
+	b.dropped = exp.dropped + (exp.db ? exp.db->dropped : 0);
+	b.db_open = exp.db != NULL;
+	b.stall = exp.db == NULL ? STALL_NONE : db_stalled(exp.db) ?
+	    STALL_STALLED : exp.db->failing ? STALL_RETRYING : STALL_NONE;
+	b.hook = hook_status();
+	return stats_tick(exp.ctl.fd, now, &b, final);
+}
+
+/*
+ * Store what every client already sent, close everything, exit; each
+ * client ends for reason end (server stopping, or closed by the operator).
+ */
 static __dead void
-finish(const char *why)
+finish(const char *why, enum conn_end end)
 {
 	enum conn_end	 r;
 
@@ -435,10 +471,11 @@ finish(const char *why)
 		log_info("%s: finishing", why);
 	while (exp.nconns > 0) {
 		r = conn_read(exp.conns[0], 1);
-		client_end(exp.conns[0], r == END_NONE ? END_SHUTDOWN : r);
+		client_end(exp.conns[0], r == END_NONE ? end : r);
 	}
 	if (exp.db != NULL)	/* kept open while it could not be written */
 		exp_db_close();
+	figures(now_mono_ms(), 1);
 	exp_report_flush(now_mono_ms(), 1);
 	budget_leave(exp.conf->budget, exp.slot);
 	hook_exit();
@@ -475,10 +512,25 @@ assign(const char *name, size_t len)
 	hook_start();
 }
 
+/* The master asks for the details: the clients' figures, completeness. */
+static void
+show(uint32_t id)
+{
+	struct conn_fig	*f;
+	unsigned	 i;
+
+	f = xcalloc(exp.nconns + 1, sizeof(*f));
+	for (i = 0; i < exp.nconns; i++)
+		conn_figures(exp.conns[i], &f[i]);
+	stats_show(exp.ctl.fd, id, f, exp.nconns);
+	free(f);
+}
+
 static void
 ctl_message(struct msg *m, size_t len)
 {
 	struct msg_client	 mc;
+	uint32_t		 id;
 
 	switch (m->hdr.type) {
 	case MSG_ASSIGN:
@@ -496,10 +548,18 @@ ctl_message(struct msg *m, size_t len)
 		return;
 	case MSG_RETIRE:
 		if (exp.nconns == 0)
-			finish("retiring");
+			finish("retiring", END_SHUTDOWN);
 		return;
 	case MSG_SHUTDOWN:
-		finish("server stopping");
+		finish("server stopping", END_SHUTDOWN);
+	case MSG_CLOSE:
+		finish("closed by the operator", END_CLOSED);
+	case MSG_SHOW_REQ:
+		if (len != sizeof(uint32_t))
+			break;
+		memcpy(&id, m->data, sizeof(id));
+		show(id);
+		return;
 	case MSG_STATUS_REQ:
 		send_status();
 		return;
@@ -529,7 +589,7 @@ ctl_read(void)
 		if (n == -1 && errno == EAGAIN)
 			return;
 		if (n <= 0)
-			finish("the master went away");
+			finish("the master went away", END_SHUTDOWN);
 		ctl_message(&m, m.hdr.len);
 	}
 }
@@ -541,7 +601,7 @@ sig_read(void)
 
 	while (read(exp.sig.fd, &si, sizeof(si)) == sizeof(si))
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			finish(strsignal((int)si.ssi_signo));
+			finish(strsignal((int)si.ssi_signo), END_SHUTDOWN);
 }
 
 /* Commits, idle clients and idle reporting.  Returns the next deadline. */
@@ -593,6 +653,10 @@ timers(uint64_t now)
 		if (exp.next_mem < next)
 			next = exp.next_mem;
 	}
+	if ((due = figures(now, 0)) != 0 && due < next)
+		next = due;
+	if ((due = stats_flush(exp.ctl.fd, now)) != 0 && due < next)
+		next = due;
 	return next;
 }
 

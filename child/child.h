@@ -229,7 +229,7 @@ struct cev {
 /* conn.c -- one client connection */
 enum conn_end {
 	END_NONE, END_EOF, END_IDLE, END_PROTOCOL, END_ERROR, END_SHUTDOWN,
-	END_LIMIT
+	END_LIMIT, END_CLOSED
 };
 struct conn;
 struct conn	*conn_new(int fd, const char *peer, uint16_t port);
@@ -248,6 +248,17 @@ int		 conn_waiting(const struct conn *);
 void		 conn_set_waiting(struct conn *, int);
 void		 conn_set_why(struct conn *, const char *, ...)
 		    PRINTFLIKE(2, 3);
+/* A connection's figures, for "oml2ctl show" (strings are the conn's). */
+struct conn_fig {
+	const char	*peer, *sender, *app;
+	uint16_t	 port;
+	int		 protocol;	/* 0 until its header says */
+	int		 binary;
+	int		 ready;		/* past its header */
+	double		 since;		/* wall clock */
+	uint64_t	 rows, bytes, dropped;
+};
+void		 conn_figures(const struct conn *, struct conn_fig *);
 
 /* child.c -- the experiment's shared state, used by conn.c */
 struct db	*exp_db_acquire(void);
@@ -266,6 +277,35 @@ void		 hook_event(const char *event, const char *uri);
 void		 hook_exit(void);
 void		 hook_readable(struct cev *);
 uint64_t	 hook_tick(uint64_t now);	/* next deadline, or 0 */
+enum stats_hook	 hook_status(void);
+
+/*
+ * stats.c -- the experiment's figures and completeness, pushed to the
+ * master (MSG_STATS) and detailed on request (MSG_SHOW).  conn.c and db.c
+ * report into it; child.c pushes.
+ */
+struct stats_base {		/* what child.c knows */
+	uint32_t	 clients;
+	enum stats_stall stall;
+	enum stats_hook	 hook;
+	int		 db_open;
+	uint64_t	 rows, dropped;
+};
+void		 stats_rx(size_t);
+void		 stats_connected(void);
+void		 stats_ended(enum stats_end);
+uint64_t	 stats_clock(void);
+void		 stats_commit(uint64_t started, int ok);
+void		 stats_tuple(int sender_id, const char *sender,
+		    const struct table *, int32_t seq);
+void		 stats_stored(const struct table *, const struct oml_value *);
+void		 stats_db_closed(void);
+void		 stats_log_totals(void);
+uint64_t	 stats_tick(int ctl, uint64_t now, const struct stats_base *,
+		    int final);
+void		 stats_show(int ctl, uint32_t id, const struct conn_fig *,
+		    unsigned);
+uint64_t	 stats_flush(int ctl, uint64_t now);
 
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, enum report_event,

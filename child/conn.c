@@ -66,6 +66,9 @@ struct conn {
 	int		 any_domain;	/* oml2-import --domain */
 	uint64_t	 rows;
 	uint64_t	 dropped;
+	uint64_t	 bytes;		/* received */
+	int		 protocol;	/* as its header says */
+	double		 since;		/* connected, wall clock */
 	uint64_t	 skipped;	/* binary garbage not yet reported */
 	double		 now;		/* wall clock for this batch */
 	struct text_line tl;
@@ -93,6 +96,7 @@ conn_new(int fd, const char *peer, uint16_t port)
 	c->maxindex = -1;
 	c->rsize = READ_FIRST;
 	c->last_rx = now_mono_ms();
+	c->since = now_real();
 	buf_init(&c->in);
 	buf_init(&c->scratch);
 	return c;
@@ -141,6 +145,21 @@ conn_ident(const struct conn *c, const char **sender, const char **app)
 	*sender = c->sender ? c->sender : "";
 	*app = c->app ? c->app : "";
 	return c->domain ? c->domain : "";
+}
+
+void
+conn_figures(const struct conn *c, struct conn_fig *f)
+{
+	f->peer = c->peer;
+	f->port = c->port;
+	conn_ident(c, &f->sender, &f->app);
+	f->protocol = c->protocol;
+	f->binary = c->binary;
+	f->ready = c->st != ST_HEADER;
+	f->since = c->since;
+	f->rows = c->rows;
+	f->bytes = c->bytes;
+	f->dropped = c->dropped;
 }
 
 /* Record why the connection must close; returns -1 for convenience. */
@@ -368,6 +387,7 @@ header_key(struct conn *c, const char *k, size_t kl, const char *v,
 		n = atol_lax(v, vl);
 		if (n < 1 || n > 5)
 			return fail(c, "unsupported protocol %ld", n);
+		c->protocol = (int)n;
 		return 0;
 	}
 	if (KEY("domain") || KEY("experiment-id"))
@@ -517,8 +537,10 @@ store(struct conn *c, struct table *t, long index, int32_t seq, double ts,
 	r.bytes = &c->scratch;		/* the backend may keep it */
 	if (db_insert(c->db, t, &r) == -1)
 		drop(c, "%s: the database refused the row", t->schema.name);
-	else
+	else {
 		c->rows++;
+		stats_stored(t, c->vals);
+	}
 	scratch_trim(c);
 	return 0;
 }
@@ -552,6 +574,7 @@ text_tuple(struct conn *c, char *line, size_t len)
 	}
 	if ((t = tuple_table(c, index)) == NULL)
 		return 0;
+	stats_tuple(c->sender_id, c->sender, t, seq);
 	n = c->tl.n - 3;
 	if (n != t->schema.nfields) {
 		drop(c, "%d values for %s, which has %d", n, t->schema.name,
@@ -575,6 +598,7 @@ bin_tuple(struct conn *c, const struct bin_packet *p)
 
 	if ((t = tuple_table(c, p->stream)) == NULL)
 		return 0;
+	stats_tuple(c->sender_id, c->sender, t, p->seq);
 	if (p->count != t->schema.nfields) {
 		drop(c, "%d values for %s, which has %d", p->count,
 		    t->schema.name, t->schema.nfields);
@@ -795,6 +819,8 @@ conn_unfinished(const struct conn *c, const char **what)
 int
 conn_feed(struct conn *c, const char *p, size_t len)
 {
+	c->bytes += len;
+	stats_rx(len);
 	buf_add(&c->in, p, len);
 	exp_mem_take(c, c->in.cap - c->held, 1);	/* already here */
 	c->held = c->in.cap;
@@ -842,6 +868,8 @@ conn_read(struct conn *c, int drain)
 		}
 		c->in.len += (size_t)n;
 		c->trickle += (size_t)n;
+		c->bytes += (size_t)n;
+		stats_rx((size_t)n);
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
 			return END_PROTOCOL;
@@ -865,6 +893,7 @@ conn_close(struct conn *c, enum conn_end why)
 		[END_IDLE] = "idle timeout", [END_PROTOCOL] = "protocol error",
 		[END_ERROR] = "socket error", [END_SHUTDOWN] = "server stopping",
 		[END_LIMIT] = "limit reached",
+		[END_CLOSED] = "closed by the operator",
 	};
 	size_t	 held;
 

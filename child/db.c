@@ -441,12 +441,17 @@ int
 db_commit(struct db *db)
 {
 	unsigned	 n = db->pending;
+	uint64_t	 t0;
+	int		 r;
 
 	db->commit_now = 0;
 	if (n == 0)
 		return 0;
 	db->pending = 0;
-	if (db->be->commit(db) == -1) {
+	t0 = stats_clock();
+	r = db->be->commit(db);
+	stats_commit(t0, r == 0);
+	if (r == -1) {
 		db->pending = n;
 		db->dirty_since = now_mono_ms();
 		db->failing = 1;

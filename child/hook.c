@@ -543,6 +543,18 @@ hook_tick(uint64_t now)
 	return next;
 }
 
+/* The hook's state, for the figures the master shows. */
+enum stats_hook
+hook_status(void)
+{
+	switch (hk.state) {
+	case HK_WAITING:	return HOOKST_STARTING;
+	case HK_READY:		return HOOKST_READY;
+	case HK_DROPPED:	return HOOKST_DROPPED;
+	default:		return HOOKST_NONE;
+	}
+}
+
 void
 hook_readable(struct cev *e)
 {

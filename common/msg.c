@@ -27,6 +27,16 @@ static const char *const msg_names[MSG_TYPE_MAX] = {
 	[MSG_REPORT] = "report",
 	[MSG_LOGREOPEN] = "log-reopen",
 	[MSG_LOCK] = "lock",
+	[MSG_STATS] = "stats",
+	[MSG_SHOW_REQ] = "show-request",
+	[MSG_SHOW] = "show",
+	[MSG_CLOSE] = "close",
+};
+
+/* Commit duration buckets: 1 ms to 10 s, then the open one. */
+const uint64_t stats_bucket_us[STATS_BUCKETS - 1] = {
+	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 10000000
 };
 
 const char *

@@ -109,6 +109,7 @@ client_lost(const struct child *c, const char *data, size_t len,
 	mc.peer[sizeof(mc.peer) - 1] = '\0';
 	log_warnx("client %s port %u: connection dropped: %s", mc.peer,
 	    mc.port, why);
+	fig_refused(REF_NO_PROCESS);
 	report_event(REPORT_DISCONNECT, mc.peer, mc.port, c->exp,
 	    "SOCKET_DROPPED");
 }
@@ -217,6 +218,12 @@ child_message(struct child *c, struct msg *m, size_t len)
 	case MSG_REPORT:
 		report_child(c->exp, c->pid, m->data, len);
 		break;
+	case MSG_STATS:
+		fig_child_stats(c, m->data, len);
+		break;
+	case MSG_SHOW:
+		ctl_show_records(c, m->data, len);
+		break;
 	default:
 		goto bad;
 	}
@@ -315,6 +322,8 @@ drain_reports(struct child *c)
 			close(m.fd);
 		if (m.hdr.type == MSG_REPORT)
 			report_child(c->exp, c->pid, m.data, m.hdr.len);
+		else if (m.hdr.type == MSG_STATS)	/* its last figures */
+			fig_child_stats(c, m.data, m.hdr.len);
 	}
 }
 

@@ -212,7 +212,7 @@ setup_signals(void)
 	ev_add(&sigev, EPOLLIN);
 }
 
-static void
+void
 begin_shutdown(int sig)
 {
 	struct child	*c;
@@ -233,8 +233,11 @@ begin_shutdown(int sig)
 	kill_at = now_mono_ms() + STOP_TIMEOUT_MS;
 }
 
-/* SIGHUP: reopen the log and hand the new descriptor to every child. */
-static void
+/*
+ * SIGHUP (or oml2ctl reopen-log): reopen the log and hand the new
+ * descriptor to every child.  Returns -1 if the old file stays in use.
+ */
+int
 reopen_log(void)
 {
 	struct child	*c;
@@ -243,7 +246,7 @@ reopen_log(void)
 	if (log_reopen() == -1) {
 		log_warnx("reopening the log file %s: %s; still writing to the "
 		    "old one", opts.logfile, log_open_error());
-		return;
+		return -1;
 	}
 	log_info("log reopened");
 	for (c = children; c != NULL; c = c->next) {
@@ -251,6 +254,7 @@ reopen_log(void)
 			continue;
 		child_send(c, MSG_LOGREOPEN, fd, NULL, 0);
 	}
+	return 0;
 }
 
 static void
@@ -280,7 +284,7 @@ signal_read(void)
 static int
 next_timeout(uint64_t now)
 {
-	uint64_t	 d[5], t = now + 1000;
+	uint64_t	 d[8], t = now + 1000;
 	size_t		 i;
 
 	d[0] = pending_next_deadline();
@@ -288,6 +292,9 @@ next_timeout(uint64_t now)
 	d[2] = listen_tick(now);
 	d[3] = kill_at;
 	d[4] = report_tick(now);
+	d[5] = ctl_tick(now);
+	d[6] = metrics_tick(now);
+	d[7] = fig_tick(now);
 	for (i = 0; i < nitems(d); i++)
 		if (d[i] != 0 && d[i] < t)
 			t = d[i];
@@ -318,6 +325,18 @@ dispatch(struct epoll_event *ee)
 		break;
 	case EV_REPORT:
 		report_io(ee->events);
+		break;
+	case EV_CTL:
+		ctl_accept();
+		break;
+	case EV_CTLCONN:
+		ctl_io(e, ee->events);
+		break;
+	case EV_METRICS:
+		metrics_accept();
+		break;
+	case EV_HTTP:
+		metrics_io(e, ee->events);
 		break;
 	case EV_DEAD:
 		break;
@@ -351,6 +370,8 @@ loop(void)
 		graveyard_empty();
 	}
 	report_stop();
+	ctl_close();
+	metrics_close();
 	log_info("stopped");
 	exit(0);
 }
@@ -380,8 +401,11 @@ main(int argc, char **argv)
 	    opts.max_experiments + 64);
 	probe_backend();
 	setup_signals();
-	if (report_start() == -1)
+	if (report_start() == -1 || ctl_open() == -1 ||
+	    (opts.metrics_listen != NULL &&
+	    metrics_open(opts.metrics_listen) == -1))
 		return 1;
+	fig_init();
 	log_startup(0);
 	log_info("oml2-server %s ready: %s backend%s%s", OML2_VERSION,
 	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",

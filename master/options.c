@@ -24,7 +24,7 @@ enum {
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
 	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT, O_MAX_HEADER, O_MAX_BUFFERED,
-	O_MAX_BUFFERED_EXP,
+	O_MAX_BUFFERED_EXP, O_CONTROL, O_METRICS_LISTEN, O_KEEP_ENDED,
 };
 
 static const struct option longopts[] = {
@@ -66,6 +66,9 @@ static const struct option longopts[] = {
 	{ "oml-binary",		no_argument,	   NULL, O_OML_BINARY },
 	{ "oml-noop",		no_argument,	   NULL, O_OML_NOOP },
 	{ "oml-bufsize",	required_argument, NULL, O_OML_BUFSIZE },
+	{ "control",		required_argument, NULL, O_CONTROL },
+	{ "metrics-listen",	required_argument, NULL, O_METRICS_LISTEN },
+	{ "keep-ended",		required_argument, NULL, O_KEEP_ENDED },
 	{ "version",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ "usage",		no_argument,	   NULL, O_USAGE },
@@ -77,7 +80,8 @@ static const char usage_text[] =
 "                   [--group=name] [--allow-root] [-t seconds] [-d level]\n"
 "                   [--logfile=file] [-b sqlite|postgresql] [--pg-host=host]\n"
 "                   [--pg-port=port] [--pg-user=user] [--pg-pass=pass]\n"
-"                   [--pg-connect=conninfo] [--oml-collect=uri] [limits...]\n"
+"                   [--pg-connect=conninfo] [--oml-collect=uri]\n"
+"                   [--control=path] [--metrics-listen=[addr:]port] [limits...]\n"
 "                   [--usage] [-v] [-?]\n";
 
 static const char help_text[] =
@@ -109,6 +113,14 @@ static const char help_text[] =
 "      --oml-text, --oml-binary  encoding (default text)\n"
 "      --oml-bufsize=BYTES   reports held for a slow collector (default 1048576)\n"
 "      --oml-noop            disable self-reporting, whatever else is given\n"
+"\n"
+"Watching it (see oml2ctl(1)):\n"
+"      --control=PATH        the control socket (default DIR/oml2-server.sock;\n"
+"                            'none' for none); mode 0660, root and --group\n"
+"      --metrics-listen=[ADDR:]PORT  serve Prometheus metrics at /metrics\n"
+"                            (default: off; all addresses unless ADDR)\n"
+"      --keep-ended=SECONDS  an ended experiment is still listed and reported\n"
+"                            this long (default 300)\n"
 "\n"
 "Processes and limits:\n"
 "      --spares=N            idle pre-forked experiment processes (default 2)\n"
@@ -180,6 +192,7 @@ defaults(struct options *o)
 	o->max_pending = 1024;
 	o->max_experiments = 1024;
 	o->oml_bufsize = 1024 * 1024;
+	o->keep_ended = 300;
 	o->cc.backend = BACKEND_SQLITE;
 	o->cc.pg_host = xstrdup(CONF_PG_HOST);
 	o->cc.pg_port = xstrdup(CONF_PG_PORT);
@@ -268,6 +281,17 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_OML_TEXT: o->oml_binary = 0; break;
 	case O_OML_BINARY: o->oml_binary = 1; break;
 	case O_OML_NOOP: o->oml_noop = 1; break;
+	case O_CONTROL:
+		if (strcmp(arg, "none") != 0 && arg[0] != '/')
+			bad("--control: \"%s\" is not an absolute path (or none)",
+			    arg);
+		setstr(&o->control, arg);
+		o->control_given = 1;
+		break;
+	case O_METRICS_LISTEN: setstr(&o->metrics_listen, arg); break;
+	case O_KEEP_ENDED:
+		o->keep_ended = num("--keep-ended", arg, 0, 86400);
+		break;
 	case O_OML_BUFSIZE:
 		o->oml_bufsize = num("--oml-bufsize", arg, 1024, 1UL << 30);
 		break;
@@ -339,6 +363,30 @@ resolve_datadir(struct options *o, char *dir)
 	if ((o->cc.datadir = realpath(dir, NULL)) == NULL)
 		bad("data directory %s: %s", dir, strerror(errno));
 	free(dir);
+}
+
+/*
+ * The control socket: --control, else oml2-server.sock in the data
+ * directory (with PostgreSQL, the one -D names, if it exists; else
+ * none).  One server per data directory, so the default never collides.
+ */
+static void
+resolve_control(struct options *o, const char *dir)
+{
+	char	*real = NULL;
+
+	if (o->control != NULL && strcmp(o->control, "none") == 0) {
+		free(o->control);
+		o->control = NULL;
+		return;
+	}
+	if (o->control != NULL)
+		return;
+	if (o->cc.datadir != NULL)
+		xasprintf(&o->control, "%s/oml2-server.sock", o->cc.datadir);
+	else if (dir != NULL && (real = realpath(dir, NULL)) != NULL)
+		xasprintf(&o->control, "%s/oml2-server.sock", real);
+	free(real);
 }
 
 /* The option if given, else the first set environment variable. */
@@ -469,8 +517,15 @@ options_parse(int argc, char **argv, struct options *o)
 		check_hook(o->cc.hook);
 	if (o->cc.backend == BACKEND_SQLITE)
 		resolve_datadir(o, datadir);
-	else
+	else {
+		if (datadir == NULL && getenv("OML_SQLITE_DIR") != NULL)
+			datadir = xstrdup(getenv("OML_SQLITE_DIR"));
+		resolve_control(o, datadir != NULL ? datadir :
+		    DEFAULT_DATADIR);
 		free(datadir);
+	}
+	if (o->cc.backend == BACKEND_SQLITE)
+		resolve_control(o, NULL);
 	o->cc.linger = o->linger;
 	resolve_buffers(o);
 	resolve_report(o);

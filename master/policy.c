@@ -73,6 +73,7 @@ policy_route(struct pending *p)
 			    "--max-experiments (%u) reached; connection closed",
 			    p->peer, p->port, p->sn.name,
 			    opts.max_experiments);
+			fig_refused(REF_MAX_EXPERIMENTS);
 			return -1;
 		}
 		if ((c = first_spare()) == NULL) {
@@ -82,6 +83,7 @@ policy_route(struct pending *p)
 		c->state = CH_SERVING;
 		startfail = 0;
 		strlcpy(c->exp, p->sn.name, sizeof(c->exp));
+		fig_child_assigned(c);
 		child_send(c, MSG_ASSIGN, -1, c->exp, strlen(c->exp));
 		log_info("experiment %s: process %d", c->exp, (int)c->pid);
 		spawn_more(0);
@@ -124,6 +126,19 @@ policy_child_idle(struct child *c, uint32_t received)
 	    (int)c->pid);
 }
 
+/*
+ * oml2ctl close: the process stores what its clients sent, closes them
+ * and exits; no connection is routed to it meanwhile.
+ */
+void
+policy_close(struct child *c, const char *who)
+{
+	c->state = CH_RETIRING;
+	child_send(c, MSG_CLOSE, -1, NULL, 0);
+	log_info("experiment %s: closed by %s; retiring process %d", c->exp,
+	    who, (int)c->pid);
+}
+
 void
 policy_child_gone(struct child *c, int status)
 {
@@ -131,6 +146,8 @@ policy_child_gone(struct child *c, int status)
 
 	if (c->status_pending && status_wait > 0)
 		status_wait--;
+	fig_child_gone(c);
+	ctl_child_gone(c);
 	/* A child that dies before serving anything is throttled. */
 	if ((c->state == CH_STARTING || c->state == CH_SPARE) && !stopping) {
 		startfail++;

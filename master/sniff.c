@@ -86,10 +86,12 @@ pending_room(uint64_t now, uint64_t *retry)
 			return 0;
 		}
 		pending_read(old);	/* its header may be here by now */
-		if (reading.head == old)
+		if (reading.head == old) {
+			fig_refused(REF_MAX_PENDING);
 			pending_end(old, "too many connections still "
 			    "sending their header; dropping the oldest",
 			    "SOCKET_DROPPED");
+		}
 	}
 	return 1;
 }
@@ -199,28 +201,36 @@ pending_read(struct pending *p)
 		pending_named(p);
 		return;
 	case SNIFF_BAD:
+		fig_refused(REF_BAD_HEADER);
 		pending_end(p, why, "C_PROTOCOL_ERROR");
 		return;
 	case SNIFF_MORE:
 		break;
 	}
-	if (eof)
+	if (eof) {
+		fig_refused(REF_CLOSED_EARLY);
 		pending_end(p, p->data.len ? "closed before naming its "
 		    "experiment" : NULL, "SOCKET_CONN_CLOSED");
-	else if (p->data.len >= opts.header_limit)
+	} else if (p->data.len >= opts.header_limit) {
+		fig_refused(REF_HEADER_LIMIT);
 		pending_end(p, "no experiment id in the first "
 		    "--header-limit bytes", "C_PROTOCOL_ERROR");
+	}
 }
 
 void
 pending_expire(uint64_t now)
 {
-	while (reading.head != NULL && reading.head->deadline <= now)
+	while (reading.head != NULL && reading.head->deadline <= now) {
+		fig_refused(REF_HEADER_TIMEOUT);
 		pending_end(reading.head, "did not name its experiment "
 		    "in time", "SOCKET_IDLE");
-	while (waiting.head != NULL && waiting.head->deadline <= now)
+	}
+	while (waiting.head != NULL && waiting.head->deadline <= now) {
+		fig_refused(REF_NO_PROCESS);
 		pending_end(waiting.head, "no experiment process became "
 		    "available in time", "SOCKET_DROPPED");
+	}
 }
 
 /* A child became available: try the parked connections again. */
@@ -257,6 +267,7 @@ pending_drain(void)
 	}
 	for (p = reading.head; p != NULL; p = next) {
 		next = p->next;
+		fig_refused(REF_SHUTDOWN);
 		pending_end(p, "server shutting down", "SOCKET_DROPPED");
 	}
 }

@@ -45,7 +45,7 @@ no_stray_files() {
 	f=$( (find "$T" -not -path "$DATA/*"; find /tmp -maxdepth 1 -newer "$T/marker") |
 	    grep -E '\.sq3|escape' || true)
 	[ -z "$f" ] || { echo "stray files: $f" >&2; return 1; }
-	f=$(ls -A "$DATA" | grep -v -E '^((victim|witness|ok|sqlexp)\.sq3(-wal|-shm|-journal)?|\.oml2-server\.lock)$' || true)
+	f=$(ls -A "$DATA" | grep -v -E '^((victim|witness|ok|sqlexp)\.sq3(-wal|-shm|-journal)?|\.oml2-server\.lock|oml2-server\.sock)$' || true)
 	[ -z "$f" ] || { echo "unexpected in the data directory: $f" >&2; return 1; }
 }
 

@@ -33,7 +33,8 @@ check_witness() {
 	[ "$(grep -c 'client 127.0.0.1 port [0-9]*: .*experiment name .*; connection closed' "$LOG")" -eq "$n" ]
 	log_has "experiment name contains '='; connection closed"
 	log_has "experiment name does not start with a letter, a digit or '_'; connection closed"
-	[ "$(ls -A "$DATA" | grep -v -x -F .oml2-server.lock)" = witness.sq3 ]
+	# (beside the lock file and the control socket)
+	[ "$(ls -A "$DATA" | grep -v -x -F -e .oml2-server.lock -e oml2-server.sock)" = witness.sq3 ]
 	# what the original's clients send is still taken
 	send -e exp_2011-08-09t11.52.28+10.00 -n 2
 	send -e _A:b-9 -n 2

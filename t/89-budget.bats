@@ -6,9 +6,12 @@
 
 load helpers
 
-# Open descriptors of a process.
-nfds() {
-	ls "/proc/$1/fd" | wc -l
+# The lowest descriptor number a process has free (the next it would
+# get: a limit at it leaves none free below it, holes included).
+lowest_free_fd() {
+	local n=0
+	while [ -e "/proc/$1/fd/$n" ]; do n=$((n + 1)); done
+	echo "$n"
 }
 
 @test "an experiment process out of descriptors refuses clients by name and still retires" {
@@ -18,7 +21,7 @@ nfds() {
 	wait_rows fdexp gen 5
 	pid=$(exp_pid fdexp)
 	# no descriptor free at all: the kernel drops the one passed
-	n=$(nfds "$pid")
+	n=$(lowest_free_fd "$pid")
 	prlimit --pid "$pid" --nofile="$n:"
 	raw_refused 'protocol: 5\ndomain: fdexp\nsender-id: lost\n\n'
 	wait_log 'client 127.0.0.1 port [0-9]+: lost in the hand-over: this process has no file descriptor free; connection closed'

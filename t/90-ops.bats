@@ -39,7 +39,7 @@ same_options() {
 }
 
 # What make install puts in BINDIR and MANDIR/man1.
-BINS="oml2-server oml2-import oml2-merge"
+BINS="oml2-server oml2-import oml2-merge oml2ctl"
 
 
 # A server of its own in $T/$1 (data dir $T/$1/data, log $T/$1/log); its
@@ -78,6 +78,12 @@ lb_rows_are() {
 	[ "$(lb_rows)" -eq "$1" ]
 }
 
+# oml2ctl lists experiment unit with its 7 rows.
+unit_listed() {
+	[ "$("$(dirname "$OML2_SERVER")/oml2ctl" -s "$DATA/oml2-server.sock" --json list |
+	    jq -r '.experiments[0].name + " " + (.experiments[0].rows_stored | tostring)')" = "unit 7" ]
+}
+
 port_listening() {
 	ss -Htln "( sport = :$1 )" | grep -q .
 }
@@ -92,9 +98,11 @@ port_listening() {
 }
 
 @test "--help and the manual page name the same long options, for the server and each tool" {
+	local OML2CTL=${OML2CTL:-$(dirname "$OML2_SERVER")/oml2ctl}
 	same_options "$OML2_SERVER" "$MAN" 21
 	same_options "$OML2_IMPORT" "$T_TOP/man1/oml2-import.1" 15
 	same_options "$OML2_MERGE" "$T_TOP/man1/oml2-merge.1" 4
+	same_options "$OML2CTL" "$T_TOP/man1/oml2ctl.1" 6
 }
 
 @test "make install writes the server, manual and examples under DESTDIR alone" {
@@ -213,6 +221,9 @@ port_listening() {
 	wait_rows unit gen 7
 	[ "$(stat -c %U "$DATA/unit.sq3")" = "$T_USER" ]
 	[ "$(ps -o user= -p "$(exp_pid unit)")" = "$T_USER" ]
+	# oml2ctl reaches it, through a socket made in --user's directory.
+	[ "$(stat -c '%a %U' "$DATA/oml2-server.sock")" = "660 $T_USER" ]
+	wait_for 10 unit_listed
 	# The master holds the unit's capabilities and no more: kill (5),
 	# setgid (6), setuid (7), net_bind_service (10).
 	grep -q -P '^CapEff:\t00000000000004e0$' "/proc/$SERVER_PID/status"

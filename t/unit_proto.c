@@ -1919,9 +1919,35 @@ test_proxy_v2(void)
 	CHECK(proxy_parse(b, 52, 4096, &pi, &why) == PROXY_BAD);
 }
 
+/* common/esc.c: what tenants' strings become in JSON, labels, terminals */
+static void
+test_escapes(void)
+{
+	static const char	 in[] = "a\"b\\c\nd\x1b\xff\xe2\x80\xae\xc3\xa9";
+	struct buf		 b;
+
+	buf_init(&b);
+	esc_json(&b, in, sizeof(in) - 1);
+	CHECK_STR(b.p, b.len, "\"a\\\"b\\\\c\\nd\\u001b\xef\xbf\xbd"
+	    "\xe2\x80\xae\xc3\xa9\"");
+	b.len = 0;
+	esc_label(&b, in, sizeof(in) - 1);
+	CHECK_STR(b.p, b.len, "a\\\"b\\\\c\\nd\x1b\xef\xbf\xbd"
+	    "\xe2\x80\xae\xc3\xa9");
+	b.len = 0;
+	esc_term(&b, in, sizeof(in) - 1);
+	CHECK_STR(b.p, b.len, "a\"b\\\\c\\x0ad\\x1b\\xff\\xe2\\x80\\xae"
+	    "\xc3\xa9");
+	b.len = 0;
+	esc_json(&b, "\0", 1);
+	CHECK_STR(b.p, b.len, "\"\\u0000\"");
+	buf_free(&b);
+}
+
 int
 main(void)
 {
+	test_escapes();
 	test_types();
 	test_lines();
 	test_expname();
