@@ -178,6 +178,15 @@ ctl_open(void)
 	sun.sun_family = AF_UNIX;
 	if (strlcpy(sun.sun_path, opts.control, sizeof(sun.sun_path)) >=
 	    sizeof(sun.sun_path)) {
+		/* a deep data directory must not stop the server */
+		if (!opts.control_given) {
+			log_warnx("control socket %s: longer than %zu bytes; "
+			    "running without one (give a shorter --control)",
+			    opts.control, sizeof(sun.sun_path) - 1);
+			free(opts.control);
+			opts.control = NULL;
+			return 0;
+		}
 		log_error("control socket %s: longer than %zu bytes; give a "
 		    "shorter --control", opts.control, sizeof(sun.sun_path) - 1);
 		return -1;
