@@ -19,7 +19,7 @@
 #include "master/master.h"
 
 #define WAIT_MS		30000	/* for an experiment process to be ready */
-#define MIN_AGE_MS	250	/* before --max-pending may drop a connection */
+#define MIN_AGE_MS	2000	/* before --max-pending may drop a connection */
 
 struct plist {
 	struct pending	*head, *tail;
@@ -68,8 +68,10 @@ pending_end(struct pending *p, const char *why, const char *message)
  * Room under --max-pending for one more connection?  Past the limit the
  * oldest connection still naming its experiment is dropped, but only
  * once it has had MIN_AGE_MS to send its header: in a burst of real
- * clients the listener accepts faster than the clients write, and those
- * must not be mistaken for idlers.  Returns 1 if there is room now, else
+ * clients the listener accepts faster than the clients write (on a busy
+ * machine, a client that opens many connections at once may write its
+ * first header a second later), and those must not be mistaken for
+ * idlers.  Returns 1 if there is room now, else
  * 0 with *retry the time at which the oldest may be dropped.
  */
 int
@@ -191,6 +193,16 @@ pending_read(struct pending *p)
 	const char	*why = NULL;
 	int		 eof;
 
+	/*
+	 * A named connection is not read here any more.  An event of the
+	 * epoll batch being dispatched may still point at one: past
+	 * --max-pending, pending_room() reads the oldest connection itself,
+	 * which may name it and park it for a process before its own event
+	 * comes up.  Reading it again then looked at the rest of its header
+	 * for an experiment id and closed a valid client at its blank line.
+	 */
+	if (p->waiting)
+		return;
 	eof = pending_fill(p) == -1;
 	switch (sniff_expid(&p->sn, p->data.p, p->data.len, &why)) {
 	case SNIFF_FOUND:

@@ -29,6 +29,36 @@ pending_is() {
 	[ "$(pending_count)" = "$1" ]
 }
 
+# Is the master asleep in epoll_wait, watching its listening socket?  (Its
+# one epoll descriptor lists what it watches in /proc/PID/fdinfo.)
+master_listening_asleep() {
+	local f epfd= lfd
+	for f in /proc/"$SERVER_PID"/fd/*; do
+		[ "$(readlink "$f")" = 'anon_inode:[eventpoll]' ] && epfd=${f##*/}
+	done
+	lfd=$(ss -Hltnp "sport = :$PORT" |
+	    sed -n "s/.*pid=$SERVER_PID,fd=\([0-9]*\).*/\1/p")
+	[ -n "$epfd" ] && [ -n "$lfd" ] &&
+	    grep -q "^tfd: *$lfd " "/proc/$SERVER_PID/fdinfo/$epfd" &&
+	    grep -q 'ep_poll\|epoll_wait' "/proc/$SERVER_PID/wchan"
+}
+
+# Process $1 is stopped (by SIGSTOP), not merely told to stop.
+stopped() {
+	ps -o stat= -p "$1" | grep -q '^T'
+}
+
+# Connections the kernel has accepted for the server that it has not.
+accept_queue_is() {
+	[ "$(ss -Hltn "sport = :$PORT" | awk '{ print $2 }')" = "$1" ]
+}
+
+# Bytes waiting to be read on the server's end of the client at port $1.
+server_holds() {
+	[ "$(ss -Htn state established "sport = :$PORT and dport = :$1" |
+	    awk '{ print $1 }')" = "$2" ]
+}
+
 @test "1000 connections that never finish their header delay no real client and are reaped" {
 	start_server -d 3 --header-timeout 3
 	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
@@ -63,6 +93,34 @@ pending_is() {
 	[ $((t1 - t0)) -lt 3000 ]
 	# one more half-open connection came in with it, so one more went
 	[ "$(grep -c "dropping the oldest; connection closed" "$LOG")" -eq 901 ]
+}
+
+@test "a client that names its experiment while the master takes another connection past --max-pending is served" {
+	# The master reads the oldest connection itself before it drops one
+	# past --max-pending.  Here that names its experiment, which needs a
+	# process, while the connection's own event is still to come in the
+	# same wakeup: the master stopped, a second connection waits in the
+	# backlog, then the first sends the rest of its header.
+	start_server --max-pending 1 --spares 0
+	local a b aport rest
+	exec {a}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'protocol: 5\n' >&"$a"
+	wait_log 'connection from 127\.0\.0\.1 port'
+	aport=$(sed -n 's/.*connection from 127\.0\.0\.1 port \([0-9]*\)$/\1/p' "$LOG")
+	# the age at which --max-pending may drop it for a newer one
+	sleep 2.1
+	wait_for 10 master_listening_asleep
+	kill -STOP "$SERVER_PID"
+	wait_for 10 stopped "$SERVER_PID"
+	exec {b}<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_for 10 accept_queue_is 1
+	printf -v rest 'domain: named\nstart-time: 1\nsender-id: a\napp-name: t\nschema: 1 gen n:int32\ncontent: text\n\n0.5\t1\t1\t7\n'
+	printf '%s' "$rest" >&"$a"
+	wait_for 10 server_holds "$aport" "${#rest}"
+	kill -CONT "$SERVER_PID"
+	wait_rows named gen 1
+	exec {a}>&- {b}>&-
+	log_lacks 'end of headers|connection closed'
 }
 
 @test "2000 clients across 100 experiments store every row" {
