@@ -154,6 +154,7 @@ void	 priv_drop(const struct priv_ids *);
 /* util.c */
 int	 set_nonblock(int);
 int	 set_cloexec(int);
+void	 signals_ignore_stray(void);
 double	 now_real(void);
 uint64_t now_mono_ms(void);
 long	 rss_kb(void);

@@ -18,15 +18,22 @@
 
 struct child	*children;
 
+/*
+ * In a new child: the signals the master reads through its signalfd are
+ * ignored before they are unblocked, so that one sent to every process
+ * (kill $(pidof oml2-server)) never finds the child with the default
+ * action; SIGCHLD gets its default back for the hook's sake.
+ */
 static void
 child_reset_signals(void)
 {
 	sigset_t	 none;
-	int		 sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGHUP };
+	int		 sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP };
 	size_t		 i;
 
 	for (i = 0; i < nitems(sigs); i++)
-		signal(sigs[i], SIG_DFL);
+		signal(sigs[i], SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }

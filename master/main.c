@@ -18,7 +18,7 @@
 
 #include "master/master.h"
 
-#define STOP_TIMEOUT_MS	30000	/* then children get SIGKILL */
+#define STOP_GRACE_MS	20000	/* on top of --hook-timeout: then SIGKILL */
 
 struct options	 opts;
 int		 epfd = -1;
@@ -132,16 +132,22 @@ probe_backend(void)
 		    "postgresql");
 }
 
+/*
+ * The master reads its signals through a signalfd; the others an operator
+ * may send to the whole group are ignored, here and (inherited) in every
+ * experiment process, which also ignores these five (children.c).
+ */
 static void
 setup_signals(void)
 {
 	sigset_t	 set;
 
-	signal(SIGPIPE, SIG_IGN);
+	signals_ignore_stray();
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
@@ -157,7 +163,7 @@ begin_shutdown(int sig)
 	struct child	*c;
 
 	if (stopping) {
-		log_info("signal %d: already stopping", sig);
+		log_info("%s: already stopping", strsignal(sig));
 		return;
 	}
 	stopping = 1;
@@ -169,7 +175,7 @@ begin_shutdown(int sig)
 	for (c = children; c != NULL; c = c->next)
 		if (c->state != CH_STARTING)
 			child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
-	kill_at = now_mono_ms() + STOP_TIMEOUT_MS;
+	kill_at = now_mono_ms() + STOP_GRACE_MS + opts.cc.hook_timeout * 1000ULL;
 }
 
 /* SIGHUP: reopen the log and hand the new descriptor to every child. */
@@ -203,6 +209,7 @@ signal_read(void)
 			break;
 		case SIGTERM:
 		case SIGINT:
+		case SIGQUIT:
 			begin_shutdown((int)si.ssi_signo);
 			break;
 		case SIGUSR1:
@@ -276,8 +283,9 @@ loop(void)
 		if (stopping && children == NULL)
 			break;
 		if (kill_at != 0 && now >= kill_at) {
-			log_warnx("children still running after %d s: killing",
-			    STOP_TIMEOUT_MS / 1000);
+			log_warnx("children still running %u s after being told "
+			    "to finish: killing", STOP_GRACE_MS / 1000 +
+			    opts.cc.hook_timeout);
 			children_signal(SIGKILL);
 			kill_at = 0;
 		}

@@ -23,12 +23,13 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP, O_OML_BUFSIZE,
+	O_OML_NOOP, O_OML_BUFSIZE, O_HOOK_TIMEOUT,
 };
 
 static const struct option longopts[] = {
 	{ "data-dir",		required_argument, NULL, 'D' },
 	{ "event-hook",		required_argument, NULL, 'H' },
+	{ "hook-timeout",	required_argument, NULL, O_HOOK_TIMEOUT },
 	{ "listen",		required_argument, NULL, 'l' },
 	{ "user",		required_argument, NULL, O_USER },
 	{ "group",		required_argument, NULL, O_GROUP },
@@ -87,6 +88,7 @@ static const char help_text[] =
 "  -d, --debug-level=LEVEL   1=ERROR 2=WARNING 3=INFO 4=DEBUG (default 3)\n"
 "      --logfile=FILE        log to FILE instead of stderr ('-' is stderr)\n"
 "  -H, --event-hook=PROGRAM  run PROGRAM for database events (see the manual)\n"
+"      --hook-timeout=SECONDS  time a hook has to exit after EXIT (default 10)\n"
 "  -b, --backend=BACKEND     sqlite (default) or postgresql\n"
 "      --pg-host=HOST        PostgreSQL server (default localhost)\n"
 "      --pg-port=PORT        its port or service name (default postgresql)\n"
@@ -173,6 +175,7 @@ defaults(struct options *o)
 	o->cc.pg_user = xstrdup("oml");
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
+	o->cc.hook_timeout = 10;
 	o->cc.max_line = 1024 * 1024;
 	o->cc.max_packet = 64 * 1024 * 1024;
 	o->cc.max_fields = 1024;
@@ -188,6 +191,9 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	switch (c) {
 	case 'D':	setstr(datadir, arg); break;
 	case 'H':	setstr(&o->cc.hook, arg); break;
+	case O_HOOK_TIMEOUT:
+		o->cc.hook_timeout = num("--hook-timeout", arg, 1, 3600);
+		break;
 	case 'l':	setstr(&o->listen, arg); break;
 	case O_USER:	setstr(&o->user, arg); break;
 	case O_GROUP:	setstr(&o->group, arg); break;
