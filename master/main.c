@@ -23,6 +23,7 @@
 struct options	 opts;
 int		 epfd = -1;
 int		 stopping;
+unsigned	 unserved;
 
 static struct ev	 sigev = { EV_SIGNAL, -1 };
 static uint64_t		 kill_at;
@@ -157,11 +158,15 @@ setup_signals(void)
 	ev_add(&sigev, EPOLLIN);
 }
 
+/*
+ * Stop listening, after taking every connection the kernel has accepted
+ * for us; then serve every connection still here (starting the
+ * experiment processes they need), and only then tell every process to
+ * finish (stop_tick).
+ */
 static void
 begin_shutdown(int sig)
 {
-	struct child	*c;
-
 	if (stopping) {
 		log_info("%s: already stopping", strsignal(sig));
 		return;
@@ -169,13 +174,21 @@ begin_shutdown(int sig)
 	stopping = 1;
 	log_info("%s: stopping; experiments store what their clients sent",
 	    strsignal(sig));
-	listen_drain();
-	listen_close();
-	pending_drain();
-	for (c = children; c != NULL; c = c->next)
-		if (c->state != CH_STARTING)
-			child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
-	kill_at = now_mono_ms() + STOP_GRACE_MS + opts.cc.hook_timeout * 1000ULL;
+	listen_stop();
+	pending_stop(now_mono_ms());
+}
+
+/* Once no connection is left to serve, every process finishes. */
+static void
+stop_tick(uint64_t now)
+{
+	static int	 told;
+
+	if (!stopping || told || pending_count() > 0)
+		return;
+	told = 1;
+	policy_shutdown();
+	kill_at = now + STOP_GRACE_MS + opts.cc.hook_timeout * 1000ULL;
 }
 
 /* SIGHUP: reopen the log and hand the new descriptor to every child. */
@@ -280,7 +293,8 @@ loop(void)
 		now = now_mono_ms();
 		pending_expire(now);
 		policy_tick(now);
-		if (stopping && children == NULL)
+		stop_tick(now);
+		if (stopping && children == NULL && pending_count() == 0)
 			break;
 		if (kill_at != 0 && now >= kill_at) {
 			log_warnx("children still running %u s after being told "
@@ -297,7 +311,11 @@ loop(void)
 		graveyard_empty();
 	}
 	report_stop();
-	log_info("stopped");
+	if (unserved > 0)
+		log_warnx("stopped; %u connections could not be served (see "
+		    "above)", unserved);
+	else
+		log_info("stopped; every connection was served");
 	exit(0);
 }
 

@@ -23,7 +23,8 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP, O_OML_BUFSIZE, O_HOOK_TIMEOUT,
+	O_OML_NOOP, O_OML_BUFSIZE, O_HOOK_TIMEOUT, O_MAX_SOURCE_PENDING,
+	O_MAX_SOURCE_EXPERIMENTS,
 };
 
 static const struct option longopts[] = {
@@ -48,6 +49,9 @@ static const struct option longopts[] = {
 	{ "header-timeout",	required_argument, NULL, O_HEADER_TIMEOUT },
 	{ "max-pending",	required_argument, NULL, O_MAX_PENDING },
 	{ "max-experiments",	required_argument, NULL, O_MAX_EXPERIMENTS },
+	{ "max-source-pending",	required_argument, NULL, O_MAX_SOURCE_PENDING },
+	{ "max-source-experiments", required_argument, NULL,
+	    O_MAX_SOURCE_EXPERIMENTS },
 	{ "max-clients",	required_argument, NULL, O_MAX_CLIENTS },
 	{ "max-line",		required_argument, NULL, O_MAX_LINE },
 	{ "max-packet",		required_argument, NULL, O_MAX_PACKET },
@@ -113,7 +117,11 @@ static const char help_text[] =
 "                            (default 16384)\n"
 "      --header-timeout=SECONDS  time allowed to name the experiment (default 10)\n"
 "      --max-pending=N       connections still naming their experiment (1024)\n"
+"      --max-source-pending=N  ... of them from one address (default 256;\n"
+"                            0 = no limit)\n"
 "      --max-experiments=N   experiments at once (default 1024)\n"
+"      --max-source-experiments=N  ... of them started from one address\n"
+"                            (default 256; 0 = no limit)\n"
 "      --max-clients=N       clients per experiment (default 4096)\n"
 "      --max-line=BYTES      longest header or text line (default 1048576)\n"
 "      --max-packet=BYTES    longest binary packet (default 67108864)\n"
@@ -168,6 +176,8 @@ defaults(struct options *o)
 	o->header_timeout = 10;
 	o->max_pending = 1024;
 	o->max_experiments = 1024;
+	o->max_source_pending = 256;
+	o->max_source_experiments = 256;
 	o->oml_bufsize = 1024 * 1024;
 	o->cc.backend = BACKEND_SQLITE;
 	o->cc.pg_host = xstrdup("localhost");
@@ -227,6 +237,14 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		break;
 	case O_MAX_EXPERIMENTS:
 		o->max_experiments = num("--max-experiments", arg, 1, 100000);
+		break;
+	case O_MAX_SOURCE_PENDING:
+		o->max_source_pending = num("--max-source-pending", arg, 0,
+		    1000000);
+		break;
+	case O_MAX_SOURCE_EXPERIMENTS:
+		o->max_source_experiments = num("--max-source-experiments",
+		    arg, 0, 100000);
 		break;
 	case O_MAX_CLIENTS:
 		o->cc.max_clients = num("--max-clients", arg, 1, 1000000);

@@ -207,6 +207,25 @@ ignored 1 2 3 10 12" ] || { echo "the hook started with: $got" >&2; return 1; }
 	}
 }
 
+@test "an experiment opened and closed again and again has one hook at a time" {
+	hook_setup
+	start_server -H "$HOOKS/one-at-a-time" --linger 0
+	local i
+	# each client comes while the last process's hook is still at work
+	for i in 1 2 3 4 5; do
+		send -e again -n 1 -S "s$i"
+		wait_for 10 eval '[ "$(grep -c "experiment again: idle, retiring" "$LOG")" -ge '"$i"' ]'
+	done
+	wait_q again 'SELECT count(*) FROM gen' 5
+	stop_server
+	[ "$(ls "$HOOK_REC"/*.done | wc -l)" -eq 5 ]
+	[ ! -e "$HOOK_REC/overlap" ] || {
+		echo "hooks started while another ran: $(cat "$HOOK_REC/overlap")" >&2
+		return 1
+	}
+	log_lacks 'connection closed|connection dropped'
+}
+
 @test "a hook the --user cannot run is logged when its experiment starts, and ingest goes on" {
 	need_root
 	ensure_test_user
