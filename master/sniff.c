@@ -26,6 +26,16 @@
 #define MIN_AGE_MS	2000	/* before --max-pending may drop a connection */
 #define STOP_WAIT_MS	10000	/* the most any connection gets at shutdown */
 
+/*
+ * A connection may wait for a process that retires, and so for its
+ * hook: it gets --hook-timeout on top.
+ */
+static uint64_t
+wait_ms(uint64_t base)
+{
+	return base + opts.cc.hook_timeout * 1000ULL;
+}
+
 struct plist {
 	struct pending	*head, *tail;
 	unsigned	 n;
@@ -243,7 +253,7 @@ pending_named(struct pending *p)
 	source_del_pending(p->src, p);
 	listen_resume();	/* a slot under --max-pending is free */
 	p->waiting = 1;
-	p->deadline = now + (stopping ? STOP_WAIT_MS : WAIT_MS);
+	p->deadline = now + wait_ms(stopping ? STOP_WAIT_MS : WAIT_MS);
 	plist_add(&waiting, p);
 	switch (policy_route(p)) {
 	case 0:
@@ -341,8 +351,8 @@ pending_expire(uint64_t now)
 
 /*
  * Shutdown: no connection gets more than STOP_WAIT_MS from now to name
- * its experiment or to see its process start.  (Both lists stay in
- * deadline order.)
+ * its experiment, or that and --hook-timeout to see its process start.
+ * (Both lists stay in deadline order.)
  */
 void
 pending_stop(uint64_t now)
@@ -353,8 +363,8 @@ pending_stop(uint64_t now)
 		if (p->deadline > now + STOP_WAIT_MS)
 			p->deadline = now + STOP_WAIT_MS;
 	for (p = waiting.head; p != NULL; p = p->next)
-		if (p->deadline > now + STOP_WAIT_MS)
-			p->deadline = now + STOP_WAIT_MS;
+		if (p->deadline > now + wait_ms(STOP_WAIT_MS))
+			p->deadline = now + wait_ms(STOP_WAIT_MS);
 }
 
 unsigned
