@@ -21,27 +21,50 @@ LDLIBS		 = -lsqlite3 -lbsd -lm -ldl -lpthread
 # Debian packages: what building needs, and what the test suite, the
 # benchmarks and the fuzzers need on top.
 DEPS_BUILD	 = make gcc libc6-dev pkg-config libsqlite3-dev libpq-dev libbsd-dev
-DEPS_TEST	 = clang libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
+DEPS_TEST	 = clang jq libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
 		   haproxy mandoc procps iproute2 util-linux passwd coreutils \
-		   systemd
+		   systemd prometheus curl
 
 O		?= obj
 COMMON_SRC	 = $(wildcard common/*.c)
 PROTO_SRC	 = $(wildcard proto/*.c)
-SERVER_SRC	 = $(wildcard master/*.c child/*.c)
+# child/ also holds the mains of the two tools, experiment-process code:
+# oml2-import links the child's connection and storage code, oml2-merge
+# its storage code, both without child.c, hook.c or report.c.
+TOOL_SRC	 = child/import.c child/merge.c
+# master/ also holds oml2ctl's main, the client of the master's control
+# socket, which links nothing of the server but common/ and proto/.
+CTL_SRC		 = master/oml2ctl.c
+SERVER_SRC	 = $(filter-out $(CTL_SRC),$(wildcard master/*.c)) \
+		   $(filter-out $(TOOL_SRC),$(wildcard child/*.c))
 LIB_OBJ		 = $(patsubst %.c,$(O)/%.o,$(COMMON_SRC) $(PROTO_SRC))
 SERVER_OBJ	 = $(patsubst %.c,$(O)/%.o,$(SERVER_SRC))
+STORE_OBJ	 = $(patsubst %,$(O)/child/%.o,db journal store_sqlite store_pg pqlib stats)
+IMPORT_OBJ	 = $(O)/child/import.o $(O)/child/conn.o $(STORE_OBJ) $(LIB_OBJ)
+MERGE_OBJ	 = $(O)/child/merge.o $(STORE_OBJ) $(LIB_OBJ)
+CTL_OBJ		 = $(O)/master/oml2ctl.o $(LIB_OBJ)
 HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 
+BINS		 = oml2-server oml2-import oml2-merge oml2ctl
+MANS		 = $(patsubst %,man1/%.1,$(BINS))
 TOOLS		 = t/omlsend t/unit_proto
 
 .PHONY: all deps deps-build run test test-unit test-bats test-pg test-asan bench \
 	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
 
-all: oml2-server $(TOOLS)
+all: $(BINS) $(TOOLS)
 
 oml2-server: $(SERVER_OBJ) $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+oml2-import: $(IMPORT_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmd
+
+oml2-merge: $(MERGE_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+oml2ctl: $(CTL_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
 
 $(O)/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -85,7 +108,7 @@ test-bats: all
 # The compatibility tests again, against a throwaway PostgreSQL cluster.
 test-pg: all
 	OML2_BACKEND=postgresql bash t/pg.bash run bats --timing \
-	    t/20-serve.bats $(wildcard t/5*.bats t/6*.bats)
+	    t/20-serve.bats $(wildcard t/5*.bats t/6*.bats) t/92-import.bats
 
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	     -fno-sanitize-recover=all
@@ -96,9 +119,13 @@ test-asan:
 	./t/asan/unit_proto
 	OML2_SERVER=$(CURDIR)/t/asan/oml2-server OML2_SANITIZED=1 bats --timing t/
 
-asan-build: $(SERVER_OBJ) $(LIB_OBJ) $(O)/t/unit_proto.o
+# (the tests take oml2-import and oml2-merge from beside OML2_SERVER)
+asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ) $(O)/t/unit_proto.o
 	@mkdir -p t/asan
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
+	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-merge $(MERGE_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2ctl $(CTL_OBJ) -lbsd -lm
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_proto $(O)/t/unit_proto.o $(LIB_OBJ) -lbsd -lm
 
 # libFuzzer harnesses (t/fuzz/): the header reader, the master's sniffer,
@@ -106,7 +133,7 @@ asan-build: $(SERVER_OBJ) $(LIB_OBJ) $(O)/t/unit_proto.o
 # `make fuzz` runs each for FUZZ_SECONDS, keeping what it learns in
 # t/fuzz/work/NAME; `make test-fuzz` (part of `make test`) runs each for
 # FUZZ_SHORT seconds over its committed seed corpus only.
-FUZZERS		 = header sniff text binary
+FUZZERS		 = header sniff proxy text binary
 FUZZ_SECONDS	?= 600
 FUZZ_SHORT	?= 5
 FUZZ_CFLAGS	 = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -160,8 +187,11 @@ bench: all t/baseline
 check-clang:
 	@$(MAKE) --no-print-directory O=obj-clang CC=clang oml2-server-clang
 
-oml2-server-clang: $(SERVER_OBJ) $(LIB_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-server $^ $(LDLIBS)
+oml2-server-clang: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
+	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2-merge $(MERGE_OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o obj-clang/oml2ctl $(CTL_OBJ) -lbsd -lm
 
 # The systemd unit goes where systemd looks when PREFIX is /usr or
 # /usr/local (for another PREFIX, set UNITDIR=/etc/systemd/system), with
@@ -170,10 +200,10 @@ oml2-server-clang: $(SERVER_OBJ) $(LIB_OBJ)
 UNITDIR		?= $(PREFIX)/lib/systemd/system
 ETC_EXAMPLES	 = etc/oml2-server.default etc/oml2-server.logrotate etc/haproxy.cfg
 
-install: oml2-server
+install: $(BINS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SHAREDIR)
-	install -m 0755 oml2-server $(DESTDIR)$(BINDIR)/oml2-server
-	install -m 0644 man1/oml2-server.1 $(DESTDIR)$(MANDIR)/man1/oml2-server.1
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(MANS) $(DESTDIR)$(MANDIR)/man1/
 	@mkdir -p $(O)
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SHAREDIR@|$(SHAREDIR)|g' \
 	    etc/oml2-server.service.in >$(O)/oml2-server.service
@@ -188,7 +218,8 @@ install: oml2-server
 	    install -m 0644 etc/oml2-server-hook.conf $(DESTDIR)$(SYSCONFDIR)/oml2-server-hook.conf
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/oml2-server $(DESTDIR)$(MANDIR)/man1/oml2-server.1
+	rm -f $(patsubst %,$(DESTDIR)$(BINDIR)/%,$(BINS)) \
+	    $(patsubst man1/%,$(DESTDIR)$(MANDIR)/man1/%,$(MANS))
 	rm -f $(DESTDIR)$(UNITDIR)/oml2-server.service
 	rm -f $(DESTDIR)$(SHAREDIR)/oml2-server.service \
 	    $(patsubst etc/%,$(DESTDIR)$(SHAREDIR)/%,$(ETC_EXAMPLES))
@@ -198,5 +229,5 @@ uninstall:
 	rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null || true
 
 clean:
-	rm -rf obj obj-asan obj-clang obj-fuzz oml2-server $(TOOLS) t/asan \
+	rm -rf obj obj-asan obj-clang obj-fuzz $(BINS) $(TOOLS) t/asan \
 	    t/fuzz/bin t/baseline

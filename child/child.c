@@ -12,9 +12,11 @@
  * meant for the server never costs an experiment its rows.
  */
 #include <sys/epoll.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +46,14 @@ static struct {
 	struct conn		**grave;	/* freed after the batch */
 	unsigned		 ngrave;
 	unsigned		 gravecap;
-} exp;
+	int			 slot;		/* in the shared budget */
+	uint64_t		 held;		/* unfinished input, all clients */
+	unsigned		 nwaiting;	/* clients waiting for room */
+	size_t			 published;	/* largest holder, as shown */
+	uint64_t		 next_mem;
+} exp = { .slot = -1 };
+
+#define MEM_RETRY_MS	50	/* a client waiting for room tries again */
 
 static const char *const end_message[] = {
 	[END_NONE] = "SOCKET_UNKNOWN",
@@ -54,6 +63,15 @@ static const char *const end_message[] = {
 	[END_ERROR] = "SOCKET_DROPPED",
 	[END_SHUTDOWN] = "SOCKET_DROPPED",
 	[END_LIMIT] = "SOCKET_DROPPED",
+	[END_CLOSED] = "SOCKET_DROPPED",
+};
+
+/* The same ends, as the figures count them. */
+static const enum stats_end end_stat[] = {
+	[END_NONE] = SE_ERROR, [END_EOF] = SE_EOF, [END_IDLE] = SE_IDLE,
+	[END_PROTOCOL] = SE_PROTOCOL, [END_ERROR] = SE_ERROR,
+	[END_SHUTDOWN] = SE_SHUTDOWN, [END_LIMIT] = SE_LIMIT,
+	[END_CLOSED] = SE_CLOSED,
 };
 
 const char *
@@ -134,6 +152,7 @@ exp_db_acquire(void)
 	if (exp.db == NULL) {
 		if ((exp.db = db_open(exp.conf, exp.name)) == NULL)
 			return NULL;
+		exp.db->loop_commits = 1;	/* see timers() */
 		hook_event(exp.db->created ? "DBCREATED" : "DBOPENED",
 		    exp.db->uri);
 	}
@@ -152,6 +171,7 @@ exp_db_close(void)
 	uri = xstrdup(exp.db->uri);
 	db_close(exp.db);
 	exp.db = NULL;
+	stats_db_closed();
 	malloc_trim(0);		/* an idle experiment gives its heap back */
 	hook_event("DBCLOSED", uri);
 	free(uri);
@@ -174,8 +194,11 @@ client_end(struct conn *c, enum conn_end why)
 {
 	unsigned	 i;
 
+	if (conn_waiting(c))
+		exp.nwaiting--;
 	exp_unwatch((struct cev *)c);
 	exp_report(c, REPORT_DISCONNECT, end_message[why]);
+	stats_ended(end_stat[why]);
 	conn_close(c, why);
 	((struct cev *)c)->kind = CEV_DEAD;
 	for (i = 0; i < exp.nconns; i++)
@@ -191,32 +214,220 @@ client_end(struct conn *c, enum conn_end why)
 	if (exp.nconns == 0) {
 		exp.idle_since = now_mono_ms();
 		exp.idle_sent = 0;
+		stats_log_totals();
 	}
 	title();
 }
 
+/* A client not taken: one line naming it, and its report. */
+static void
+client_refuse(int fd, const struct msg_client *mc, const char *fmt, ...)
+{
+	char	 why[160];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warnx("client %s port %u: %s; connection closed", mc->peer,
+	    mc->port, why);
+	stats_ended(SE_REFUSED);
+	exp_report_refused(mc->peer, mc->port);
+	if (fd != -1)
+		close(fd);
+}
+
+/*
+ * Descriptors are allocated lowest first, so a new one numbered within
+ * CHILD_FDS_MIN of the limit means that fewer than that are free: the
+ * database and the hook would fail next.  (The limit is read each time:
+ * an operator may change it with prlimit(1).)
+ */
+static int
+fds_short(int fd, unsigned long *limit)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	*limit = (unsigned long)rl.rlim_cur;
+	return (rlim_t)fd + CHILD_FDS_MIN >= rl.rlim_cur;
+}
+
+/*
+ * Memory for unfinished lines and packets (--max-buffered-exp for this
+ * experiment, --max-buffered for all of them, in the shared budget).
+ * Past either, the client holding the most (of those holding as much,
+ * the one longest without progress) is closed, until the request fits;
+ * when the server is short and another process holds the most, the
+ * requester waits (is not read) and that process is asked for room.
+ */
+static struct conn *
+mem_largest(const struct conn *req, size_t extra, size_t *held)
+{
+	struct conn	*best = NULL, *c;
+	size_t		 h, bh = 0;
+	unsigned	 i;
+
+	for (i = 0; i < exp.nconns; i++) {
+		c = exp.conns[i];
+		h = conn_held(c) + (c == req ? extra : 0);
+		if (best == NULL || h > bh || (h == bh &&
+		    conn_last_rx(c) < conn_last_rx(best))) {
+			best = c;
+			bh = h;
+		}
+	}
+	*held = bh;
+	return best;
+}
+
+/* What other processes see of this one's largest holder. */
+static void
+mem_publish(size_t held)
+{
+	exp.published = held;
+	budget_set_largest(exp.conf->budget, exp.slot, held);
+}
+
+static void
+mem_why(struct conn *c, size_t held, int server)
+{
+	conn_set_why(c, "holds %zu bytes of unfinished input, the most %s%s: "
+	    "over %s (%llu)", held, server ? "of any experiment" :
+	    "in experiment ", server ? "" : exp.name, server ?
+	    "--max-buffered" : "--max-buffered-exp", (unsigned long long)
+	    (server ? exp.conf->max_buffered : exp.conf->max_buffered_exp));
+}
+
+static void
+mem_wait(struct conn *c, size_t n)
+{
+	budget_want(exp.conf->budget, n);
+	if (!conn_waiting(c)) {
+		conn_set_waiting(c, 1);
+		exp.nwaiting++;
+	}
+	exp_watch((struct cev *)c, 0);
+}
+
+int
+exp_mem_take(struct conn *c, size_t n, int force)
+{
+	struct budget	*b = exp.conf->budget;
+	struct conn	*v;
+	size_t		 vh;
+	int		 server;
+
+	if (force) {
+		budget_force(b, exp.slot, n);
+		exp.held += n;
+		return 0;
+	}
+	for (;;) {
+		server = 0;
+		if (exp.held + n <= exp.conf->max_buffered_exp) {
+			if (budget_take(b, exp.slot, n) == 0) {
+				exp.held += n;
+				if (conn_held(c) + n > exp.published)
+					mem_publish(conn_held(c) + n);
+				return 0;
+			}
+			server = 1;
+		}
+		v = mem_largest(c, n, &vh);
+		if (server && vh < budget_largest_other(b, exp.slot)) {
+			mem_wait(c, n);
+			return 1;
+		}
+		mem_why(v, vh, server);
+		if (v == c)
+			return -1;
+		client_end(v, END_LIMIT);
+	}
+}
+
+/* c (its holding already lowered) gave n bytes back. */
+void
+exp_mem_give(struct conn *c, size_t n)
+{
+	size_t	 held;
+
+	if (n == 0)
+		return;
+	budget_give(exp.conf->budget, exp.slot, n);
+	exp.held -= n;
+	if (conn_held(c) + n >= exp.published) {
+		mem_largest(NULL, 0, &held);
+		mem_publish(held);
+	}
+}
+
+/* The clients waiting for room try again. */
+static void
+mem_retry(void)
+{
+	unsigned	 i;
+
+	for (i = 0; exp.nwaiting > 0 && i < exp.nconns; i++)
+		if (conn_waiting(exp.conns[i])) {
+			conn_set_waiting(exp.conns[i], 0);
+			exp.nwaiting--;
+			if (!exp.paused)
+				exp_watch((struct cev *)exp.conns[i], EPOLLIN);
+		}
+}
+
+/* Another process lacks room: if this one holds the most, it gives. */
+static void
+mem_shed(void)
+{
+	struct budget	*b = exp.conf->budget;
+	struct conn	*v;
+	size_t		 vh;
+	uint64_t	 other;
+
+	if (!budget_short(b) || exp.published == 0 ||
+	    exp.published < (other = budget_largest_other(b, exp.slot)) ||
+	    (v = mem_largest(NULL, 0, &vh)) == NULL || vh == 0 || vh < other)
+		return;
+	budget_answered(b);
+	mem_why(v, vh, 1);
+	client_end(v, END_LIMIT);
+}
+
+/*
+ * A client handed over by the master (ctl_message has counted it: taken
+ * or not, since retiring needs the count to match the master's).
+ */
 static void
 client_add(int fd, const struct msg_client *mc, const char *bytes)
 {
 	struct conn	*c;
+	unsigned long	 limit = 0;
 
-	exp.received++;
+	if (fd == -1) {
+		client_refuse(fd, mc, "lost in the hand-over: this process "
+		    "has no file descriptor free");
+		return;
+	}
 	if (!exp.assigned || exp.stopping) {
-		log_warnx("client %s port %u: not serving; closed", mc->peer,
-		    mc->port);
-		exp_report_refused(mc->peer, mc->port);
-		close(fd);
+		client_refuse(fd, mc, "not serving");
 		return;
 	}
 	if (exp.nconns >= exp.conf->max_clients) {
-		log_warnx("client %s port %u: --max-clients (%u) reached; "
-		    "connection closed", mc->peer, mc->port,
+		client_refuse(fd, mc, "--max-clients (%u) reached",
 		    exp.conf->max_clients);
-		exp_report_refused(mc->peer, mc->port);
-		close(fd);
+		return;
+	}
+	if (fds_short(fd, &limit)) {
+		client_refuse(fd, mc, "this process is short of file "
+		    "descriptors (%d in use or more, limit %lu)", fd + 1,
+		    limit);
 		return;
 	}
 	c = conn_new(fd, mc->peer, mc->port);
+	stats_connected();
 	if (exp.nconns == exp.cap) {
 		exp.cap = exp.cap ? exp.cap * 2 : 16;
 		exp.conns = xreallocarray(exp.conns, exp.cap, sizeof(c));
@@ -229,9 +440,31 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 		client_end(c, END_PROTOCOL);
 }
 
-/* Store what every client already sent, close everything, exit. */
+/* The figures child.c holds, for stats.c to push. */
+static uint64_t
+figures(uint64_t now, int final)
+{
+	struct stats_base	 b;
+
+	if (!exp.assigned)
+		return 0;
+	memset(&b, 0, sizeof(b));
+	b.clients = exp.nconns;
+	b.rows = exp.rows + (exp.db ? exp.db->rows : 0);
+	b.dropped = exp.dropped + (exp.db ? exp.db->dropped : 0);
+	b.db_open = exp.db != NULL;
+	b.stall = exp.db == NULL ? STALL_NONE : db_stalled(exp.db) ?
+	    STALL_STALLED : exp.db->failing ? STALL_RETRYING : STALL_NONE;
+	b.hook = hook_status();
+	return stats_tick(exp.ctl.fd, now, &b, final);
+}
+
+/*
+ * Store what every client already sent, close everything, exit; each
+ * client ends for reason end (server stopping, or closed by the operator).
+ */
 static __dead void
-finish(const char *why)
+finish(const char *why, enum conn_end end)
 {
 	enum conn_end	 r;
 
@@ -240,11 +473,13 @@ finish(const char *why)
 		log_info("%s: finishing", why);
 	while (exp.nconns > 0) {
 		r = conn_read(exp.conns[0], 1);
-		client_end(exp.conns[0], r == END_NONE ? END_SHUTDOWN : r);
+		client_end(exp.conns[0], r == END_NONE ? end : r);
 	}
 	if (exp.db != NULL)	/* kept open while it could not be written */
 		exp_db_close();
+	figures(now_mono_ms(), 1);
 	exp_report_flush(now_mono_ms(), 1);
+	budget_leave(exp.conf->budget, exp.slot);
 	hook_exit();
 	exit(0);
 }
@@ -272,23 +507,40 @@ assign(const char *name, size_t len)
 	memcpy(exp.name, name, len);
 	exp.name[len] = '\0';
 	exp.assigned = 1;
+	exp.slot = budget_join(exp.conf->budget, (int)getpid());
 	exp.idle_since = now_mono_ms();
 	log_setproc("exp/%s", exp.name);
 	title();
 	hook_start();
 }
 
+/* The master asks for the details: the clients' figures, completeness. */
+static void
+show(uint32_t id)
+{
+	struct conn_fig	*f;
+	unsigned	 i;
+
+	f = xcalloc(exp.nconns + 1, sizeof(*f));
+	for (i = 0; i < exp.nconns; i++)
+		conn_figures(exp.conns[i], &f[i]);
+	stats_show(exp.ctl.fd, id, f, exp.nconns);
+	free(f);
+}
+
 static void
 ctl_message(struct msg *m, size_t len)
 {
 	struct msg_client	 mc;
+	uint32_t		 id;
 
 	switch (m->hdr.type) {
 	case MSG_ASSIGN:
 		assign(m->data, len);
 		return;
 	case MSG_CLIENT:
-		if (m->fd == -1 || len < sizeof(mc))
+		exp.received++;		/* as the master counted it */
+		if ((m->fd == -1 && !m->fd_lost) || len < sizeof(mc))
 			break;
 		memcpy(&mc, m->data, sizeof(mc));
 		mc.peer[sizeof(mc.peer) - 1] = '\0';
@@ -298,10 +550,18 @@ ctl_message(struct msg *m, size_t len)
 		return;
 	case MSG_RETIRE:
 		if (exp.nconns == 0)
-			finish("retiring");
+			finish("retiring", END_SHUTDOWN);
 		return;
 	case MSG_SHUTDOWN:
-		finish("server stopping");
+		finish("server stopping", END_SHUTDOWN);
+	case MSG_CLOSE:
+		finish("closed by the operator", END_CLOSED);
+	case MSG_SHOW_REQ:
+		if (len != sizeof(uint32_t))
+			break;
+		memcpy(&id, m->data, sizeof(id));
+		show(id);
+		return;
 	case MSG_STATUS_REQ:
 		send_status();
 		return;
@@ -331,7 +591,7 @@ ctl_read(void)
 		if (n == -1 && errno == EAGAIN)
 			return;
 		if (n <= 0)
-			finish("the master went away");
+			finish("the master went away", END_SHUTDOWN);
 		ctl_message(&m, m.hdr.len);
 	}
 }
@@ -374,6 +634,20 @@ timers(uint64_t now)
 			next = due;
 	}
 	if ((due = hook_tick(now)) != 0 && due < next)
+		next = due;
+	if (exp.nconns > 0)
+		mem_shed();
+	if (exp.nwaiting > 0) {
+		if (now >= exp.next_mem) {
+			mem_retry();
+			exp.next_mem = now + MEM_RETRY_MS;
+		}
+		if (exp.next_mem < next)
+			next = exp.next_mem;
+	}
+	if ((due = figures(now, 0)) != 0 && due < next)
+		next = due;
+	if ((due = stats_flush(exp.ctl.fd, now)) != 0 && due < next)
 		next = due;
 	return next;
 }
@@ -443,9 +717,12 @@ child_main(int ctl, const struct child_conf *conf)
 }
 
 int
-child_probe(const struct child_conf *conf)
+child_probe(const struct child_conf *conf, int *lock)
 {
-	if (conf->backend == BACKEND_SQLITE)
-		return sqlite_probe(conf);
-	return pg_probe(conf);
+	*lock = -1;
+	if (conf->backend != BACKEND_SQLITE)
+		return pg_probe(conf);
+	if (sqlite_probe(conf) == -1 || (*lock = sqlite_lock(conf)) == -1)
+		return -1;
+	return 0;
 }

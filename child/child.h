@@ -13,6 +13,18 @@
 
 enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
 
+/* The defaults of the server (master/options.c) that its tools share. */
+#define CONF_PG_HOST		"localhost"
+#define CONF_PG_PORT		"postgresql"
+#define CONF_PG_USER		"oml"
+#define CONF_MAX_LINE		(1024 * 1024)
+#define CONF_MAX_HEADER		(1024 * 1024)
+#define CONF_MAX_PACKET		(64 * 1024 * 1024)
+#define CONF_MAX_FIELDS		1024
+#define CONF_MAX_STREAMS	1024
+#define CONF_COMMIT_ROWS	100000
+#define CONF_COMMIT_MS		1000
+
 /* Everything a child needs from the command line. */
 struct child_conf {
 	char		*datadir;	/* absolute */
@@ -26,7 +38,11 @@ struct child_conf {
 	unsigned	 hook_timeout;	/* seconds it has after EXIT */
 	unsigned	 idle_timeout;	/* seconds, 0 = never */
 	size_t		 max_line;
+	size_t		 max_header;	/* the whole header, in bytes */
 	size_t		 max_packet;
+	uint64_t	 max_buffered;	/* all experiments' unfinished input */
+	uint64_t	 max_buffered_exp;	/* one experiment's */
+	struct budget	*budget;	/* shared by every process */
 	int		 max_fields;
 	int		 max_streams;
 	unsigned	 max_clients;
@@ -37,10 +53,24 @@ struct child_conf {
 	struct priv_ids	 ids;
 };
 
+/*
+ * Descriptors an experiment process needs besides one per client: its
+ * control socket, epoll, signalfd and log, its database's files (and its
+ * checkpointer's), temporary files, the hook's pipes.  The master lowers
+ * --max-clients to fit RLIMIT_NOFILE with this many to spare; a process
+ * that finds fewer than CHILD_FDS_MIN free refuses new clients.
+ */
+#define CHILD_FDS	32
+#define CHILD_FDS_MIN	16
+
 /* The master forks a spare and calls this in the new process. */
 __dead void	 child_main(int ctl, const struct child_conf *);
-/* Run by the master in a forked, dropped process: can the backend work? */
-int		 child_probe(const struct child_conf *);
+/*
+ * Run by the master in a forked, dropped process: can the backend work?
+ * With SQLite, *lock is then the data directory's lock, which the master
+ * holds from then on (-1 otherwise).
+ */
+int		 child_probe(const struct child_conf *, int *lock);
 
 /* A table known to the experiment database. */
 struct table {
@@ -61,6 +91,12 @@ struct row {
 	double			 ts_server;
 	int			 n;
 	const struct oml_value	*v;
+	/*
+	 * The buffer the row's vectors were rendered into, in column order
+	 * from its start (the decoder's scratch), or NULL: a backend may
+	 * take its memory instead of copying it, leaving it empty.
+	 */
+	struct buf		*bytes;
 };
 
 struct db;
@@ -78,7 +114,13 @@ struct backend {
 	int	(*commit)(struct db *);
 	/* names of existing tables (malloc'd array of malloc'd strings) */
 	int	(*tables)(struct db *, char ***, int *);
-	/* 0 found (*val malloc'd), 1 absent, -1 error */
+	/*
+	 * The server's metadata rows: 0 found (*val malloc'd), 1 absent,
+	 * -1 error.  Both answer from db->meta_cache, which the backend
+	 * fills once by one scan and keeps up with every row it writes
+	 * (db_meta_note), so that neither scans the table: a lookup is
+	 * O(log n) without an index the original's files do not have.
+	 */
 	int	(*meta_get)(struct db *, const char *key, char **val);
 	int	(*meta_set)(struct db *, const char *key, const char *val);
 	/* find or create the sender's id */
@@ -98,9 +140,21 @@ struct backend {
 };
 
 struct sender {
-	struct sender	*next;
 	char		*name;
 	int		 id;
+};
+
+/*
+ * A metadata row the server itself wrote (subject NULL, §8.7), as the
+ * cache of db->meta_cache knows it: the newest row's value and id, and
+ * whether older rows hold the same key (an update must then change them
+ * all, as the original's did).
+ */
+struct meta_ent {
+	char		*key;
+	char		*val;
+	int64_t		 id;		/* its oml_tuple_id */
+	int		 dups;
 };
 
 struct db {
@@ -111,13 +165,24 @@ struct db {
 	char			*uri;		/* for the hook */
 	long			 start_time;	/* S, 0 if unset */
 	int			 created;	/* no start_time at open */
+	/*
+	 * Lookups are tsearch(3) trees (balanced: O(log n) whatever names
+	 * a client chooses): tables and other tables by name, senders by
+	 * name and by id, the server's metadata rows by key.
+	 */
 	struct table		*tables;	/* known (have table_* rows) */
-	char			**others;	/* existing but unknown tables */
-	int			 nothers;
+	void			*table_names;	/* the same, by name */
+	void			*others;	/* names of existing, unknown tables */
 	struct table		*meta;		/* _experiment_metadata */
-	struct sender		*senders;
+	void			*senders;	/* struct sender, by name */
+	void			*sender_ids;	/* the same, by id */
+	void			*meta_cache;	/* struct meta_ent, by key */
+	int			 meta_loaded;	/* the backend filled it */
+	int64_t			 meta_seen;	/* the backend's: rows read up to */
 	unsigned		 pending;	/* writes since last commit */
 	int			 failing;	/* the last commit failed */
+	int			 commit_now;	/* the backend holds enough */
+	int			 loop_commits;	/* ... and an event loop commits */
 	uint64_t		 dirty_since;	/* monotonic ms */
 	uint64_t		 rows;
 	uint64_t		 dropped;
@@ -125,14 +190,26 @@ struct db {
 
 /* db.c */
 struct db	*db_open(const struct child_conf *, const char *name);
+void		 db_refuse(const char *, ...) PRINTFLIKE(1, 2);
+const char	*db_refused(void);
 void		 db_close(struct db *);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);
+int		 db_wants_commit(const struct db *);
 struct table	*db_declare(struct db *, const struct oml_schema *);
 int		 db_sender(struct db *, const char *, int *);
 int		 db_set_start(struct db *, long);
 int		 db_insert(struct db *, struct table *, const struct row *);
+int		 db_meta_put(struct db *, const char *key, const char *val,
+		    int replace, char **old);
 int		 db_stalled(struct db *);
+const char	*db_sender_name(struct db *, int);
+void		 db_walk_senders(struct db *, void (*)(const struct sender *,
+		    void *), void *);
+const struct meta_ent *db_meta_find(struct db *, const char *key);
+void		 db_meta_note(struct db *, int64_t id, const char *key,
+		    const char *val);
+void		 db_meta_forget(struct db *);
 char		*db_create_sql(const struct table *, int postgres);
 char		*db_insert_sql(const struct table *, int postgres);
 
@@ -140,6 +217,7 @@ char		*db_insert_sql(const struct table *, int postgres);
 extern const struct backend	 backend_sqlite;
 extern const struct backend	 backend_pg;
 int		 sqlite_probe(const struct child_conf *);
+int		 sqlite_lock(const struct child_conf *);
 int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */
@@ -152,11 +230,13 @@ struct cev {
 /* conn.c -- one client connection */
 enum conn_end {
 	END_NONE, END_EOF, END_IDLE, END_PROTOCOL, END_ERROR, END_SHUTDOWN,
-	END_LIMIT
+	END_LIMIT, END_CLOSED
 };
 struct conn;
 struct conn	*conn_new(int fd, const char *peer, uint16_t port);
 int		 conn_feed(struct conn *, const char *, size_t);
+void		 conn_any_domain(struct conn *);
+size_t		 conn_unfinished(const struct conn *, const char **what);
 enum conn_end	 conn_read(struct conn *, int drain);
 void		 conn_close(struct conn *, enum conn_end);
 int		 conn_fd(const struct conn *);
@@ -164,6 +244,22 @@ uint64_t	 conn_last_rx(const struct conn *);
 const char	*conn_peer(const struct conn *, uint16_t *port);
 const char	*conn_ident(const struct conn *, const char **sender,
 		    const char **app);
+size_t		 conn_held(const struct conn *);
+int		 conn_waiting(const struct conn *);
+void		 conn_set_waiting(struct conn *, int);
+void		 conn_set_why(struct conn *, const char *, ...)
+		    PRINTFLIKE(2, 3);
+/* A connection's figures, for "oml2ctl show" (strings are the conn's). */
+struct conn_fig {
+	const char	*peer, *sender, *app;
+	uint16_t	 port;
+	int		 protocol;	/* 0 until its header says */
+	int		 binary;
+	int		 ready;		/* past its header */
+	double		 since;		/* wall clock */
+	uint64_t	 rows, bytes, dropped;
+};
+void		 conn_figures(const struct conn *, struct conn_fig *);
 
 /* child.c -- the experiment's shared state, used by conn.c */
 struct db	*exp_db_acquire(void);
@@ -173,6 +269,8 @@ const struct child_conf *exp_conf(void);
 void		 exp_watch(struct cev *, uint32_t events);
 void		 exp_unwatch(struct cev *);
 int		 exp_ctl(void);
+int		 exp_mem_take(struct conn *, size_t, int force);
+void		 exp_mem_give(struct conn *, size_t);
 
 /* hook.c -- the experiment's event hook (§9) */
 void		 hook_start(void);
@@ -180,6 +278,35 @@ void		 hook_event(const char *event, const char *uri);
 void		 hook_exit(void);
 void		 hook_readable(struct cev *);
 uint64_t	 hook_tick(uint64_t now);	/* next deadline, or 0 */
+enum stats_hook	 hook_status(void);
+
+/*
+ * stats.c -- the experiment's figures and completeness, pushed to the
+ * master (MSG_STATS) and detailed on request (MSG_SHOW).  conn.c and db.c
+ * report into it; child.c pushes.
+ */
+struct stats_base {		/* what child.c knows */
+	uint32_t	 clients;
+	enum stats_stall stall;
+	enum stats_hook	 hook;
+	int		 db_open;
+	uint64_t	 rows, dropped;
+};
+void		 stats_rx(size_t);
+void		 stats_connected(void);
+void		 stats_ended(enum stats_end);
+uint64_t	 stats_clock(void);
+void		 stats_commit(uint64_t started, int ok);
+void		 stats_tuple(int sender_id, const char *sender,
+		    const struct table *, int32_t seq);
+void		 stats_stored(const struct table *, const struct oml_value *);
+void		 stats_db_closed(void);
+void		 stats_log_totals(void);
+uint64_t	 stats_tick(int ctl, uint64_t now, const struct stats_base *,
+		    int final);
+void		 stats_show(int ctl, uint32_t id, const struct conn_fig *,
+		    unsigned);
+uint64_t	 stats_flush(int ctl, uint64_t now);
 
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, enum report_event,

@@ -25,7 +25,11 @@
 #define LOW_STREAMS	32	/* indices with a direct slot */
 #define DROP_LOG_FIRST	10	/* dropped tuples logged one by one */
 #define DROP_LOG_EVERY	10000
-#define PROGRESS_BYTES	4096	/* of an unfinished line or packet */
+#define PROGRESS_BYTES	4096	/* of an unfinished line or packet ... */
+#define PROGRESS_SHARE	16	/* ... or this share of it, if more */
+#define START_MAX	253402300799L	/* 9999-12-31 23:59:59 UTC */
+#define TRIM_ABOVE	(2 * READ_CHUNK)	/* input buffers shrink back */
+#define SCRATCH_KEEP	(1024 * 1024)	/* rendered vectors kept for reuse */
 
 enum state { ST_HEADER, ST_TEXT, ST_BINARY };
 
@@ -42,6 +46,8 @@ struct conn {
 	int		 binary;
 	struct buf	 in;
 	size_t		 off;
+	size_t		 held;		/* of in, charged to the budgets */
+	int		 waiting;	/* for room in a budget */
 	struct db	*db;
 	char		*domain;
 	char		*sender;
@@ -54,10 +60,15 @@ struct conn {
 	int		 nhigh;
 	long		 maxindex;	/* highest declared index, -1 none */
 	int		 nstreams;
+	size_t		 hbytes;	/* header bytes so far (--max-header) */
 	uint64_t	 last_rx;	/* last progress, for --timeout */
 	size_t		 trickle;	/* bytes since then */
+	int		 any_domain;	/* oml2-import --domain */
 	uint64_t	 rows;
 	uint64_t	 dropped;
+	uint64_t	 bytes;		/* received */
+	int		 protocol;	/* as its header says */
+	double		 since;		/* connected, wall clock */
 	uint64_t	 skipped;	/* binary garbage not yet reported */
 	double		 now;		/* wall clock for this batch */
 	struct text_line tl;
@@ -85,6 +96,7 @@ conn_new(int fd, const char *peer, uint16_t port)
 	c->maxindex = -1;
 	c->rsize = READ_FIRST;
 	c->last_rx = now_mono_ms();
+	c->since = now_real();
 	buf_init(&c->in);
 	buf_init(&c->scratch);
 	return c;
@@ -109,12 +121,45 @@ conn_peer(const struct conn *c, uint16_t *port)
 	return c->peer;
 }
 
+size_t
+conn_held(const struct conn *c)
+{
+	return c->held;
+}
+
+int
+conn_waiting(const struct conn *c)
+{
+	return c->waiting;
+}
+
+void
+conn_set_waiting(struct conn *c, int on)
+{
+	c->waiting = on;
+}
+
 const char *
 conn_ident(const struct conn *c, const char **sender, const char **app)
 {
 	*sender = c->sender ? c->sender : "";
 	*app = c->app ? c->app : "";
 	return c->domain ? c->domain : "";
+}
+
+void
+conn_figures(const struct conn *c, struct conn_fig *f)
+{
+	f->peer = c->peer;
+	f->port = c->port;
+	conn_ident(c, &f->sender, &f->app);
+	f->protocol = c->protocol;
+	f->binary = c->binary;
+	f->ready = c->st != ST_HEADER;
+	f->since = c->since;
+	f->rows = c->rows;
+	f->bytes = c->bytes;
+	f->dropped = c->dropped;
 }
 
 /* Record why the connection must close; returns -1 for convenience. */
@@ -127,6 +172,17 @@ fail(struct conn *c, const char *fmt, ...)
 	vsnprintf(c->why, sizeof(c->why), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* The same, for the experiment's process (the budgets, in child.c). */
+void
+conn_set_why(struct conn *c, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	va_end(ap);
 }
 
 /* A dropped tuple: logged one by one at first, then in summaries. */
@@ -254,6 +310,10 @@ h_domain(struct conn *c, const char *v, size_t vl)
 {
 	const char	*why;
 
+	if (c->any_domain) {	/* the experiment's, whatever the line says */
+		v = exp_name();
+		vl = strlen(v);
+	}
 	if (c->domain != NULL) {
 		if (strlen(c->domain) == vl && memcmp(c->domain, v, vl) == 0)
 			return 0;
@@ -266,20 +326,41 @@ h_domain(struct conn *c, const char *v, size_t vl)
 		    exp_name());
 	c->domain = xstrndup(v, vl);
 	if ((c->db = exp_db_acquire()) == NULL)
-		return fail(c, "cannot open the experiment's database");
+		return fail(c, "%s", db_refused() != NULL ? db_refused() :
+		    "cannot open the experiment's database");
 	return 0;
 }
 
+/*
+ * start-time is Unix time in seconds, read like atoi (§2.2: "1400000000.5"
+ * is 1400000000, junk is 0, which means none).  Anything before 1970 or
+ * after 9999 is refused: such a time would wrap the client's offset and
+ * its rows' oml_ts_client, or become the start of a whole experiment.
+ */
 static int
 h_start(struct conn *c, const char *v, size_t vl)
 {
-	long	 t = atol_lax(v, vl);
+	char	*s;
+	long	 t;
+	int	 range;
 
 	if (c->db == NULL)
 		return fail(c, "start-time before domain");
+	s = xstrndup(v, vl);
+	errno = 0;
+	t = strtol(s, NULL, 10);
+	range = errno == ERANGE;
+	free(s);
+	if (range || t < 0 || t > START_MAX)
+		return fail(c, "start-time %s%ld is not a time from 1970 to "
+		    "9999 in seconds (0 to %ld)", range ? "beyond " : "", t,
+		    START_MAX);
 	if (db_set_start(c->db, t) == -1)
 		return fail(c, "cannot store the start time");
-	c->offset = t - c->db->start_time;
+	/* the experiment's own start may come from an old database */
+	if (__builtin_sub_overflow(t, c->db->start_time, &c->offset))
+		return fail(c, "start-time %ld is too far from the "
+		    "experiment's start time %ld", t, c->db->start_time);
 	return 0;
 }
 
@@ -306,6 +387,7 @@ header_key(struct conn *c, const char *k, size_t kl, const char *v,
 		n = atol_lax(v, vl);
 		if (n < 1 || n > 5)
 			return fail(c, "unsupported protocol %ld", n);
+		c->protocol = (int)n;
 		return 0;
 	}
 	if (KEY("domain") || KEY("experiment-id"))
@@ -417,6 +499,26 @@ metadata(struct conn *c, struct table *t, const struct oml_value *v)
 	return 0;
 }
 
+/* A large row's rendered vectors are not kept for the next one. */
+static void
+scratch_trim(struct conn *c)
+{
+	if (c->scratch.cap > SCRATCH_KEEP)
+		buf_free(&c->scratch);
+}
+
+/* A row refused by the decoder; one too long once stored names why. */
+static void
+drop_bad(struct conn *c, const struct table *t, const char *why)
+{
+	if (strcmp(why, OML_TOO_LONG) == 0)
+		drop(c, "%s: row longer than --max-packet (%zu) once stored",
+		    t->schema.name, exp_conf()->max_packet);
+	else
+		drop(c, "%s: %s", t->schema.name, why);
+	scratch_trim(c);
+}
+
 static int
 store(struct conn *c, struct table *t, long index, int32_t seq, double ts,
     int n)
@@ -432,10 +534,14 @@ store(struct conn *c, struct table *t, long index, int32_t seq, double ts,
 	r.ts_server = c->now - (double)c->db->start_time;
 	r.n = n;
 	r.v = c->vals;
+	r.bytes = &c->scratch;		/* the backend may keep it */
 	if (db_insert(c->db, t, &r) == -1)
 		drop(c, "%s: the database refused the row", t->schema.name);
-	else
+	else {
 		c->rows++;
+		stats_stored(t, c->vals);
+	}
+	scratch_trim(c);
 	return 0;
 }
 
@@ -468,6 +574,7 @@ text_tuple(struct conn *c, char *line, size_t len)
 	}
 	if ((t = tuple_table(c, index)) == NULL)
 		return 0;
+	stats_tuple(c->sender_id, c->sender, t, seq);
 	n = c->tl.n - 3;
 	if (n != t->schema.nfields) {
 		drop(c, "%d values for %s, which has %d", n, t->schema.name,
@@ -475,9 +582,9 @@ text_tuple(struct conn *c, char *line, size_t len)
 		return 0;
 	}
 	vals_reserve(c, n);
-	if (text_values(&c->tl, t->types, n, c->vals, &c->scratch, &why)
-	    == -1) {
-		drop(c, "%s: %s", t->schema.name, why);
+	if (text_values(&c->tl, t->types, n, c->vals, &c->scratch,
+	    exp_conf()->max_packet, &why) == -1) {
+		drop_bad(c, t, why);
 		return 0;
 	}
 	return store(c, t, index, seq, ts, n);
@@ -491,15 +598,16 @@ bin_tuple(struct conn *c, const struct bin_packet *p)
 
 	if ((t = tuple_table(c, p->stream)) == NULL)
 		return 0;
+	stats_tuple(c->sender_id, c->sender, t, p->seq);
 	if (p->count != t->schema.nfields) {
 		drop(c, "%d values for %s, which has %d", p->count,
 		    t->schema.name, t->schema.nfields);
 		return 0;
 	}
 	vals_reserve(c, p->count);
-	if (bin_values(p, t->types, p->count, c->vals, &c->scratch, &why)
-	    == -1) {
-		drop(c, "%s: %s", t->schema.name, why);
+	if (bin_values(p, t->types, p->count, c->vals, &c->scratch,
+	    exp_conf()->max_packet, &why) == -1) {
+		drop_bad(c, t, why);
 		return 0;
 	}
 	return store(c, t, p->stream, p->seq, p->ts, p->count);
@@ -543,13 +651,33 @@ bin_step(struct conn *c, const char *p, size_t len, size_t *used)
 	return -1;
 }
 
+/*
+ * The whole header, from the first byte to the blank line, is bounded:
+ * lines of --max-line each could otherwise go on for ever.
+ */
+static int
+header_room(struct conn *c, size_t more)
+{
+	if (more > exp_conf()->max_header - c->hbytes)
+		return fail(c, "header longer than --max-header (%zu)",
+		    exp_conf()->max_header);
+	return 0;
+}
+
 /* One step of a line-based phase.  1: go on, 0: need more, -1: close. */
 static int
 line_step(struct conn *c, char *p, size_t len, size_t *used)
 {
 	long	 n;
 
-	if ((n = line_next(p, len, used)) < 0) {
+	n = line_next(p, len, used);
+	if (c->st == ST_HEADER) {
+		if (header_room(c, n < 0 ? len : *used) == -1)
+			return -1;
+		if (n >= 0)
+			c->hbytes += *used;
+	}
+	if (n < 0) {
 		if (len > exp_conf()->max_line)
 			return fail(c, "%s line longer than --max-line (%zu)",
 			    c->st == ST_HEADER ? "header" : "text",
@@ -565,12 +693,66 @@ line_step(struct conn *c, char *p, size_t len, size_t *used)
 	return text_tuple(c, p, (size_t)n) == -1 ? -1 : 1;
 }
 
+/*
+ * The unfinished line or packet at the front of the buffer: a packet's
+ * whole length once its header is in, else the longest a line may be.
+ */
+static size_t
+unit_size(const struct conn *c)
+{
+	if (c->st == ST_BINARY)
+		return bin_need((const uint8_t *)c->in.p, c->in.len);
+	return exp_conf()->max_line;
+}
+
+/*
+ * Make room in the input buffer for one read of c->rsize bytes, charging
+ * the budgets first.  Growth doubles, but never past the end of a packet
+ * whose length is known (the read is then shorter).  0: done, 1: no room
+ * for now (the experiment's process waits for some), -1: close (c->why).
+ */
+static int
+in_reserve(struct conn *c, int force)
+{
+	size_t	 cap, need;
+	int	 r;
+
+	cap = buf_cap_for(&c->in, c->rsize);
+	if (cap == c->in.cap)
+		return 0;
+	need = c->st == ST_BINARY ? unit_size(c) : 0;
+	if (need > c->in.len && need <= c->in.cap)
+		return 0;		/* room enough to end the packet */
+	if (need > c->in.len && need < cap)
+		cap = need;
+	if ((r = exp_mem_take(c, cap - c->held, force)) != 0)
+		return r;
+	buf_setcap(&c->in, cap);
+	c->held = cap;
+	return 0;
+}
+
+/* After a large packet or line, give its memory back. */
+static void
+in_trim(struct conn *c)
+{
+	size_t	 cap;
+
+	if (c->in.cap <= TRIM_ABOVE || c->in.len > c->in.cap / 4)
+		return;
+	cap = c->in.len * 2 > READ_CHUNK ? c->in.len * 2 : READ_CHUNK;
+	buf_setcap(&c->in, cap);
+	cap = c->held - c->in.cap;
+	c->held = c->in.cap;
+	exp_mem_give(c, cap);
+}
+
 /* Decode everything complete in the buffer.  -1: close (c->why). */
 static int
 process(struct conn *c)
 {
-	size_t	 used;
-	int	 r;
+	size_t	 used, share;
+	int	 r, done;
 
 	c->now = now_real();
 	while (c->off < c->in.len) {
@@ -586,27 +768,62 @@ process(struct conn *c)
 		if (r == 0)
 			break;
 		c->off += used;
+		/* more rows buffered than the backend should hold */
+		if (c->off < c->in.len && c->db != NULL &&
+		    db_wants_commit(c->db))
+			db_commit(c->db);
 	}
+	/* keep only the incomplete tail, at the front */
+	done = c->off > 0;
+	buf_drop(&c->in, c->off);
+	c->off = 0;
 	/*
-	 * Progress resets the idle clock: something complete, or a few KiB
-	 * of something long.  A client dribbling bytes without ever
-	 * finishing a line is idle, however often it sends one.
+	 * Progress resets the idle clock: something complete, or a
+	 * sixteenth (at least 4 KiB) of the unfinished line or packet.  A
+	 * client dribbling bytes without ever finishing one is idle,
+	 * however often it sends some, and one that finishes a line or
+	 * packet must do so within 16 timeouts.
 	 */
-	if (c->off > 0 || c->trickle >= PROGRESS_BYTES) {
+	share = unit_size(c) / PROGRESS_SHARE;
+	if (done || c->trickle >= (share > PROGRESS_BYTES ? share :
+	    PROGRESS_BYTES)) {
 		c->last_rx = now_mono_ms();
 		c->trickle = 0;
 	}
-	/* keep only the incomplete tail, at the front */
-	buf_drop(&c->in, c->off);
-	c->off = 0;
 	return 0;
+}
+
+/*
+ * For oml2-import --domain: the connection belongs to the experiment
+ * whatever a "domain" header line names.
+ */
+void
+conn_any_domain(struct conn *c)
+{
+	c->any_domain = 1;
+}
+
+/*
+ * Bytes received but not decoded: an unfinished header line, text line or
+ * binary packet (what, for the log), which the end of the input cut short.
+ */
+size_t
+conn_unfinished(const struct conn *c, const char **what)
+{
+	*what = c->st == ST_HEADER ? "header line" : c->st == ST_TEXT ?
+	    "text line" : "binary packet";
+	return c->in.len - c->off;
 }
 
 /* Bytes the master read before the hand-over.  -1: close. */
 int
 conn_feed(struct conn *c, const char *p, size_t len)
 {
+	c->bytes += len;
+	stats_rx(len);
 	buf_add(&c->in, p, len);
+	exp_mem_take(c, c->in.cap - c->held, 1);	/* already here */
+	c->held = c->in.cap;
 	return process(c);
 }
 
@@ -620,7 +837,7 @@ conn_read(struct conn *c, int drain)
 {
 	ssize_t	 n;
 	size_t	 budget = SIZE_MAX, room;
-	int	 i, queued;
+	int	 i, queued, r;
 
 	/*
 	 * Draining takes what was queued when it began (and one chunk
@@ -631,7 +848,10 @@ conn_read(struct conn *c, int drain)
 		budget = (size_t)queued + READ_CHUNK;
 	for (i = 0; drain ? budget > 0 : i < READS_PER_EVENT; i++) {
 		/* small for idle clients, large for busy ones */
-		buf_reserve(&c->in, c->rsize);
+		if ((r = in_reserve(c, drain)) == 1)
+			return END_NONE;
+		if (r == -1)
+			return END_LIMIT;
 		room = c->in.cap - c->in.len;
 		n = read(c->ev.fd, c->in.p + c->in.len, room);
 		if (n > 0 && (size_t)n == room && c->rsize < READ_CHUNK)
@@ -648,12 +868,18 @@ conn_read(struct conn *c, int drain)
 		}
 		c->in.len += (size_t)n;
 		c->trickle += (size_t)n;
+		c->bytes += (size_t)n;
+		stats_rx((size_t)n);
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
 			return END_PROTOCOL;
-		/* the database stalled: read no more than this chunk */
-		if (!drain && c->db != NULL && db_stalled(c->db))
+		in_trim(c);
+		/* the database stalled, or must commit: read no more now */
+		if (!drain && c->db != NULL && (db_stalled(c->db) ||
+		    db_wants_commit(c->db)))
 			break;
+		if (drain && c->db != NULL && db_wants_commit(c->db))
+			db_commit(c->db);
 	}
 	return END_NONE;
 }
@@ -667,7 +893,9 @@ conn_close(struct conn *c, enum conn_end why)
 		[END_IDLE] = "idle timeout", [END_PROTOCOL] = "protocol error",
 		[END_ERROR] = "socket error", [END_SHUTDOWN] = "server stopping",
 		[END_LIMIT] = "limit reached",
+		[END_CLOSED] = "closed by the operator",
 	};
+	size_t	 held;
 
 	report_skipped(c);
 	if (why == END_PROTOCOL || why == END_ERROR || why == END_LIMIT)
@@ -684,6 +912,9 @@ conn_close(struct conn *c, enum conn_end why)
 		exp_db_release();
 	c->db = NULL;
 	text_line_free(&c->tl);
+	held = c->held;
+	c->held = 0;
+	exp_mem_give(c, held);
 	buf_free(&c->in);
 	buf_free(&c->scratch);
 	free(c->vals);

@@ -5,6 +5,7 @@
  * schemas that differ, sender ids, the start time, and the commit policy
  * (a batch of rows, or about a second after the first uncommitted one).
  */
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,26 +24,87 @@ name_eq(const struct db *db, const char *a, const char *b)
 	return db->be->nocase ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
 }
 
+/* The trees' orders (tsearch(3) has no context argument: one of each). */
+static int
+table_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct table *)a)->schema.name,
+	    ((const struct table *)b)->schema.name);
+}
+
+static int
+table_casecmp(const void *a, const void *b)
+{
+	return strcasecmp(((const struct table *)a)->schema.name,
+	    ((const struct table *)b)->schema.name);
+}
+
+static int
+other_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
+other_casecmp(const void *a, const void *b)
+{
+	return strcasecmp(a, b);
+}
+
+static int
+sender_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct sender *)a)->name,
+	    ((const struct sender *)b)->name);
+}
+
+static int
+sender_id_cmp(const void *a, const void *b)
+{
+	int	 x = ((const struct sender *)a)->id;
+	int	 y = ((const struct sender *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+meta_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct meta_ent *)a)->key,
+	    ((const struct meta_ent *)b)->key);
+}
+
+#define TABLE_CMP(db)	((db)->be->nocase ? table_casecmp : table_cmp)
+#define OTHER_CMP(db)	((db)->be->nocase ? other_casecmp : other_cmp)
+
+static void
+nofree(void *p)
+{
+	(void)p;
+}
+
+/* Add p to a tree; it must not be there yet. */
+static void
+tree_add(void *p, void **root, int (*cmp)(const void *, const void *))
+{
+	if (tsearch(p, root, cmp) == NULL)
+		fatal("tsearch");
+}
+
 static struct table *
 table_find(struct db *db, const char *name)
 {
-	struct table	*t;
+	struct table	 k, **p;
 
-	for (t = db->tables; t != NULL; t = t->next)
-		if (name_eq(db, t->schema.name, name))
-			return t;
-	return NULL;
+	k.schema.name = (char *)name;
+	p = tfind(&k, &db->table_names, TABLE_CMP(db));
+	return p != NULL ? *p : NULL;
 }
 
 static int
 other_exists(struct db *db, const char *name)
 {
-	int	 i;
-
-	for (i = 0; i < db->nothers; i++)
-		if (name_eq(db, db->others[i], name))
-			return 1;
-	return 0;
+	return tfind(name, &db->others, OTHER_CMP(db)) != NULL;
 }
 
 static int
@@ -94,6 +156,7 @@ table_add(struct db *db, struct table *t)
 {
 	t->next = db->tables;
 	db->tables = t;
+	tree_add(t, &db->table_names, TABLE_CMP(db));
 	if (strcmp(t->schema.name, META_TABLE) == 0)
 		db->meta = t;
 }
@@ -127,9 +190,8 @@ table_materialise(struct db *db, struct table *t)
 static void
 note_other(struct db *db, const char *name)
 {
-	db->others = xreallocarray(db->others, (size_t)db->nothers + 1,
-	    sizeof(char *));
-	db->others[db->nothers++] = xstrdup(name);
+	if (!other_exists(db, name))
+		tree_add(xstrdup(name), &db->others, OTHER_CMP(db));
 }
 
 /*
@@ -251,36 +313,76 @@ table_forget(struct db *db, struct table *t)
 			*pp = t->next;
 			break;
 		}
+	tdelete(t, &db->table_names, TABLE_CMP(db));
 	if (db->meta == t)
 		db->meta = NULL;
 	table_free(db, t);
 }
 
 static void
+sender_free(void *p)
+{
+	struct sender	*s = p;
+
+	free(s->name);
+	free(s);
+}
+
+static void
+meta_free(void *p)
+{
+	struct meta_ent	*e = p;
+
+	free(e->key);
+	free(e->val);
+	free(e);
+}
+
+static void
 db_free(struct db *db)
 {
 	struct table	*t;
-	struct sender	*s;
-	int		 i;
 
+	tdestroy(db->table_names, nofree);
 	while ((t = db->tables) != NULL) {
 		db->tables = t->next;
 		table_free(db, t);
 	}
-	while ((s = db->senders) != NULL) {
-		db->senders = s->next;
-		free(s->name);
-		free(s);
-	}
-	for (i = 0; i < db->nothers; i++)
-		free(db->others[i]);
-	free(db->others);
+	tdestroy(db->sender_ids, nofree);
+	tdestroy(db->senders, sender_free);
+	tdestroy(db->others, free);
+	tdestroy(db->meta_cache, meta_free);
 	free(db->name);
 	free(db->uri);
 	free(db);
 }
 
-/* Open or create the experiment's database.  NULL on failure (logged). */
+/*
+ * Why the backend refused the database as an experiment's, if it did:
+ * the line that closes the client says it, and no other line does.
+ */
+static char	 refusal[256];
+
+void
+db_refuse(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(refusal, sizeof(refusal), fmt, ap);
+	va_end(ap);
+}
+
+const char *
+db_refused(void)
+{
+	return refusal[0] != '\0' ? refusal : NULL;
+}
+
+/*
+ * Open or create the experiment's database.  NULL on failure: logged, or
+ * a refusal for db_refused().
+ */
 struct db *
 db_open(const struct child_conf *conf, const char *name)
 {
@@ -288,6 +390,7 @@ db_open(const struct child_conf *conf, const char *name)
 	char		*val = NULL;
 	int		 r;
 
+	refusal[0] = '\0';
 	db = xcalloc(1, sizeof(*db));
 	db->conf = conf;
 	db->name = xstrdup(name);
@@ -338,11 +441,17 @@ int
 db_commit(struct db *db)
 {
 	unsigned	 n = db->pending;
+	uint64_t	 t0;
+	int		 r;
 
+	db->commit_now = 0;
 	if (n == 0)
 		return 0;
 	db->pending = 0;
-	if (db->be->commit(db) == -1) {
+	t0 = stats_clock();
+	r = db->be->commit(db);
+	stats_commit(t0, r == 0);
+	if (r == -1) {
 		db->pending = n;
 		db->dirty_since = now_mono_ms();
 		db->failing = 1;
@@ -365,14 +474,48 @@ db_commit_due(const struct db *db)
 {
 	if (db->pending == 0)
 		return 0;
+	if (db->commit_now && !db->failing)
+		return db->dirty_since;		/* now */
 	return db->dirty_since + db->conf->commit_ms;
 }
 
+/* Should the child stop reading and commit first? */
+int
+db_wants_commit(const struct db *db)
+{
+	return db->commit_now && !db->failing;
+}
+
+/* Create the table for s as cand, its k-th candidate name. */
+static struct table *
+declare_new(struct db *db, const struct oml_schema *s, const char *cand,
+    int k)
+{
+	struct table	*t;
+
+	t = table_new(s, cand);
+	if (table_materialise(db, t) == -1) {
+		table_free(db, t);
+		return NULL;
+	}
+	table_add(db, t);
+	if (k > 1)
+		log_warnx("schema %s differs from the existing table; "
+		    "created table %s for it", s->name, cand);
+	else
+		log_info("table %s created", cand);
+	return t;
+}
+
+/*
+ * The candidates are the whole name and its suffixed forms, however long:
+ * a cut name would put two streams that share a prefix in one table.
+ */
 static struct table *
 declare_locked(struct db *db, const struct oml_schema *s, int *created)
 {
 	struct table	*t;
-	char		 cand[256];
+	char		*cand;
 	int		 k;
 
 	*created = 0;
@@ -380,30 +523,19 @@ declare_locked(struct db *db, const struct oml_schema *s, int *created)
 		return NULL;	/* another server's work? */
 	for (k = 1; k <= MAX_RENAME; k++) {
 		if (k == 1)
-			snprintf(cand, sizeof(cand), "%s", s->name);
-		else if ((size_t)snprintf(cand, sizeof(cand), "%s_%d",
-		    s->name, k) >= sizeof(cand))
-			break;
-		if ((t = table_find(db, cand)) != NULL) {
-			if (fields_equal(&t->schema, s))
-				return t;
-			continue;
-		}
-		if (other_exists(db, cand))
-			continue;
-		t = table_new(s, cand);
-		if (table_materialise(db, t) == -1) {
-			table_free(db, t);
-			return NULL;
-		}
-		table_add(db, t);
-		*created = 1;
-		if (k > 1)
-			log_warnx("schema %s differs from the existing table; "
-			    "created table %s for it", s->name, cand);
+			cand = xstrdup(s->name);
 		else
-			log_info("table %s created", cand);
-		return t;
+			xasprintf(&cand, "%s_%d", s->name, k);
+		t = table_find(db, cand);
+		if (t == NULL && !other_exists(db, cand)) {
+			t = declare_new(db, s, cand, k);
+			*created = t != NULL;
+			free(cand);
+			return t;
+		}
+		free(cand);
+		if (t != NULL && fields_equal(&t->schema, s))
+			return t;
 	}
 	log_warnx("schema %s: tables %s to %s_%d all exist with other "
 	    "schemas", s->name, s->name, s->name, MAX_RENAME);
@@ -438,22 +570,106 @@ db_declare(struct db *db, const struct oml_schema *s)
 int
 db_sender(struct db *db, const char *name, int *id)
 {
-	struct sender	*s;
+	struct sender	 k, *s, **p;
 
-	for (s = db->senders; s != NULL; s = s->next)
-		if (strcmp(s->name, name) == 0) {
-			*id = s->id;
-			return 0;
-		}
+	k.name = (char *)name;
+	if ((p = tfind(&k, &db->senders, sender_cmp)) != NULL) {
+		*id = (*p)->id;
+		return 0;
+	}
 	if (db->be->sender(db, name, id) == -1)
 		return -1;
 	dirty(db);
 	s = xcalloc(1, sizeof(*s));
 	s->name = xstrdup(name);
 	s->id = *id;
-	s->next = db->senders;
-	db->senders = s;
+	tree_add(s, &db->senders, sender_cmp);
+	if (tsearch(s, &db->sender_ids, sender_id_cmp) == NULL)
+		fatal("tsearch");
 	return 0;
+}
+
+/* The name of sender id, or NULL. */
+const char *
+db_sender_name(struct db *db, int id)
+{
+	struct sender	 k, **p;
+
+	k.id = id;
+	p = tfind(&k, &db->sender_ids, sender_id_cmp);
+	return p != NULL ? (*p)->name : NULL;
+}
+
+struct walk {
+	void	(*fn)(const struct sender *, void *);
+	void	*arg;
+};
+
+static void
+walk_one(const void *node, VISIT v, void *arg)
+{
+	struct walk	*w = arg;
+
+	if (v == postorder || v == leaf)
+		w->fn(*(struct sender *const *)node, w->arg);
+}
+
+/* Call fn for every sender, in the order of their ids. */
+void
+db_walk_senders(struct db *db, void (*fn)(const struct sender *, void *),
+    void *arg)
+{
+	struct walk	 w = { fn, arg };
+
+	twalk_r(db->sender_ids, walk_one, &w);
+}
+
+const struct meta_ent *
+db_meta_find(struct db *db, const char *key)
+{
+	struct meta_ent	 k, **p;
+
+	k.key = (char *)key;
+	p = tfind(&k, &db->meta_cache, meta_cmp);
+	return p != NULL ? *p : NULL;
+}
+
+/*
+ * The backend read or wrote metadata row id (key, val).  The newest row
+ * of a key is the one a lookup gives (as ORDER BY oml_tuple_id DESC).
+ */
+void
+db_meta_note(struct db *db, int64_t id, const char *key, const char *val)
+{
+	struct meta_ent	 k, *e, **p;
+
+	k.key = (char *)key;
+	if ((p = tsearch(&k, &db->meta_cache, meta_cmp)) == NULL)
+		fatal("tsearch");
+	if (*p == &k) {
+		e = xcalloc(1, sizeof(*e));
+		e->key = xstrdup(key);
+		*p = e;		/* the same key: the tree's order holds */
+	} else {
+		e = *p;
+		if (id != e->id)
+			e->dups = 1;
+		if (id < e->id)
+			return;
+		free(e->val);
+	}
+	e->val = xstrdup(val);
+	e->id = id;
+}
+
+/* The cache may hold rows that were rolled back: the backend reloads. */
+void
+db_meta_forget(struct db *db)
+{
+	tdestroy(db->meta_cache, meta_free);
+	db->meta_cache = NULL;
+	db->meta_loaded = 0;
+	db->meta_seen = 0;
 }
 
 /*
@@ -489,6 +705,34 @@ db_set_start(struct db *db, long t)
 	return r == -1 ? -1 : 0;
 }
 
+/*
+ * A metadata row of the server's own kind (§8.7), for oml2-import and
+ * oml2-merge: store key = val, unless the key is set already and replace
+ * is 0.  The old value, if any, is left in *old (malloc'd).  Under the
+ * lock that serialises schema work between servers, and committed at
+ * once.  Returns 0 stored, 1 set already (not replaced), -1 error.
+ */
+int
+db_meta_put(struct db *db, const char *key, const char *val, int replace,
+    char **old)
+{
+	int	 r;
+
+	*old = NULL;
+	if (db->be->lock != NULL && db->be->lock(db, 1) == -1)
+		return -1;
+	if ((r = db->be->meta_get(db, key, old)) == 1 || (r == 0 && replace)) {
+		dirty(db);
+		r = db->be->meta_set(db, key, val) == -1 ? -1 : 0;
+	} else if (r == 0)
+		r = 1;
+	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+		r = -1;
+	if (r == 0 && db_commit(db) == -1)
+		r = -1;
+	return r;
+}
+
 int
 db_insert(struct db *db, struct table *t, const struct row *r)
 {
@@ -496,7 +740,9 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 		return -1;	/* counted by the caller's drop() */
 	db->rows++;
 	dirty(db);
-	if (db->pending >= db->conf->commit_rows && !db->failing)
+	/* without an event loop (the tools), commit early here */
+	if ((db->pending >= db->conf->commit_rows ||
+	    (db->commit_now && !db->loop_commits)) && !db->failing)
 		db_commit(db);
 	return 0;
 }
@@ -519,7 +765,12 @@ sql_type(enum oml_type t, int pg)
 	}
 }
 
-/* CREATE TABLE for t, as the original spells it (§8.3). */
+/*
+ * CREATE TABLE for t, as the original spells it (§8.3), but for
+ * PostgreSQL's row key: BIGSERIAL, as the original's later releases
+ * have it, since a SERIAL runs out of ids after 2^31 rows (about an hour
+ * of one table's ingest at full speed).
+ */
 char *
 db_create_sql(const struct table *t, int pg)
 {
@@ -529,7 +780,7 @@ db_create_sql(const struct table *t, int pg)
 	buf_init(&b);
 	buf_printf(&b, "CREATE TABLE \"%s\" (oml_tuple_id %s, oml_sender_id %s, "
 	    "oml_seq %s, oml_ts_client %s, oml_ts_server %s", t->schema.name,
-	    pg ? "SERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY",
+	    pg ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY",
 	    pg ? "INT4" : "INTEGER", pg ? "INT4" : "INTEGER",
 	    pg ? "FLOAT8" : "REAL", pg ? "FLOAT8" : "REAL");
 	for (i = 0; i < t->schema.nfields; i++)

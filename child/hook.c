@@ -155,14 +155,16 @@ try_reap(void)
 
 /* --- What the hook says ------------------------------------------------ */
 
-/* One line of its output, made safe for the log and rationed. */
+/*
+ * One line of its output, rationed.  The log escapes whatever bytes it
+ * holds; only a NUL, which would end the string early, is seen to here.
+ */
 static void
 out_line(struct hook_out *o, const char *p, size_t len, int cut)
 {
-	char		 s[LINE_MAX_LOG + 1];
 	uint64_t	 now = now_mono_ms();
-	size_t		 i;
-	unsigned char	 c;
+	size_t		 k;
+	const char	*tail;
 
 	if (now - hk.window >= 1000) {
 		hk.window = now;
@@ -182,36 +184,26 @@ out_line(struct hook_out *o, const char *p, size_t len, int cut)
 	}
 	hk.wlines++;
 	hk.wbytes += len;
-	for (i = 0; i < len && i < LINE_MAX_LOG; i++) {
-		c = (unsigned char)p[i];
-		s[i] = (c < ' ' && c != '\t') || c == 0x7f ? '?' : (char)c;
-	}
-	s[i] = '\0';
+	k = strnlen(p, len < LINE_MAX_LOG ? len : LINE_MAX_LOG);
+	tail = k < len && p[k] == '\0' ? " [cut at a NUL byte]" :
+	    cut ? " [cut]" : "";
 	if (o == &hk.err)
-		log_info("hook: %s%s", s, cut ? " [cut]" : "");
+		log_info("hook: %.*s%s", (int)k, p, tail);
 	else
-		log_debug("hook stdout: %s%s", s, cut ? " [cut]" : "");
+		log_debug("hook stdout: %.*s%s", (int)k, p, tail);
 }
 
 static void
 banner_check(void)
 {
-	char		 shown[sizeof(hk.banner)];
-	size_t		 i;
-	unsigned char	 c;
-
 	if (hk.blen >= BANNER_LEN &&
 	    memcmp(hk.banner, BANNER, BANNER_LEN) == 0) {
 		hk.state = HK_READY;
 		log_debug("hook %s: ready", hk.prog);
 		return;
 	}
-	for (i = 0; i < hk.blen; i++) {
-		c = (unsigned char)hk.banner[i];
-		shown[i] = c < ' ' || c == '"' || c == 0x7f ? '?' : (char)c;
-	}
-	shown[i] = '\0';
-	hook_drop("wrong banner \"%s\" (wanted \"" BANNER "\")", shown);
+	hook_drop("wrong banner \"%.*s\" (wanted \"" BANNER "\")",
+	    (int)strnlen(hk.banner, hk.blen), hk.banner);
 }
 
 /*
@@ -569,6 +561,18 @@ hook_tick(uint64_t now)
 	if (hk.pid != -1 && hk.proc.fd == -1)
 		try_reap();
 	return next;
+}
+
+/* The hook's state, for the figures the master shows. */
+enum stats_hook
+hook_status(void)
+{
+	switch (hk.state) {
+	case HK_WAITING:	return HOOKST_STARTING;
+	case HK_READY:		return HOOKST_READY;
+	case HK_DROPPED:	return HOOKST_DROPPED;
+	default:		return HOOKST_NONE;
+	}
 }
 
 void

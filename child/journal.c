@@ -3,7 +3,10 @@
  * a fixed record followed by its strings, the row's value array and the
  * bytes of its string, blob and vector values, all in one growing
  * buffer.  Only sizes are stored, never pointers into the buffer, since
- * it moves as it grows; journal_next() rebuilds the pointers.
+ * it moves as it grows; journal_next() rebuilds the pointers.  A row
+ * whose rendered vectors are large keeps them in the decoder's own
+ * buffer, taken over rather than copied (a [bool] vector's text is 7
+ * times its packet), and freed when the journal is cleared.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +26,60 @@ struct jrec {
 	int32_t		 seq;
 	double		 ts_client;
 	double		 ts_server;
+	char		*ext;		/* the row's vectors, taken over */
+	size_t		 extlen;
 };
+
+#define ADOPT_MIN	(64 * 1024)	/* vector bytes taken over, not copied */
 
 static int
 has_bytes(const struct oml_value *v)
 {
 	return v->type == OML_STRING || v->type == OML_BLOB ||
 	    oml_type_is_vector(v->type);
+}
+
+/*
+ * The decoder's buffer, if the row's vectors fill it from its start in
+ * column order (as the decoders render them) and are worth taking over.
+ */
+static struct buf *
+adoptable(const struct row *row)
+{
+	const struct buf	*b = row->bytes;
+	size_t			 off = 0;
+	int			 i;
+
+	if (b == NULL || b->len < ADOPT_MIN)
+		return NULL;
+	for (i = 0; i < row->n; i++) {
+		if (!oml_type_is_vector(row->v[i].type))
+			continue;
+		if (row->v[i].u.s.len > 0 && row->v[i].u.s.p != b->p + off)
+			return NULL;
+		off += row->v[i].u.s.len;
+	}
+	return off == b->len ? row->bytes : NULL;
+}
+
+/* Bytes of value v kept inline in the entry. */
+static size_t
+inline_len(const struct oml_value *v, int adopted)
+{
+	if (!has_bytes(v) || (adopted && oml_type_is_vector(v->type)))
+		return 0;
+	return v->u.s.len;
+}
+
+static void
+ext_free(struct journal *j, struct jrec *r)
+{
+	if (r->ext == NULL)
+		return;
+	free(r->ext);
+	r->ext = NULL;
+	j->next--;
+	j->extbytes -= r->extlen;
 }
 
 static char *
@@ -44,6 +94,7 @@ void
 journal_add(struct journal *j, const struct jentry *e)
 {
 	struct jrec	 r;
+	struct buf	*ext = NULL;
 	size_t		 size;
 	char		*p;
 	int		 i;
@@ -56,6 +107,7 @@ journal_add(struct journal *j, const struct jentry *e)
 	r.blen = e->b != NULL ? strlen(e->b) + 1 : 0;
 	size = sizeof(r) + r.alen + r.blen;
 	if (e->kind == J_ROW) {
+		ext = adoptable(&e->row);
 		r.n = e->row.n;
 		r.sender = e->row.sender;
 		r.seq = e->row.seq;
@@ -63,8 +115,7 @@ journal_add(struct journal *j, const struct jentry *e)
 		r.ts_server = e->row.ts_server;
 		size += (size_t)r.n * sizeof(*e->row.v);
 		for (i = 0; i < r.n; i++)
-			if (has_bytes(&e->row.v[i]))
-				size += e->row.v[i].u.s.len;
+			size += inline_len(&e->row.v[i], ext != NULL);
 	}
 	r.size = size;
 	/* one reservation, then plain copies: this runs for every row */
@@ -75,12 +126,28 @@ journal_add(struct journal *j, const struct jentry *e)
 	p = put(p, e->b, r.blen);
 	p = put(p, e->row.v, (size_t)r.n * sizeof(*e->row.v));
 	for (i = 0; i < r.n; i++)
-		if (has_bytes(&e->row.v[i]))
-			p = put(p, e->row.v[i].u.s.p, e->row.v[i].u.s.len);
+		p = put(p, e->row.v[i].u.s.p, inline_len(&e->row.v[i],
+		    ext != NULL));
+	if (ext != NULL) {
+		/* the values point into it: it stays where it is */
+		r.ext = ext->p;
+		r.extlen = ext->len;
+		memcpy(j->b.p + j->b.len, &r, sizeof(r));
+		buf_init(ext);
+		j->next++;
+		j->extbytes += r.extlen;
+	}
 	j->last = j->b.len;
 	j->b.len += size;
 	if (e->kind == J_ROW)
 		j->rows++;
+}
+
+/* Memory the journal holds: its entries and the vectors taken over. */
+size_t
+journal_bytes(const struct journal *j)
+{
+	return j->b.len + j->extbytes;
 }
 
 void
@@ -91,6 +158,7 @@ journal_undo(struct journal *j)
 	if (j->b.len == 0)
 		return;
 	memcpy(&r, j->b.p + j->last, sizeof(r));
+	ext_free(j, &r);
 	j->b.len = j->last;
 	if (r.kind == J_ROW && !r.dropped)
 		j->rows--;
@@ -112,9 +180,23 @@ journal_drop(struct journal *j, size_t off)
 		j->rows--;
 }
 
+/* Free the vectors every entry took over. */
+static void
+ext_free_all(struct journal *j)
+{
+	struct jrec	 r;
+	size_t		 off;
+
+	for (off = 0; j->next > 0 && off < j->b.len; off += r.size) {
+		memcpy(&r, j->b.p + off, sizeof(r));
+		ext_free(j, &r);
+	}
+}
+
 void
 journal_clear(struct journal *j)
 {
+	ext_free_all(j);
 	j->b.len = 0;
 	j->last = 0;
 	j->rows = 0;
@@ -127,6 +209,7 @@ journal_clear(struct journal *j)
 void
 journal_free(struct journal *j)
 {
+	ext_free_all(j);
 	buf_free(&j->b);
 	free(j->vals);
 	memset(j, 0, sizeof(*j));
@@ -136,11 +219,12 @@ void
 journal_get(struct journal *j, size_t off, struct jentry *e)
 {
 	struct jrec	 r;
-	const char	*p;
+	const char	*p, *x;
 	int		 i;
 
 	memcpy(&r, j->b.p + off, sizeof(r));
 	p = j->b.p + off + sizeof(r);
+	x = r.ext;
 	memset(e, 0, sizeof(*e));
 	e->at = off;
 	e->kind = r.kind;
@@ -162,6 +246,11 @@ journal_get(struct journal *j, size_t off, struct jentry *e)
 	for (i = 0; i < r.n; i++) {
 		if (!has_bytes(&j->vals[i]))
 			continue;
+		if (x != NULL && oml_type_is_vector(j->vals[i].type)) {
+			j->vals[i].u.s.p = j->vals[i].u.s.len > 0 ? x : "";
+			x += j->vals[i].u.s.len;
+			continue;
+		}
 		j->vals[i].u.s.p = j->vals[i].u.s.len > 0 ? p : "";
 		p += j->vals[i].u.s.len;
 	}

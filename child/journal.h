@@ -34,9 +34,12 @@ struct journal {
 	unsigned		 rows;		/* rows not dropped */
 	struct oml_value	*vals;		/* journal_next()'s row values */
 	int			 nvals;
+	unsigned		 next;		/* rows' vectors taken over */
+	size_t			 extbytes;	/* ... their size */
 };
 
 void	 journal_add(struct journal *, const struct jentry *);
+size_t	 journal_bytes(const struct journal *);
 void	 journal_undo(struct journal *);	/* forget the last entry */
 /* A row refused for good: skipped by journal_next(), not in rows. */
 void	 journal_drop(struct journal *, size_t off);

@@ -27,6 +27,7 @@
  */
 #include <arpa/inet.h>
 
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,9 @@
 #define CLOSE_WAIT_MS	15000	/* closing: how long to wait for the server */
 #define PG_NAMELEN	63	/* longer identifiers would be truncated */
 #define BAD_UTF8_LOG	10
+#define COPY_SLICE	(1024 * 1024)	/* COPY data handed to libpq at once */
 #define RETRY_LOG	30	/* failed reconnections: log one in this many */
+#define INT4_MAX_ID	2147483647LL	/* the last id of a SERIAL */
 
 /* The binary COPY stream's fixed parts. */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
@@ -57,7 +60,11 @@ static const char copy_trailer[2] = { '\377', '\377' };
 /*
  * A table's batch: encoded tuples and where each one ends, and how many
  * of them the database refused in the current attempt to commit them.
+ * Its row ids: new tables have 64-bit ones, but a table an older server
+ * made has a 32-bit SERIAL, appended to while ids last (ids_left()).
  */
+enum pg_ids { IDS_UNKNOWN, IDS_64, IDS_32 };
+
 struct pgtab {
 	struct buf	 data;
 	size_t		*ends;
@@ -65,11 +72,16 @@ struct pgtab {
 	size_t		 cap;
 	size_t		 refused;
 	char		*copy_sql;
+	enum pg_ids	 ids;
+	size_t		 room;		/* IDS_32: ids left before this COPY */
+	int		 full;		/* IDS_32: none left */
 };
 
 struct pg {
 	PGconn		*c;
 	int		 locked;	/* in a lock(1) transaction */
+	int		 caught_up;	/* the metadata cache, in this one */
+	int		 meta_dirty;	/* it wrote metadata */
 	int		 utf8;		/* strings are checked before COPY */
 	int		 down;		/* the connection was lost */
 	uint64_t	 next_try;	/* monotonic ms */
@@ -300,59 +312,202 @@ up(struct db *db)
 /* --- opening ------------------------------------------------------- */
 
 /*
- * Create the experiment's database unless it exists.  Servers racing to
- * create it queue on an advisory lock; a duplicate_database error (a
- * server that takes no lock) counts as success.
+ * Which databases may be an experiment's.  Not the maintenance database
+ * nor the templates (an experiment in template1 would give every later
+ * experiment its tables and start time), not any other template or
+ * database closed to connections, and not any other database that is not
+ * an experiment's: one this server created (it carries MARK as its
+ * comment, from the moment it has its name), or one that has the tables
+ * _senders and _experiment_metadata in its public schema (the original
+ * server's, and this one's before it marked them).  Names compare as
+ * PostgreSQL compares quoted identifiers, byte for byte: "Postgres" is
+ * another database than postgres, and may be an experiment.
+ */
+#define MARK		"oml2-server experiment"
+#define NEW_DB		"oml2-server: new database %s"	/* + the role's oid */
+
+static const char *const reserved_db[] = { MAINT_DB, "template0",
+	"template1" };
+
+enum db_kind {
+	DB_FAILED,	/* PostgreSQL said no (logged) */
+	DB_REFUSED,	/* not an experiment's (logged) */
+	DB_OURS,	/* created now, or marked */
+	DB_UNMARKED,	/* exists, without the mark: look at its tables */
+	DB_ABSENT,
+};
+
+static void
+refuse(const char *name, const char *why)
+{
+	db_refuse("database %s refused as an experiment: %s", name, why);
+}
+
+/*
+ * One statement on the maintenance connection: 0, -2 for a database of
+ * that name that exists already, -1 for another failure (in err).
  */
 static int
+mexec(PGconn *c, char *sql, char *err, size_t errlen)
+{
+	PGresult	*res;
+	const char	*st;
+	int		 r = 0;
+
+	res = PQexec(c, sql);
+	free(sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		pq_msg(res != NULL ? PQresultErrorMessage(res) :
+		    PQerrorMessage(c), err, errlen);
+		st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		r = st != NULL && strcmp(st, "42P04") == 0 ? -2 : -1;
+	}
+	PQclear(res);
+	return r;
+}
+
+/*
+ * Create the database marked from the moment it has its name: under a
+ * name no experiment can have (one per role, so that what a crash left is
+ * ours to drop), then marked, then renamed.  Returns as mexec().
+ */
+static int
+create_marked(PGconn *c, const char *name, char *err, size_t errlen)
+{
+	PGresult	*res;
+	char		*tmp, *tid = NULL, *id = NULL, *sql, junk[8];
+	int		 r = -1;
+
+	res = PQexec(c, "SELECT oid FROM pg_catalog.pg_roles WHERE "
+	    "rolname = current_user");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		pq_msg(PQresultErrorMessage(res), err, errlen);
+		PQclear(res);
+		return -1;
+	}
+	xasprintf(&tmp, NEW_DB, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if ((tid = PQescapeIdentifier(c, tmp, strlen(tmp))) == NULL ||
+	    (id = PQescapeIdentifier(c, name, strlen(name))) == NULL) {
+		pq_msg(PQerrorMessage(c), err, errlen);
+		goto done;
+	}
+	xasprintf(&sql, "DROP DATABASE IF EXISTS %s", tid);
+	if ((r = mexec(c, sql, err, errlen)) != 0)
+		goto done;
+	xasprintf(&sql, "CREATE DATABASE %s", tid);
+	if ((r = mexec(c, sql, err, errlen)) != 0)
+		goto done;
+	xasprintf(&sql, "COMMENT ON DATABASE %s IS '" MARK "'", tid);
+	if ((r = mexec(c, sql, err, errlen)) != 0)
+		goto done;
+	xasprintf(&sql, "ALTER DATABASE %s RENAME TO %s", tid, id);
+	if ((r = mexec(c, sql, err, errlen)) != 0) {
+		xasprintf(&sql, "DROP DATABASE IF EXISTS %s", tid);
+		mexec(c, sql, junk, sizeof(junk));	/* err keeps the first */
+	}
+done:
+	PQfreemem(tid);
+	PQfreemem(id);
+	free(tmp);
+	return r;
+}
+
+/* What the maintenance database says of name. */
+static enum db_kind
+look_up(PGconn *c, const char *name, char *err, size_t errlen)
+{
+	PGresult	*res;
+	const char	*pv[2] = { name, MARK };
+	enum db_kind	 k;
+
+	res = PQexecParams(c, "SELECT datistemplate, datallowconn, "
+	    "shobj_description(oid, 'pg_database') IS NOT DISTINCT FROM $2 "
+	    "FROM pg_catalog.pg_database WHERE datname = $1", 2, NULL, pv,
+	    NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pq_msg(PQresultErrorMessage(res), err, errlen);
+		k = DB_FAILED;
+	} else if (PQntuples(res) == 0)
+		k = DB_ABSENT;
+	else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		refuse(name, "it is a template database");
+		k = DB_REFUSED;
+	} else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+		refuse(name, "it does not accept connections");
+		k = DB_REFUSED;
+	} else
+		k = strcmp(PQgetvalue(res, 0, 2), "t") == 0 ? DB_OURS :
+		    DB_UNMARKED;
+	PQclear(res);
+	return k;
+}
+
+/*
+ * Create the experiment's database unless it exists, and say whether an
+ * existing one may be taken.  Servers racing to create it queue on an
+ * advisory lock; a database created meanwhile by one that takes no lock
+ * is looked at as any existing one.
+ */
+static enum db_kind
 ensure_database(const struct child_conf *conf, const char *name)
 {
 	PGconn		*c;
 	PGresult	*res;
-	const char	*pv[1] = { name };
-	char		*id, *sql, m[512];
-	int		 r = -1, exists;
+	enum db_kind	 k = DB_FAILED;
+	char		 m[512];
+	size_t		 i;
+	int		 r;
 
+	for (i = 0; i < nitems(reserved_db); i++)
+		if (strcmp(name, reserved_db[i]) == 0) {
+			refuse(name, "it is one of PostgreSQL's own databases");
+			return DB_REFUSED;
+		}
 	if ((c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
-		return -1;
+		return DB_FAILED;
+	strlcpy(m, "it vanished", sizeof(m));
 	res = PQexec(c, "SELECT " LOCK_CREATE);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		goto fail;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		k = look_up(c, name, m, sizeof(m));
+	else
+		pq_msg(PQresultErrorMessage(res), m, sizeof(m));
 	PQclear(res);
-	res = PQexecParams(c, "SELECT 1 FROM pg_catalog.pg_database WHERE "
-	    "datname = $1", 1, NULL, pv, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		goto fail;
-	exists = PQntuples(res) > 0;
-	PQclear(res);
-	res = NULL;
-	if (!exists) {
-		if ((id = PQescapeIdentifier(c, name, strlen(name))) == NULL)
-			goto fail;
-		xasprintf(&sql, "CREATE DATABASE %s", id);
-		PQfreemem(id);
-		res = PQexec(c, sql);
-		free(sql);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			const char *st = PQresultErrorField(res,
-			    PG_DIAG_SQLSTATE);
-
-			if (st == NULL || strcmp(st, "42P04") != 0)
-				goto fail;
-		} else
+	if (k == DB_ABSENT) {
+		if ((r = create_marked(c, name, m, sizeof(m))) == 0) {
 			log_info("database %s created in PostgreSQL", name);
-		PQclear(res);
+			k = DB_OURS;
+		} else
+			k = r == -2 ? look_up(c, name, m, sizeof(m)) :
+			    DB_FAILED;
 	}
-	res = PQexec(c, "SELECT " UNLOCK_CREATE);
-	r = 0;
-fail:
-	if (r == -1)
-		log_error("postgresql: creating database %s: %s", name,
-		    pq_msg(res ? PQresultErrorMessage(res) : PQerrorMessage(c),
-		    m, sizeof(m)));
-	PQclear(res);
+	if (k == DB_FAILED || k == DB_ABSENT) {
+		log_error("postgresql: creating database %s: %s", name, m);
+		k = DB_FAILED;
+	}
+	PQclear(PQexec(c, "SELECT " UNLOCK_CREATE));
 	PQfinish(c);
-	return r;
+	return k;
+}
+
+/* An existing database this server did not mark: the original's? */
+static int
+has_oml_tables(struct db *db)
+{
+	PGresult	*res;
+	int		 ok;
+
+	res = run(db, "SELECT count(*) FROM pg_catalog.pg_tables WHERE "
+	    "schemaname = 'public' AND tablename IN ('_senders', "
+	    "'_experiment_metadata')", 0, NULL, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	ok = strcmp(PQgetvalue(res, 0, 0), "2") == 0;
+	PQclear(res);
+	if (!ok)
+		refuse(db->name, "it exists, was not created by oml2-server and "
+		    "lacks the tables _senders and _experiment_metadata");
+	return ok ? 0 : -1;
 }
 
 static int
@@ -362,6 +517,7 @@ pg_open(struct db *db)
 	struct pg		*pg;
 	const char		*enc;
 	char			 port[24];
+	enum db_kind		 kind;
 
 	if (pqlib_load() == -1)
 		return -1;
@@ -372,8 +528,11 @@ pg_open(struct db *db)
 	xasprintf(&db->uri, "postgresql://%s@%s%s%s:%s/%s", conf->pg_user,
 	    strchr(conf->pg_host, ':') ? "[" : "", conf->pg_host,
 	    strchr(conf->pg_host, ':') ? "]" : "", port, db->name);
-	if (ensure_database(conf, db->name) == -1 ||
-	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL) {
+	kind = ensure_database(conf, db->name);
+	if (kind == DB_FAILED || kind == DB_REFUSED ||
+	    (pg->c = pg_connect(conf, db->name, LOG_LVL_ERROR)) == NULL ||
+	    (kind == DB_UNMARKED && has_oml_tables(db) == -1)) {
+		PQfinish(pg->c);
 		free(pg);
 		db->bh = NULL;
 		return -1;
@@ -419,15 +578,13 @@ static void
 drop_row(struct db *db, struct table *t, size_t i, PGresult *res)
 {
 	struct pgtab	*b = t->be;
-	struct sender	*s;
 	const char	*row = b->data.p + (i == 0 ? 0 : b->ends[i - 1]);
-	const char	*who = "(none)";
+	const char	*who;
 	char		 m[512];
 	int32_t		 sender = get32(row + 6), seq = get32(row + 14);
 
-	for (s = db->senders; s != NULL; s = s->next)
-		if (s->id == sender)
-			who = s->name;
+	if ((who = db_sender_name(db, sender)) == NULL)
+		who = "(none)";
 	log_warnx("database %s: table %s: row from sender %s seq %d dropped: "
 	    "%s", db->name, t->schema.name, who, seq,
 	    pq_msg(PQresultErrorMessage(res), m, sizeof(m)));
@@ -447,6 +604,85 @@ drop_rows(struct db *db, struct table *t, size_t lo, size_t hi,
 	((struct pgtab *)t->be)->refused += hi - lo;
 }
 
+/*
+ * Rows [lo, hi) of a table with 32-bit ids find none left: they are
+ * dropped, and so will be every later row of the table (pg_insert()),
+ * which is said once.
+ */
+static void
+ids_spent(struct db *db, struct table *t, size_t lo, size_t hi)
+{
+	struct pgtab	*b = t->be;
+
+	b->refused += hi - lo;
+	if (!b->full)
+		log_error("database %s: table %s has no row id left: its "
+		    "oml_tuple_id is a 32-bit SERIAL, as older servers made "
+		    "it, and has reached %lld; %zu rows dropped, and so will "
+		    "be every later row of this table (ALTER TABLE \"%s\" "
+		    "ALTER COLUMN oml_tuple_id TYPE bigint, and its sequence "
+		    "AS bigint, let it take more)", db->name, t->schema.name,
+		    INT4_MAX_ID, hi - lo, t->schema.name);
+	b->full = 1;
+}
+
+/* Did a COPY fail because the table's 32-bit ids ran out meanwhile? */
+static int
+ids_gone(const PGresult *res, const struct pgtab *b)
+{
+	const char	*st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	/* the sequence at its end, or a bigint sequence past the column's */
+	return st != NULL && (strcmp(st, "2200H") == 0 ||
+	    (b->ids == IDS_32 && strcmp(st, "22003") == 0));
+}
+
+/*
+ * How many rows t may still take, asked before each COPY into a table
+ * with 32-bit ids (once for any other): the sequence's last value.  For
+ * a table that is not one, or that we cannot tell, SIZE_MAX.  -1: the
+ * connection was lost.  Run outside the batch's transaction, which a
+ * failure would spoil.
+ */
+static int
+ids_left(struct db *db, struct table *t)
+{
+	struct pgtab	*b = t->be;
+	PGresult	*res;
+	const char	*pv[1] = { t->schema.name };
+	long long	 last;
+
+	b->room = SIZE_MAX;
+	if (b->ids == IDS_64)
+		return 0;
+	res = run(db, "SELECT a.atttypid = 'pg_catalog.int4'::"
+	    "pg_catalog.regtype, (SELECT COALESCE(s.last_value, "
+	    "s.start_value - s.increment_by) FROM pg_catalog.pg_sequences s "
+	    "WHERE format('%I.%I', s.schemaname, s.sequencename) = "
+	    "pg_catalog.pg_get_serial_sequence(format('%I', $1::text), "
+	    "'oml_tuple_id')) FROM pg_catalog.pg_attribute a WHERE "
+	    "a.attrelid = pg_catalog.to_regclass(format('%I', $1::text)) AND "
+	    "a.attname = 'oml_tuple_id'", 1, pv, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return PG(db)->c == NULL ? -1 : 0;
+	/* (a NULL reads as "") */
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0 ||
+	    *PQgetvalue(res, 0, 1) == '\0') {
+		b->ids = IDS_64;	/* or no sequence of ours: not counted */
+		PQclear(res);
+		return 0;
+	}
+	last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	b->room = last >= INT4_MAX_ID ? 0 : (size_t)(INT4_MAX_ID - last);
+	if (b->ids == IDS_UNKNOWN)
+		log_info("database %s: table %s has 32-bit row ids, as older "
+		    "servers made them: %zu left", db->name, t->schema.name,
+		    b->room);
+	b->ids = IDS_32;
+	return 0;
+}
+
 /* Data exceptions (22xxx) and constraint violations (23xxx) are a row's. */
 static int
 data_error(const PGresult *res)
@@ -455,6 +691,24 @@ data_error(const PGresult *res)
 
 	return st != NULL && (strncmp(st, "22", 2) == 0 ||
 	    strncmp(st, "23", 2) == 0);
+}
+
+/*
+ * COPY data in slices: libpq copies what it is given into its output
+ * buffer, which would otherwise grow to a second copy of the batch (a
+ * large vector row's text is many times its packet).
+ */
+static int
+copy_data(PGconn *c, const char *p, size_t len)
+{
+	size_t	 n;
+
+	for (; len > 0; p += n, len -= n) {
+		n = len < COPY_SLICE ? len : COPY_SLICE;
+		if (PQputCopyData(c, p, (int)n) != 1)
+			return 0;
+	}
+	return 1;
 }
 
 /* One COPY of rows [lo, hi).  1: stored, 0: refused (*res), -1: lost. */
@@ -476,8 +730,7 @@ copy_send(struct db *db, struct table *t, size_t lo, size_t hi,
 	}
 	PQclear(r);
 	ok = PQputCopyData(pg->c, copy_header, sizeof(copy_header)) == 1 &&
-	    PQputCopyData(pg->c, b->data.p + from, (int)(b->ends[hi - 1] -
-	    from)) == 1 &&
+	    copy_data(pg->c, b->data.p + from, b->ends[hi - 1] - from) &&
 	    PQputCopyData(pg->c, copy_trailer, sizeof(copy_trailer)) == 1;
 	PQputCopyEnd(pg->c, ok ? NULL : "oml2-server: sending failed");
 	ok = 0;
@@ -522,6 +775,11 @@ copy_rows(struct db *db, struct table *t, size_t lo, size_t hi)
 		PQclear(res);
 		return -1;
 	}
+	if (ids_gone(res, t->be)) {
+		ids_spent(db, t, lo, hi);
+		PQclear(res);
+		return 0;
+	}
 	if (hi - lo == 1) {
 		drop_row(db, t, lo, res);
 		PQclear(res);
@@ -547,18 +805,29 @@ flush(struct db *db)
 	struct pg	*pg = PG(db);
 	struct table	*t;
 	struct pgtab	*b;
+	size_t		 k;
 
 	if (pg->batch_rows == 0)
 		return 0;
-	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL)
-			b->refused = 0;
-	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
+	if (up(db) == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL && b->n > 0 &&
-		    copy_rows(db, t, 0, b->n) == -1)
+		if ((b = t->be) != NULL) {
+			b->refused = 0;
+			if (b->n > 0 && ids_left(db, t) == -1)
+				goto fail;
+		}
+	if (cmd(db, "BEGIN") == -1)
+		goto fail;
+	for (t = db->tables; t != NULL; t = t->next) {
+		if ((b = t->be) == NULL || b->n == 0)
+			continue;
+		k = b->n < b->room ? b->n : b->room;
+		if (k > 0 && copy_rows(db, t, 0, k) == -1)
 			goto fail;
+		if (k < b->n)
+			ids_spent(db, t, k, b->n);
+	}
 	if (cmd(db, "COMMIT") == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
@@ -630,47 +899,112 @@ pg_tables(struct db *db, char ***names, int *n)
 	return 0;
 }
 
+/*
+ * Bring the metadata cache up to date, once per lock(1) section.  The
+ * server's own rows (subject NULL) are written only under the schema lock
+ * and take their ids from the sequence while it is held, so every one
+ * another server wrote before we took the lock has an id no greater than
+ * the greatest visible now, and every later one a greater id: the rows
+ * between the last catch-up's greatest id and this one's are all that can
+ * be new.  The first catch-up reads the whole table once; later ones read
+ * through the primary key's index only the rows added since.
+ */
 static int
-pg_meta_get(struct db *db, const char *key, char **val)
+meta_catch_up(struct db *db)
 {
+	struct pg	*pg = PG(db);
 	PGresult	*res;
-	const char	*pv[1] = { key };
-	int		 r = 1;
+	char		 lo[24], hi[24];
+	const char	*pv[2] = { lo, hi };
+	long long	 top;
+	int		 i;
 
-	res = run(db, "SELECT value FROM _experiment_metadata WHERE key = $1 "
-	    "AND subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1", 1, pv,
-	    PGRES_TUPLES_OK);
-	if (res == NULL)
+	if (pg->caught_up)
+		return 0;
+	if ((res = run(db, "SELECT COALESCE(max(oml_tuple_id), 0) FROM "
+	    "_experiment_metadata", 0, NULL, PGRES_TUPLES_OK)) == NULL)
 		return -1;
-	if (PQntuples(res) > 0) {
-		*val = xstrdup(PQgetvalue(res, 0, 0));
-		r = 0;
-	}
+	top = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	return r;
+	if (top > db->meta_seen) {
+		snprintf(lo, sizeof(lo), "%lld", (long long)db->meta_seen);
+		snprintf(hi, sizeof(hi), "%lld", top);
+		if ((res = run(db, "SELECT oml_tuple_id, key, value FROM "
+		    "_experiment_metadata WHERE oml_tuple_id > $1 AND "
+		    "oml_tuple_id <= $2 AND subject IS NULL AND key IS NOT "
+		    "NULL ORDER BY oml_tuple_id", 2, pv, PGRES_TUPLES_OK)) ==
+		    NULL)
+			return -1;
+		for (i = 0; i < PQntuples(res); i++)
+			db_meta_note(db, strtoll(PQgetvalue(res, i, 0), NULL,
+			    10), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		PQclear(res);
+		db->meta_seen = top;
+	}
+	pg->caught_up = 1;
+	return 0;
 }
 
 static int
-pg_meta_set(struct db *db, const char *key, const char *val)
+pg_meta_get(struct db *db, const char *key, char **val)
+{
+	const struct meta_ent	*e;
+
+	if (meta_catch_up(db) == -1)
+		return -1;
+	if ((e = db_meta_find(db, key)) == NULL)
+		return 1;
+	*val = xstrdup(e->val);
+	return 0;
+}
+
+/* Update the key's row (by id, or every row of a key several hold). */
+static int
+meta_update(struct db *db, const struct meta_ent *e, const char *key,
+    const char *val)
 {
 	PGresult	*res;
-	const char	*pv[2] = { val, key };
+	char		 id[24];
+	const char	*pv[3] = { val, key, id };
+	int64_t		 row = e->id;
 	int		 changed;
 
-	res = run(db, "UPDATE _experiment_metadata SET value = $1 WHERE "
-	    "key = $2 AND subject IS NULL", 2, pv, PGRES_COMMAND_OK);
+	snprintf(id, sizeof(id), "%lld", (long long)row);
+	res = run(db, e->dups ? "UPDATE _experiment_metadata SET value = $1 "
+	    "WHERE key = $2 AND subject IS NULL" : "UPDATE "
+	    "_experiment_metadata SET value = $1 WHERE key = $2 AND subject "
+	    "IS NULL AND oml_tuple_id = $3", e->dups ? 2 : 3, pv,
+	    PGRES_COMMAND_OK);
 	if (res == NULL)
 		return -1;
 	changed = strcmp(PQcmdTuples(res), "0") != 0;
 	PQclear(res);
 	if (changed)
-		return 0;
-	pv[0] = key;
-	pv[1] = val;
+		db_meta_note(db, row, key, val);
+	return changed;
+}
+
+static int
+pg_meta_set(struct db *db, const char *key, const char *val)
+{
+	const struct meta_ent	*e;
+	PGresult		*res;
+	const char		*pv[2] = { key, val };
+	int			 r;
+
+	if (meta_catch_up(db) == -1)
+		return -1;
+	PG(db)->meta_dirty = 1;
+	if ((e = db_meta_find(db, key)) != NULL &&
+	    (r = meta_update(db, e, key, val)) != 0)
+		return r == 1 ? 0 : -1;
 	res = run(db, "INSERT INTO _experiment_metadata (key, value) VALUES "
-	    "($1, $2)", 2, pv, PGRES_COMMAND_OK);
+	    "($1, $2) RETURNING oml_tuple_id", 2, pv, PGRES_TUPLES_OK);
+	if (res == NULL)
+		return -1;
+	db_meta_note(db, strtoll(PQgetvalue(res, 0, 0), NULL, 10), key, val);
 	PQclear(res);
-	return res == NULL ? -1 : 0;
+	return 0;
 }
 
 static int
@@ -968,6 +1302,8 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	if (!strings_ok(db, t, r))
 		return -1;
 	b = pgtab(t);
+	if (b->full)
+		return -1;	/* said once, by ids_spent() */
 	before = b->data.len;
 	nf = htons((uint16_t)(r->n + 4));
 	memcpy(room(&b->data, 2), &nf, 2);
@@ -1001,17 +1337,23 @@ pg_lock(struct db *db, int on)
 		if (!pg->locked)
 			return 0;
 		pg->locked = 0;
-		if (pg->c == NULL)
-			return -1;
-		if (PQtransactionStatus(pg->c) == PQTRANS_INERROR) {
+		pg->caught_up = 0;
+		if (pg->c != NULL &&
+		    PQtransactionStatus(pg->c) != PQTRANS_INERROR &&
+		    cmd(db, "COMMIT") == 0)
+			return 0;
+		if (pg->c != NULL && PQtransactionStatus(pg->c) != PQTRANS_IDLE)
 			cmd(db, "ROLLBACK");
-			return -1;
-		}
-		return cmd(db, "COMMIT");
+		/* metadata written in it went with it */
+		if (pg->meta_dirty)
+			db_meta_forget(db);
+		return -1;
 	}
 	if (flush(db) == -1 || begin_locked(db) == -1)
 		return -1;
 	pg->locked = 1;
+	pg->caught_up = 0;
+	pg->meta_dirty = 0;
 	return 0;
 }
 

@@ -28,9 +28,11 @@
  * fsyncs) is the checkpointer thread's job, so that ingest does not wait
  * for the disk; see struct ckpt.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -46,6 +48,10 @@
 #define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
 #define BATCH_LOG	4
 #define BATCH_ROWS	(1 << BATCH_LOG)
+#define LOCK_FILE	".oml2-server.lock"
+#define SENDERS_DDL	"CREATE TABLE _senders (name TEXT PRIMARY KEY, id " \
+			"INTEGER UNIQUE);"
+#define REBORN_MS	1000	/* between tries to make a deleted file again */
 
 /*
  * A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue: the
@@ -90,8 +96,8 @@ struct sq {
 	sqlite3		*h;
 	char		*path;
 	struct ckpt	*ck;
-	sqlite3_stmt	*meta_get;
-	sqlite3_stmt	*meta_upd;
+	sqlite3_stmt	*meta_upd;	/* every row of a key */
+	sqlite3_stmt	*meta_upd1;	/* one row, by id */
 	sqlite3_stmt	*meta_ins;
 	sqlite3_stmt	*snd_get;
 	sqlite3_stmt	*snd_max;
@@ -101,6 +107,9 @@ struct sq {
 	int		 failing;	/* stalled until the journal is written */
 	uint64_t	 fail_since;
 	int		 snd_next;	/* no sender id below this is free */
+	int		 fd;		/* the file: fstat(), flock(); or -1 */
+	int		 gone;		/* deleted and not made again yet */
+	uint64_t	 retry_at;	/* ... which is tried no sooner */
 };
 
 #define SQ(db)	((struct sq *)(db)->bh)
@@ -355,19 +364,80 @@ ckpt_stop(struct sq *sq)
 	sq->ck = NULL;
 }
 
-static int
-sq_open(struct db *db)
+/* The statements of the database and its tables (prepared on use). */
+static void
+statements_free(struct db *db)
 {
-	struct sq	*sq;
+	struct sq	*sq = SQ(db);
+	struct table	*t;
+
+	for (t = db->tables; t != NULL; t = t->next)
+		sqt_free(t);
+	sqlite3_finalize(sq->meta_upd);
+	sqlite3_finalize(sq->meta_upd1);
+	sqlite3_finalize(sq->meta_ins);
+	sqlite3_finalize(sq->snd_get);
+	sqlite3_finalize(sq->snd_max);
+	sqlite3_finalize(sq->snd_ins);
+	sq->meta_upd = sq->meta_upd1 = sq->meta_ins = NULL;
+	sq->snd_get = sq->snd_max = sq->snd_ins = NULL;
+}
+
+/*
+ * Close the handles on the file.  Our own descriptor goes last: closing
+ * any descriptor of a file drops the process's POSIX locks on it, and so
+ * SQLite's, while SQLite still has it open.
+ */
+static void
+sq_disconnect(struct sq *sq)
+{
+	ckpt_stop(sq);
+	if (sq->h != NULL && sqlite3_close(sq->h) != SQLITE_OK)
+		log_warnx("%s: close: %s", sq->path, sqlite3_errmsg(sq->h));
+	sq->h = NULL;
+	if (sq->fd != -1)
+		close(sq->fd);
+	sq->fd = -1;
+}
+
+/*
+ * One writer per file: an experiment's process, oml2-import or oml2-merge
+ * holds an exclusive flock(2) on the database while it has it open (and
+ * oml2-merge a shared one on each input), so that none writes under
+ * another's cached tables and sender ids.  SQLite's own locks are fcntl
+ * locks, which a flock does not touch.  The same read-only descriptor
+ * serves fstat(): SQLite goes on writing a file that was deleted, and
+ * the rows with it (sq_deleted()).
+ */
+static int
+sq_lock(struct sq *sq)
+{
+	if ((sq->fd = open(sq->path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_warn("%s", sq->path);
+		return -1;
+	}
+	if (flock(sq->fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		log_warnx("%s is in use by another process (a server on the "
+		    "same data directory, oml2-import or oml2-merge)",
+		    sq->path);
+	else
+		log_warn("%s: flock", sq->path);
+	close(sq->fd);
+	sq->fd = -1;
+	return -1;
+}
+
+/* Lock and open the existing file, and begin the transaction. */
+static int
+sq_connect(struct db *db)
+{
+	struct sq	*sq = SQ(db);
 	int		 r;
 
-	sq = xcalloc(1, sizeof(*sq));
-	db->bh = sq;
-	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
-	xasprintf(&db->uri, "file:%s", sq->path);
-	if (access(sq->path, F_OK) == -1 && errno == ENOENT &&
-	    sq_create(sq->path, db->conf->datadir, db->name) == -1)
-		goto fail;
+	if (sq_lock(sq) == -1)
+		return -1;
 	r = sqlite3_open_v2(sq->path, &sq->h, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (r != SQLITE_OK) {
@@ -384,12 +454,29 @@ sq_open(struct db *db)
 		goto fail;
 	return 0;
 fail:
-	ckpt_stop(sq);
-	sqlite3_close(sq->h);
-	free(sq->path);
-	free(sq);
-	db->bh = NULL;
+	sq_disconnect(sq);
 	return -1;
+}
+
+static int
+sq_open(struct db *db)
+{
+	struct sq	*sq;
+
+	sq = xcalloc(1, sizeof(*sq));
+	sq->fd = -1;
+	db->bh = sq;
+	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
+	xasprintf(&db->uri, "file:%s", sq->path);
+	if ((access(sq->path, F_OK) == -1 && errno == ENOENT &&
+	    sq_create(sq->path, db->conf->datadir, db->name) == -1) ||
+	    sq_connect(db) == -1) {
+		free(sq->path);
+		free(sq);
+		db->bh = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -409,42 +496,72 @@ sq_lose(struct db *db, const char *why)
 	sq->failing = 0;
 }
 
+/* Has the database file lost its last name (deleted, or its directory)? */
+static int
+sq_deleted(const struct sq *sq)
+{
+	struct stat	 st;
+
+	return sq->fd != -1 && fstat(sq->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+/*
+ * The file was deleted: the rows committed to it since it was opened went
+ * with it, whatever SQLite said, and count as dropped.  Those since the
+ * last commit are still in the journal.
+ */
+static void
+file_lost(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	uint64_t	 lost = db->rows - sq->j.rows;
+
+	log_error("%s was deleted while open: the %llu rows stored in it "
+	    "since it was opened are lost", sq->path,
+	    (unsigned long long)lost);
+	db->rows -= lost;
+	db->dropped += lost;
+	queues_drop(db);
+}
+
 static void
 sq_close(struct db *db)
 {
 	struct sq	*sq = SQ(db);
-	struct table	*t;
 
 	if (sq == NULL)
 		return;
-	if (!sq->failing && flush_all(db) == -1)
+	if (sq->h != NULL && sq_deleted(sq)) {
+		file_lost(db);		/* and what waits has nowhere to go */
+		if (sq->j.rows > 0)
+			sq_lose(db, "deleted while open");
+		journal_clear(&sq->j);
+		sqlite3_exec(sq->h, "ROLLBACK", NULL, NULL, NULL);
+	}
+	if (sq->h != NULL && !sq->failing && flush_all(db) == -1)
 		sq_fail(db);
-	for (t = db->tables; t != NULL; t = t->next)
-		sqt_free(t);
-	sqlite3_finalize(sq->meta_get);
-	sqlite3_finalize(sq->meta_upd);
-	sqlite3_finalize(sq->meta_ins);
-	sqlite3_finalize(sq->snd_get);
-	sqlite3_finalize(sq->snd_max);
-	sqlite3_finalize(sq->snd_ins);
+	statements_free(db);
 	if (sq->failing)
 		sq_lose(db, "closing while it cannot be written");
 	journal_free(&sq->j);
-	ckpt_stop(sq);
-	if (!sqlite3_get_autocommit(sq->h))
-		sq_exec(db, "COMMIT");
-	/*
-	 * Back to a single file, unless a reader holds it open right now.
-	 * The WAL is copied back first by a checkpoint, which lets readers
-	 * in; the switch itself then has nothing left to copy, and holds
-	 * the exclusive lock that keeps readers out only for a moment.
-	 */
-	sqlite3_wal_checkpoint_v2(sq->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
-	    NULL, NULL);
-	sqlite3_busy_timeout(sq->h, 0);
-	sqlite3_exec(sq->h, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
-	if (sqlite3_close(sq->h) != SQLITE_OK)
-		log_warnx("%s: close: %s", sq->path, sqlite3_errmsg(sq->h));
+	if (sq->h != NULL) {
+		ckpt_stop(sq);
+		if (!sqlite3_get_autocommit(sq->h))
+			sq_exec(db, "COMMIT");
+		/*
+		 * Back to a single file, unless a reader holds it open right
+		 * now.  The WAL is copied back first by a checkpoint, which
+		 * lets readers in; the switch itself then has nothing left to
+		 * copy, and holds the exclusive lock that keeps readers out
+		 * only for a moment.
+		 */
+		sqlite3_wal_checkpoint_v2(sq->h, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		sqlite3_busy_timeout(sq->h, 0);
+		sqlite3_exec(sq->h, "PRAGMA journal_mode=DELETE", NULL, NULL,
+		    NULL);
+	}
+	sq_disconnect(sq);
 	free(sq->path);
 	free(sq);
 	db->bh = NULL;
@@ -490,11 +607,156 @@ fail:
 	return -1;
 }
 
+/* Journal table t's creation and its table_* row. */
+static void
+journal_table(struct journal *j, struct table *t)
+{
+	struct jentry	 e;
+	char		*key, *val;
+
+	memset(&e, 0, sizeof(e));
+	e.kind = J_CREATE;
+	e.t = t;
+	journal_add(j, &e);
+	xasprintf(&key, "table_%s", t->schema.name);
+	val = schema_format(&t->schema);
+	memset(&e, 0, sizeof(e));
+	e.kind = J_META;
+	e.a = key;
+	e.b = val;
+	journal_add(j, &e);
+	free(key);
+	free(val);
+}
+
+static void
+journal_sender(const struct sender *s, void *arg)
+{
+	struct jentry	 e;
+
+	memset(&e, 0, sizeof(e));
+	e.kind = J_SENDER;
+	e.a = s->name;
+	e.id = s->id;
+	journal_add(arg, &e);
+}
+
+/*
+ * A journal that makes a new file hold what this process knows, in the
+ * order of a new database (§8.2, §8.7): _senders, the metadata table,
+ * the start time, the other tables in the order they were made, the
+ * senders with their ids; then the rows of journal old.
+ */
+static void
+remake(struct db *db, struct journal *j, struct journal *old)
+{
+	struct jentry	 e;
+	struct table	*t, **v;
+	size_t		 n = 0, i, off = 0;
+	char		 val[32];
+
+	memset(&e, 0, sizeof(e));
+	e.kind = J_EXEC;
+	e.a = SENDERS_DDL;
+	journal_add(j, &e);
+	if (db->meta != NULL)
+		journal_table(j, db->meta);
+	if (db->start_time != 0) {
+		snprintf(val, sizeof(val), "%ld", db->start_time);
+		e.kind = J_META;
+		e.a = "start_time";
+		e.b = val;
+		journal_add(j, &e);
+	}
+	for (t = db->tables; t != NULL; t = t->next)
+		n++;
+	v = xcalloc(n + 1, sizeof(*v));
+	for (i = n, t = db->tables; t != NULL; t = t->next)
+		v[--i] = t;
+	for (i = 0; i < n; i++)
+		if (v[i] != db->meta)
+			journal_table(j, v[i]);
+	free(v);
+	db_walk_senders(db, journal_sender, j);
+	while (journal_next(old, &off, &e))
+		if (e.kind == J_ROW)
+			journal_add(j, &e);
+}
+
+/*
+ * The file was deleted under us (or could not be made again since).  A
+ * new one is made at its path, holding what this process knows (the
+ * tables with their table_* rows, the start time, the senders with their
+ * ids: clients go on as before) and the rows since the last commit, from
+ * the journal; it is written as a replay, so that a full disk stalls as
+ * usual.  If the directory is gone too, nothing can be stored: the rows
+ * that waited are lost, later writes are refused (their rows dropped),
+ * and a new file is tried at each commit, and on a write at most every
+ * REBORN_MS.
+ */
+static int
+sq_reborn(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct journal	 old;
+
+	if (sq->h != NULL) {
+		file_lost(db);
+		statements_free(db);
+		sq_disconnect(sq);
+	}
+	sq->retry_at = now_mono_ms() + REBORN_MS;
+	if ((access(sq->path, F_OK) == -1 && sq_create(sq->path,
+	    db->conf->datadir, db->name) == -1) || sq_connect(db) == -1) {
+		if (!sq->gone)
+			log_error("%s cannot be made again: this experiment's "
+			    "rows are dropped until it can", sq->path);
+		if (sq->j.rows > 0)
+			sq_lose(db, "deleted while open");
+		journal_clear(&sq->j);
+		sq->failing = 0;
+		sq->gone = 1;
+		return -1;
+	}
+	old = sq->j;
+	memset(&sq->j, 0, sizeof(sq->j));
+	remake(db, &sq->j, &old);
+	journal_free(&old);
+	db_meta_forget(db);		/* it described the lost file */
+	log_info("%s made again with this experiment's %s and the %u rows "
+	    "since the last commit", sq->path, sq->gone ? "tables and "
+	    "senders (none of the rows in between)" : "tables and senders",
+	    sq->j.rows);
+	sq->gone = 0;
+	sq->failing = 0;
+	if (sq_replay(db) == -1) {
+		sq_fail(db);
+		return -1;
+	}
+	return 0;
+}
+
+/* Can the file be written (made again, if it was deleted)? */
+static int
+sq_usable(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+
+	if (!sq->gone)
+		return 0;
+	if (now_mono_ms() < sq->retry_at)
+		return -1;
+	return sq_reborn(db) == 0 || sq->failing ? 0 : -1;
+}
+
 static int
 sq_commit(struct db *db)
 {
 	struct sq	*sq = SQ(db);
 
+	/* gone for now: what waited is counted lost, nothing is pending */
+	if ((sq->gone || sq_deleted(sq)) && sq_reborn(db) == -1)
+		return sq->failing ? -1 : 0;
 	if (sq->failing && sq_replay(db) == -1)
 		return -1;
 	if (!sq->failing && flush_all(db) == -1) {
@@ -532,12 +794,19 @@ sq_write(struct db *db, const struct jentry *e)
 {
 	struct sq	*sq = SQ(db);
 
+	if (sq_usable(db) == -1)
+		return -1;
 	journal_add(&sq->j, e);
 	if (sq->failing)
 		return 0;
 	if (sq_apply(db, e, sq->j.last) == 0) {
-		if (sq->j.b.len >= JOURNAL_MAX)
-			sq_commit(db);	/* failure stalls: still recorded */
+		/*
+		 * Commit soon, from the event loop: by then the connection
+		 * has given back its input buffer, which a large row would
+		 * otherwise keep beside the journal and SQLite's own copy.
+		 */
+		if (journal_bytes(&sq->j) >= JOURNAL_MAX)
+			db->commit_now = 1;
 		return 0;
 	}
 	if (sq_transient(sq)) {
@@ -582,57 +851,111 @@ sq_tables(struct db *db, char ***names, int *n)
 	return 0;
 }
 
-/* The server's own rows have no subject (§8.7). */
+/*
+ * Fill the metadata cache with one scan of the table, the first time it is
+ * needed: the server's own rows have no subject (§8.7).  Only this
+ * process writes the file (the data directory is locked), so the cache
+ * stays true by noting every row written after.
+ */
 static int
-sq_meta_get(struct db *db, const char *key, char **val)
+meta_load(struct db *db)
 {
 	struct sq	*sq = SQ(db);
+	sqlite3_stmt	*st;
+	const char	*k, *v;
 	int		 r;
 
-	if (!sq->failing && flush_all(db) == -1)
-		sq_fail(db);
-	if (sq->meta_get == NULL && (sq->meta_get = sq_prepare(db,
-	    "SELECT value FROM _experiment_metadata WHERE key=? AND "
-	    "subject IS NULL ORDER BY oml_tuple_id DESC LIMIT 1")) == NULL)
-		return -1;
-	sqlite3_bind_text(sq->meta_get, 1, key, -1, SQLITE_STATIC);
-	r = sqlite3_step(sq->meta_get);
-	if (r == SQLITE_ROW)
-		*val = xstrdup(sqlite3_column_text(sq->meta_get, 0) ?
-		    (const char *)sqlite3_column_text(sq->meta_get, 0) : "");
-	sqlite3_reset(sq->meta_get);
-	sqlite3_clear_bindings(sq->meta_get);
-	if (r == SQLITE_ROW)
+	if (db->meta_loaded)
 		return 0;
-	if (r == SQLITE_DONE)
-		return 1;
-	log_warnx("%s: reading metadata %s: %s", sq->path, key,
+	st = sq_prepare(db, "SELECT count(*) FROM sqlite_master WHERE "
+	    "type='table' AND name='_experiment_metadata' COLLATE NOCASE");
+	if (st == NULL)
+		return -1;
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW && sqlite3_column_int(st, 0) == 0) {
+		sqlite3_finalize(st);
+		db->meta_loaded = 1;	/* to be created: nothing to read */
+		return 0;
+	}
+	sqlite3_finalize(st);
+	if (r != SQLITE_ROW || (st = sq_prepare(db, "SELECT oml_tuple_id, "
+	    "key, value FROM _experiment_metadata WHERE subject IS NULL AND "
+	    "key IS NOT NULL ORDER BY oml_tuple_id")) == NULL)
+		goto fail;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		k = (const char *)sqlite3_column_text(st, 1);
+		v = (const char *)sqlite3_column_text(st, 2);
+		db_meta_note(db, sqlite3_column_int64(st, 0), k, v ? v : "");
+	}
+	sqlite3_finalize(st);
+	if (r == SQLITE_DONE) {
+		db->meta_loaded = 1;
+		return 0;
+	}
+fail:
+	log_warnx("%s: reading metadata: %s", sq->path,
 	    sqlite3_errmsg(sq->h));
 	return -1;
 }
 
 static int
+sq_meta_get(struct db *db, const char *key, char **val)
+{
+	const struct meta_ent	*e;
+
+	if (meta_load(db) == -1)
+		return -1;
+	if ((e = db_meta_find(db, key)) == NULL)
+		return 1;
+	*val = xstrdup(e->val);
+	return 0;
+}
+
+/*
+ * Set a key: update its row, found by id (or every row of a key that
+ * several hold), or insert one.  A cached row that is not there (rolled
+ * back with a failed transaction) is inserted again.
+ */
+static int
 x_meta(struct db *db, const char *key, const char *val)
 {
-	struct sq	*sq = SQ(db);
+	struct sq		*sq = SQ(db);
+	const struct meta_ent	*e;
+	sqlite3_stmt		*st;
+	int64_t			 id;
 
-	if (sq->meta_upd == NULL && (sq->meta_upd = sq_prepare(db,
+	if (meta_load(db) == -1)
+		return -1;
+	if ((sq->meta_upd == NULL && (sq->meta_upd = sq_prepare(db,
 	    "UPDATE _experiment_metadata SET value=? WHERE key=? AND "
-	    "subject IS NULL")) == NULL)
-		return -1;
-	if (sq->meta_ins == NULL && (sq->meta_ins = sq_prepare(db,
+	    "subject IS NULL")) == NULL) ||
+	    (sq->meta_upd1 == NULL && (sq->meta_upd1 = sq_prepare(db,
+	    "UPDATE _experiment_metadata SET value=? WHERE key=? AND "
+	    "subject IS NULL AND oml_tuple_id=?")) == NULL) ||
+	    (sq->meta_ins == NULL && (sq->meta_ins = sq_prepare(db,
 	    "INSERT INTO _experiment_metadata (key, value) VALUES (?, ?)"))
-	    == NULL)
+	    == NULL))
 		return -1;
-	sqlite3_bind_text(sq->meta_upd, 1, val, -1, SQLITE_STATIC);
-	sqlite3_bind_text(sq->meta_upd, 2, key, -1, SQLITE_STATIC);
-	if (sq_done(db, sq->meta_upd) == -1)
-		return -1;
-	if (sqlite3_changes(sq->h) > 0)
-		return 0;
+	if ((e = db_meta_find(db, key)) != NULL) {
+		id = e->id;
+		st = e->dups ? sq->meta_upd : sq->meta_upd1;
+		sqlite3_bind_text(st, 1, val, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+		if (!e->dups)
+			sqlite3_bind_int64(st, 3, id);
+		if (sq_done(db, st) == -1)
+			return -1;
+		if (sqlite3_changes(sq->h) > 0) {
+			db_meta_note(db, id, key, val);
+			return 0;
+		}
+	}
 	sqlite3_bind_text(sq->meta_ins, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(sq->meta_ins, 2, val, -1, SQLITE_STATIC);
-	return sq_done(db, sq->meta_ins);
+	if (sq_done(db, sq->meta_ins) == -1)
+		return -1;
+	db_meta_note(db, sqlite3_last_insert_rowid(sq->h), key, val);
+	return 0;
 }
 
 static int
@@ -646,8 +969,7 @@ sq_meta_set(struct db *db, const char *key, const char *val)
 static int
 sq_create_senders(struct db *db)
 {
-	struct jentry	 e = { .kind = J_EXEC, .a = "CREATE TABLE _senders "
-	    "(name TEXT PRIMARY KEY, id INTEGER UNIQUE);" };
+	struct jentry	 e = { .kind = J_EXEC, .a = SENDERS_DDL };
 
 	return sq_write(db, &e);
 }
@@ -657,6 +979,10 @@ x_sender(struct db *db, const char *name, int id)
 {
 	struct sq	*sq = SQ(db);
 
+	/* (prepared here too: a file made again replays its senders) */
+	if (sq->snd_ins == NULL && (sq->snd_ins = sq_prepare(db,
+	    "INSERT INTO _senders (name, id) VALUES (?, ?)")) == NULL)
+		return -1;
 	sqlite3_bind_text(sq->snd_ins, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int(sq->snd_ins, 2, id);
 	return sq_done(db, sq->snd_ins);
@@ -669,12 +995,12 @@ sq_sender(struct db *db, const char *name, int *id)
 	struct jentry	 e;
 	int		 r;
 
-	if (sq->snd_get == NULL && ((sq->snd_get = sq_prepare(db,
-	    "SELECT id FROM _senders WHERE name=?")) == NULL ||
-	    (sq->snd_max = sq_prepare(db,
-	    "SELECT COALESCE(MAX(id), 0) + 1 FROM _senders")) == NULL ||
-	    (sq->snd_ins = sq_prepare(db,
-	    "INSERT INTO _senders (name, id) VALUES (?, ?)")) == NULL))
+	if (sq_usable(db) == -1)
+		return -1;
+	if ((sq->snd_get == NULL && (sq->snd_get = sq_prepare(db,
+	    "SELECT id FROM _senders WHERE name=?")) == NULL) ||
+	    (sq->snd_max == NULL && (sq->snd_max = sq_prepare(db,
+	    "SELECT COALESCE(MAX(id), 0) + 1 FROM _senders")) == NULL))
 		return -1;
 	sqlite3_bind_text(sq->snd_get, 1, name, -1, SQLITE_STATIC);
 	r = sqlite3_step(sq->snd_get);
@@ -1019,6 +1345,53 @@ sqlite_probe(const struct child_conf *conf)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * One data directory, one server: two would each number the senders and
+ * record the tables of the same files, giving two senders one id and a
+ * table the other's schema.  The lock is an flock(2) on LOCK_FILE in the
+ * directory (experiment names never start with '.'), taken here as the
+ * target user, who may write the directory (root, under the shipped
+ * unit, may not), and held by the master until it exits; the file says
+ * the master's pid, for the next server's refusal.  Returns the locked
+ * descriptor, or -1 (logged).
+ */
+int
+sqlite_lock(const struct child_conf *conf)
+{
+	char	*path, pid[24];
+	ssize_t	 n;
+	int	 fd;
+
+	xasprintf(&path, "%s/%s", conf->datadir, LOCK_FILE);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0644)) == -1) {
+		log_error("%s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK) {
+			n = pread(fd, pid, sizeof(pid) - 1, 0);
+			pid[n > 0 ? n : 0] = '\0';
+			pid[strspn(pid, "0123456789")] = '\0';
+			log_error("data directory %s is in use by another "
+			    "oml2-server (pid %s, in %s): stop it, or give this "
+			    "one another --data-dir", conf->datadir,
+			    *pid != '\0' ? pid : "unknown", LOCK_FILE);
+		} else
+			log_error("%s: flock: %s", path, strerror(errno));
+		close(fd);
+		free(path);
+		return -1;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getppid());
+	if (ftruncate(fd, 0) == -1 ||
+	    pwrite(fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+		log_warn("%s", path);	/* the lock holds all the same */
+	free(path);
+	return fd;
 }
 
 const struct backend backend_sqlite = {

@@ -87,19 +87,42 @@ buf_free(struct buf *b)
 	buf_init(b);
 }
 
-/* Make room for n more bytes, growing geometrically. */
-void
-buf_reserve(struct buf *b, size_t n)
+/* The capacity buf_reserve(b, n) would leave: doubling from 256. */
+size_t
+buf_cap_for(const struct buf *b, size_t n)
 {
 	size_t	 cap;
 
 	if (b->cap - b->len >= n)
-		return;
+		return b->cap;
 	if (n > SIZE_MAX / 2 - b->len)
 		fatalx("buffer size overflow");
 	cap = b->cap ? b->cap : 256;
 	while (cap - b->len < n)
 		cap *= 2;
+	return cap;
+}
+
+/* Make room for n more bytes, growing geometrically. */
+void
+buf_reserve(struct buf *b, size_t n)
+{
+	if (b->cap - b->len < n)
+		buf_setcap(b, buf_cap_for(b, n));
+}
+
+/* Grow or shrink to exactly cap bytes (never below the contents). */
+void
+buf_setcap(struct buf *b, size_t cap)
+{
+	if (cap < b->len)
+		cap = b->len;
+	if (cap == b->cap)
+		return;
+	if (cap == 0) {
+		buf_free(b);
+		return;
+	}
 	b->p = xreallocarray(b->p, cap, 1);
 	b->cap = cap;
 }

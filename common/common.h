@@ -26,6 +26,7 @@ enum log_level { LOG_LVL_ERROR = 1, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 int		 log_open(const char *path, int level);
 int		 log_reopen(void);
+const char	*log_open_error(void);
 void		 log_setproc(const char *fmt, ...) PRINTFLIKE(1, 2);
 int		 log_level(void);
 int		 log_fd(void);
@@ -53,6 +54,8 @@ void	 buf_addc(struct buf *, int);
 void	 buf_adds(struct buf *, const char *);
 void	 buf_printf(struct buf *, const char *, ...) PRINTFLIKE(2, 3);
 void	 buf_drop(struct buf *, size_t);
+size_t	 buf_cap_for(const struct buf *, size_t);
+void	 buf_setcap(struct buf *, size_t);
 char	*buf_cstr(struct buf *);
 
 void	*xmalloc(size_t);
@@ -79,6 +82,11 @@ enum msg_type {
 	MSG_STATUS,	/* child -> master: struct msg_status */
 	MSG_REPORT,	/* child -> master: struct msg_report + strings */
 	MSG_LOGREOPEN,	/* master -> child: log file rotated, reopen */
+	MSG_LOCK,	/* start-up probe -> master: the data directory's lock */
+	MSG_STATS,	/* child -> master: struct msg_stats, about every second */
+	MSG_SHOW_REQ,	/* master -> child: send MSG_SHOW records (u32 id) */
+	MSG_SHOW,	/* child -> master: struct msg_show + records */
+	MSG_CLOSE,	/* master -> child: store, close every client, exit */
 	MSG_TYPE_MAX
 };
 
@@ -95,6 +103,7 @@ struct msg_hdr {
 struct msg {
 	struct msg_hdr	hdr;
 	int		fd;	/* -1 unless MSG_FLAG_FD */
+	int		fd_lost; /* flagged, but we had no descriptor free */
 	char		data[MSG_MAXPAYLOAD];
 };
 
@@ -134,10 +143,90 @@ struct msg_report {
 	uint16_t	len[RS_MAX];
 };
 
+/*
+ * The figures an experiment's process pushes to the master (MSG_STATS),
+ * from which the master answers the control socket and the metrics
+ * endpoint without asking anyone.  Counters count since the process took
+ * its experiment.  Commit durations fall in STATS_BUCKETS buckets whose
+ * upper bounds (microseconds) are stats_bucket_us[]; the last is open.
+ */
+#define STATS_BUCKETS	12
+extern const uint64_t stats_bucket_us[STATS_BUCKETS - 1];
+
+enum stats_stall { STALL_NONE, STALL_RETRYING, STALL_STALLED, STALL_MAX };
+enum stats_hook { HOOKST_NONE, HOOKST_STARTING, HOOKST_READY,
+	HOOKST_DROPPED, HOOKST_MAX };
+/* why a client connection ended, or was refused */
+enum stats_end { SE_EOF, SE_IDLE, SE_PROTOCOL, SE_ERROR, SE_SHUTDOWN,
+	SE_LIMIT, SE_CLOSED, SE_REFUSED, SE_MAX };
+
+struct msg_stats {
+	uint32_t	clients;
+	uint32_t	stall;		/* enum stats_stall */
+	uint32_t	hook;		/* enum stats_hook */
+	uint32_t	db_open;
+	uint64_t	rows;
+	uint64_t	dropped;
+	uint64_t	bytes;
+	uint64_t	rate_milli;	/* rows/s over the last 10 s, x 1000 */
+	uint64_t	last_commit_ms;	/* since the last commit; ~0 never */
+	uint64_t	stall_ms;	/* for how long */
+	uint64_t	commits;
+	uint64_t	commits_failed;
+	uint64_t	commit_us;	/* sum of the durations */
+	uint64_t	commit_bucket[STATS_BUCKETS];	/* not cumulative */
+	uint64_t	rss_kb;
+	uint64_t	connected;	/* clients taken */
+	uint64_t	ended[SE_MAX];	/* connections ended, by reason */
+	uint64_t	senders;
+	uint64_t	streams;
+	uint64_t	gaps;
+	uint64_t	missing;
+	uint64_t	restarts;
+	uint64_t	client_dropped;	/* as _client_instrumentation says */
+};
+
+/*
+ * MSG_SHOW: an experiment's details for "oml2ctl show", as records of a
+ * few kinds, in kind order, over as many messages as needed (the last
+ * has SHOW_LAST).  A record is struct msg_rec, then its strings in the
+ * order of len[], without terminators, each at most SHOW_STR_MAX bytes.
+ */
+enum show_kind { REC_CLIENT, REC_TABLE, REC_STREAM, REC_SENDER, REC_MAX };
+#define SHOW_STRS	3
+#define SHOW_NUMS	10
+#define SHOW_STR_MAX	255
+#define SHOW_LAST	0x1
+#define SHOW_TRUNCATED	0x2	/* records were left out */
+
+struct msg_show {
+	uint32_t	id;
+	uint32_t	flags;
+	uint32_t	nrec;
+	uint32_t	pad;
+};
+
+struct msg_rec {
+	uint16_t	kind;
+	uint16_t	len[SHOW_STRS];
+	uint64_t	num[SHOW_NUMS];
+};
+
 const char	*msg_name(uint32_t);
 int		 msg_send(int sock, uint32_t type, int fd, const void *data,
 		    size_t len);
 ssize_t		 msg_recv(int sock, struct msg *);
+
+/*
+ * esc.c -- text for other programs: JSON strings, Prometheus label
+ * values, and bytes shown on a terminal.  Invalid UTF-8 becomes U+FFFD in
+ * JSON and labels; on a terminal, control bytes and what would move text
+ * about become \xHH.
+ */
+void	 esc_json(struct buf *, const char *, size_t);
+void	 esc_label(struct buf *, const char *, size_t);
+void	 esc_term(struct buf *, const char *, size_t);
+size_t	 utf8_len(const unsigned char *, size_t, uint32_t *cp);
 
 /* priv.c */
 struct priv_ids {
@@ -150,6 +239,23 @@ struct priv_ids {
 
 int	 priv_lookup(const char *user, const char *group, struct priv_ids *);
 void	 priv_drop(const struct priv_ids *);
+
+/* budget.c -- a byte budget shared by processes (made before forking) */
+struct budget;
+struct budget	*budget_create(uint64_t limit, unsigned nslots);
+uint64_t	 budget_limit(const struct budget *);
+uint64_t	 budget_total(struct budget *);
+int		 budget_join(struct budget *, int pid);
+void		 budget_leave(struct budget *, int slot);
+void		 budget_reap(struct budget *, int pid);
+int		 budget_take(struct budget *, int slot, uint64_t);
+void		 budget_force(struct budget *, int slot, uint64_t);
+void		 budget_give(struct budget *, int slot, uint64_t);
+void		 budget_set_largest(struct budget *, int slot, uint64_t);
+uint64_t	 budget_largest_other(struct budget *, int slot);
+void		 budget_want(struct budget *, uint64_t);
+int		 budget_short(struct budget *);
+void		 budget_answered(struct budget *);
 
 /* util.c */
 int	 set_nonblock(int);

@@ -26,6 +26,17 @@ static const char *const msg_names[MSG_TYPE_MAX] = {
 	[MSG_STATUS] = "status",
 	[MSG_REPORT] = "report",
 	[MSG_LOGREOPEN] = "log-reopen",
+	[MSG_LOCK] = "lock",
+	[MSG_STATS] = "stats",
+	[MSG_SHOW_REQ] = "show-request",
+	[MSG_SHOW] = "show",
+	[MSG_CLOSE] = "close",
+};
+
+/* Commit duration buckets: 1 ms to 10 s, then the open one. */
+const uint64_t stats_bucket_us[STATS_BUCKETS - 1] = {
+	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 10000000
 };
 
 const char *
@@ -112,7 +123,10 @@ close_passed(struct msghdr *mh)
 /*
  * Receive one message into m (its payload length is m->hdr.len).  Returns
  * 1, 0 when the peer has gone, or -1 with errno (EAGAIN: nothing queued;
- * EBADMSG: malformed, already logged and any descriptor closed).
+ * EBADMSG: malformed, already logged and any descriptor closed).  A
+ * message whose descriptor the kernel could not give us (this process has
+ * none free: the kernel closes it) is returned whole, with m->fd -1 and
+ * m->fd_lost set, so that the receiver can account for it.
  */
 ssize_t
 msg_recv(int sock, struct msg *m)
@@ -136,12 +150,13 @@ msg_recv(int sock, struct msg *m)
 	mh.msg_control = cm.buf;
 	mh.msg_controllen = sizeof(cm.buf);
 	m->fd = -1;
+	m->fd_lost = 0;
 	do {
 		n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	} while (n == -1 && errno == EINTR);
 	if (n <= 0)
 		return n;
-	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	if ((mh.msg_flags & MSG_TRUNC) ||
 	    (size_t)n < sizeof(m->hdr) || m->hdr.len != n - sizeof(m->hdr) ||
 	    m->hdr.type >= MSG_TYPE_MAX) {
 		close_passed(&mh);
@@ -150,6 +165,18 @@ msg_recv(int sock, struct msg *m)
 		return -1;
 	}
 	c = CMSG_FIRSTHDR(&mh);
+	if ((mh.msg_flags & MSG_CTRUNC) && c == NULL &&
+	    (m->hdr.flags & MSG_FLAG_FD)) {
+		m->fd_lost = 1;		/* EMFILE: the kernel dropped it */
+		return 1;
+	}
+	if (mh.msg_flags & MSG_CTRUNC) {
+		close_passed(&mh);
+		log_warnx("%s message with a truncated descriptor list",
+		    msg_name(m->hdr.type));
+		errno = EBADMSG;
+		return -1;
+	}
 	if (m->hdr.flags & MSG_FLAG_FD) {
 		if (c == NULL || c->cmsg_level != SOL_SOCKET ||
 		    c->cmsg_type != SCM_RIGHTS ||

@@ -1,8 +1,10 @@
 /*
  * Privilege drop, in one function and one order, then proven.  Names are
  * looked up early, while /etc is certainly readable; the drop happens in
- * each child before it sees any client byte.
+ * each child before it sees any client byte, and leaves the child (and
+ * every hook it starts) unable to gain privileges again.
  */
+#include <sys/prctl.h>
 #include <sys/types.h>
 
 #include <errno.h>
@@ -46,15 +48,35 @@ priv_lookup(const char *user, const char *group, struct priv_ids *ids)
 	return 0;
 }
 
-/* Drop to ids and prove that the old ids cannot be regained. */
+/*
+ * From here on nothing this process runs, hooks included, can gain a
+ * privilege: setuid and setgid bits and file capabilities of the programs
+ * it executes have no effect.  The flag is inherited across fork() and
+ * execve() and cannot be cleared; verify that it is set.
+ */
+static void
+no_new_privs(void)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("prctl PR_SET_NO_NEW_PRIVS");
+	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+		fatalx("no_new_privs is not set after PR_SET_NO_NEW_PRIVS");
+}
+
+/*
+ * Drop to ids (if --user gave any) and prove that the old ids cannot be
+ * regained; then, with or without a drop, forbid gaining new privileges.
+ */
 void
 priv_drop(const struct priv_ids *ids)
 {
 	uid_t	 ruid, euid, suid;
 	gid_t	 rgid, egid, sgid;
 
-	if (!ids->set)
+	if (!ids->set) {
+		no_new_privs();
 		return;
+	}
 	if (setgroups(1, &ids->gid) == -1)
 		fatal("setgroups");
 	if (setresgid(ids->gid, ids->gid, ids->gid) == -1)
@@ -71,4 +93,5 @@ priv_drop(const struct priv_ids *ids)
 		fatalx("privileges could be regained after the drop");
 	if (ids->gid != 0 && (setgid(0) != -1 || setegid(0) != -1))
 		fatalx("group privileges could be regained after the drop");
+	no_new_privs();
 }

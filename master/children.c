@@ -130,6 +130,7 @@ client_lost(const struct child *c, const char *data, size_t len,
 		unserved++;
 	log_warnx("client %s port %u: connection dropped: %s", mc.peer,
 	    mc.port, why);
+	fig_refused(REF_NO_PROCESS);
 	report_event(REPORT_DISCONNECT, mc.peer, mc.port, c->exp,
 	    "SOCKET_DROPPED");
 }
@@ -249,6 +250,12 @@ child_message(struct child *c, struct msg *m, size_t len)
 	case MSG_REPORT:
 		report_child(c->exp, c->pid, m->data, len);
 		break;
+	case MSG_STATS:
+		fig_child_stats(c, m->data, len);
+		break;
+	case MSG_SHOW:
+		ctl_show_records(c, m->data, len);
+		break;
 	default:
 		goto bad;
 	}
@@ -354,6 +361,8 @@ drain_reports(struct child *c)
 			close(m.fd);
 		if (m.hdr.type == MSG_REPORT)
 			report_child(c->exp, c->pid, m.data, m.hdr.len);
+		else if (m.hdr.type == MSG_STATS)	/* its last figures */
+			fig_child_stats(c, m.data, m.hdr.len);
 	}
 }
 
@@ -370,6 +379,7 @@ children_reap(void)
 		if (c == NULL)
 			continue;	/* a datadir probe, say */
 		drain_reports(c);
+		budget_reap(opts.cc.budget, pid);	/* if it died holding */
 		log_exit(c, status);
 		child_unlink(c);
 		policy_child_gone(c, status);

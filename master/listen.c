@@ -307,8 +307,16 @@ listen_accept(struct ev *ev)
 			return;
 		}
 		addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
+		fig_accepted();
 		pending_new(fd, host, port);
 	}
+}
+
+/* The i-th listening socket, or -1: for oml2ctl status. */
+int
+listen_fd(int i)
+{
+	return i >= 0 && i < nlisten ? lsock[i].fd : -1;
 }
 
 /* Take every connection in fd's backlog, whatever the limits on pending. */
@@ -335,6 +343,7 @@ accept_all(int fd)
 			return;
 		}
 		addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
+		fig_accepted();
 		pending_new(cfd, host, port);
 	}
 }

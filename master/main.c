@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -94,6 +95,32 @@ raise_nofile(void)
 	}
 }
 
+/*
+ * Each experiment process needs a descriptor per client and CHILD_FDS
+ * more: lower --max-clients to what RLIMIT_NOFILE (already raised to its
+ * hard limit) allows, and say so, rather than fail clients later.
+ */
+static void
+fit_nofile(void)
+{
+	struct rlimit	 rl;
+	rlim_t		 room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	if (rl.rlim_cur <= CHILD_FDS)
+		fatalx("RLIMIT_NOFILE is %llu: an experiment process needs "
+		    "more than %d file descriptors", (unsigned long long)
+		    rl.rlim_cur, CHILD_FDS);
+	room = rl.rlim_cur - CHILD_FDS;
+	if (opts.cc.max_clients <= room)
+		return;
+	log_warnx("--max-clients lowered from %u to %llu: a process may "
+	    "open only %llu files (RLIMIT_NOFILE)", opts.cc.max_clients,
+	    (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+	opts.cc.max_clients = (unsigned)room;
+}
+
 /* Resolve --user/--group; without root, run as the invoking user. */
 static void
 setup_user(void)
@@ -106,24 +133,53 @@ setup_user(void)
 	}
 	if (priv_lookup(opts.user, opts.group, &opts.cc.ids) == -1)
 		exit(1);
-	if (opts.user == NULL)
-		log_warnx("running as root: consider --user");
+	if (opts.user == NULL) {
+		log_warnx("running as root without --user: experiment "
+		    "processes and hooks run as root too");
+		return;
+	}
+	/* a careless --user=root, or a uid 0 alias such as toor */
+	if (opts.cc.ids.uid == 0 && !opts.allow_root)
+		fatalx("--user %s: uid 0 would run experiment processes and "
+		    "hooks as root; give --allow-root if that is meant",
+		    opts.user);
+	if (opts.cc.ids.gid == 0 && !opts.allow_root)
+		fatalx("--%s %s: gid 0 would run experiment processes and "
+		    "hooks in root's group; give --allow-root if that is meant",
+		    opts.group != NULL ? "group" : "user",
+		    opts.group != NULL ? opts.group : opts.user);
+	if (opts.cc.ids.uid == 0 || opts.cc.ids.gid == 0)
+		log_warnx("--allow-root: experiment processes and hooks run "
+		    "with uid %d, gid %d", (int)opts.cc.ids.uid,
+		    (int)opts.cc.ids.gid);
 }
 
-/* Check, as the target user, that the backend can be used. */
+/*
+ * Check, as the target user, that the backend can be used.  With SQLite
+ * that process also locks the data directory and passes the lock back:
+ * the master keeps it open, unused, until it exits (spares close it, and
+ * it is close-on-exec).
+ */
 static void
 probe_backend(void)
 {
-	pid_t	 pid;
-	int	 status;
+	static struct msg	 m;
+	pid_t			 pid;
+	int			 status, sv[2], lock;
 
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		fatal("socketpair");
 	if ((pid = fork()) == -1)
 		fatal("fork");
 	if (pid == 0) {
-		close_except(-1, log_fd());
+		close_except(sv[1], log_fd());
 		priv_drop(&opts.cc.ids);
-		_exit(child_probe(&opts.cc) == 0 ? 0 : 1);
+		if (child_probe(&opts.cc, &lock) == -1 || (lock != -1 &&
+		    msg_send(sv[1], MSG_LOCK, lock, NULL, 0) == -1))
+			_exit(1);
+		_exit(0);
 	}
+	close(sv[1]);
 	while (waitpid(pid, &status, 0) == -1)
 		if (errno != EINTR)
 			fatal("waitpid");
@@ -131,6 +187,11 @@ probe_backend(void)
 		fatalx("cannot use the %s backend; exiting",
 		    opts.cc.backend == BACKEND_SQLITE ? "sqlite" :
 		    "postgresql");
+	if (opts.cc.backend == BACKEND_SQLITE &&
+	    (msg_recv(sv[0], &m) != 1 || m.hdr.type != MSG_LOCK ||
+	    m.fd == -1))
+		fatalx("the data directory's lock did not arrive");
+	close(sv[0]);
 }
 
 /*
@@ -164,7 +225,7 @@ setup_signals(void)
  * experiment processes they need), and only then tell every process to
  * finish (stop_tick).
  */
-static void
+void
 begin_shutdown(int sig)
 {
 	if (stopping) {
@@ -191,16 +252,20 @@ stop_tick(uint64_t now)
 	kill_at = now + STOP_GRACE_MS + opts.cc.hook_timeout * 1000ULL;
 }
 
-/* SIGHUP: reopen the log and hand the new descriptor to every child. */
-static void
+/*
+ * SIGHUP (or oml2ctl reopen-log): reopen the log and hand the new
+ * descriptor to every child.  Returns -1 if the old file stays in use.
+ */
+int
 reopen_log(void)
 {
 	struct child	*c;
 	int		 fd;
 
 	if (log_reopen() == -1) {
-		log_warn("reopening the log");
-		return;
+		log_warnx("reopening the log file %s: %s; still writing to the "
+		    "old one", opts.logfile, log_open_error());
+		return -1;
 	}
 	log_info("log reopened");
 	for (c = children; c != NULL; c = c->next) {
@@ -208,6 +273,7 @@ reopen_log(void)
 			continue;
 		child_send(c, MSG_LOGREOPEN, fd, NULL, 0);
 	}
+	return 0;
 }
 
 static void
@@ -238,7 +304,7 @@ signal_read(void)
 static int
 next_timeout(uint64_t now)
 {
-	uint64_t	 d[5], t = now + 1000;
+	uint64_t	 d[8], t = now + 1000;
 	size_t		 i;
 
 	d[0] = pending_next_deadline();
@@ -246,6 +312,9 @@ next_timeout(uint64_t now)
 	d[2] = listen_tick(now);
 	d[3] = kill_at;
 	d[4] = report_tick(now);
+	d[5] = ctl_tick(now);
+	d[6] = metrics_tick(now);
+	d[7] = fig_tick(now);
 	for (i = 0; i < nitems(d); i++)
 		if (d[i] != 0 && d[i] < t)
 			t = d[i];
@@ -276,6 +345,18 @@ dispatch(struct epoll_event *ee)
 		break;
 	case EV_REPORT:
 		report_io(ee->events);
+		break;
+	case EV_CTL:
+		ctl_accept();
+		break;
+	case EV_CTLCONN:
+		ctl_io(e, ee->events);
+		break;
+	case EV_METRICS:
+		metrics_accept();
+		break;
+	case EV_HTTP:
+		metrics_io(e, ee->events);
 		break;
 	case EV_DEAD:
 		break;
@@ -311,6 +392,8 @@ loop(void)
 		graveyard_empty();
 	}
 	report_stop();
+	ctl_close();
+	metrics_close();
 	if (unserved > 0)
 		log_warnx("stopped; %u connections could not be served (see "
 		    "above)", unserved);
@@ -327,26 +410,37 @@ main(int argc, char **argv)
 	title_set("master");		/* secrets leave ps(1) here */
 	if (log_open(opts.logfile, opts.loglevel) == -1) {
 		fprintf(stderr, "oml2-server: log file %s: %s\n", opts.logfile,
-		    strerror(errno));
+		    log_open_error());
 		return 1;
 	}
 	log_setproc("master");
 	log_startup(1);
 	raise_nofile();
+	fit_nofile();
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 	if (listen_open(opts.listen) == -1)
 		return 1;
 	setup_user();
+	/* one budget for unfinished input, shared by every experiment */
+	opts.cc.budget = budget_create(opts.cc.max_buffered,
+	    opts.max_experiments + 64);
 	probe_backend();
 	setup_signals();
-	if (report_start() == -1)
+	if (report_start() == -1 || ctl_open() == -1 ||
+	    (opts.metrics_listen != NULL &&
+	    metrics_open(opts.metrics_listen) == -1))
 		return 1;
+	fig_init();
 	log_startup(0);
 	log_info("oml2-server %s ready: %s backend%s%s", OML2_VERSION,
 	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",
 	    opts.cc.backend == BACKEND_SQLITE ? " in " : "",
 	    opts.cc.backend == BACKEND_SQLITE ? opts.cc.datadir : "");
+	log_info("unfinished input held for clients: at most %llu MiB, "
+	    "%llu MiB per experiment", (unsigned long long)
+	    (opts.cc.max_buffered >> 20), (unsigned long long)
+	    (opts.cc.max_buffered_exp >> 20));
 	if (opts.cc.ids.set)
 		log_info("experiment processes run as %s (uid %d, gid %d)",
 		    opts.cc.ids.user, (int)opts.cc.ids.uid,

@@ -19,6 +19,7 @@ struct options {
 	char			*listen;	/* [ADDR:]PORT */
 	char			*user;
 	char			*group;
+	int			 allow_root;	/* --user may be uid or gid 0 */
 	char			*logfile;
 	int			 loglevel;
 	int			 spares;
@@ -35,6 +36,10 @@ struct options {
 	int			 oml_binary;
 	int			 oml_noop;
 	size_t			 oml_bufsize;
+	char			*control;	/* socket path, NULL: none */
+	int			 control_given;	/* --control named it */
+	char			*metrics_listen; /* [ADDR:]PORT, NULL: off */
+	unsigned		 keep_ended;	/* seconds an ended exp is shown */
 };
 
 /* options.c */
@@ -42,7 +47,8 @@ void	 options_parse(int, char **, struct options *);
 
 /* An event source registered with epoll: the first member of each. */
 enum ev_kind {
-	EV_LISTEN, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_REPORT, EV_DEAD
+	EV_LISTEN, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_REPORT, EV_DEAD,
+	EV_CTL, EV_CTLCONN, EV_METRICS, EV_HTTP
 };
 struct ev {
 	enum ev_kind	 kind;
@@ -115,6 +121,9 @@ struct child {
 	int		 wantout;	/* EPOLLOUT registered */
 	struct msg_status status;
 	int		 status_pending;
+	struct expfig	*fig;		/* its experiment's figures */
+	struct msg_stats figs;		/* as it last pushed them */
+	uint64_t	 figs_at;	/* monotonic ms */
 };
 
 /* main.c */
@@ -126,6 +135,8 @@ void	 ev_add(struct ev *, uint32_t);
 void	 ev_mod(struct ev *, uint32_t);
 void	 ev_del(struct ev *);
 void	 ev_free_later(struct ev *);
+void	 begin_shutdown(int sig);
+int	 reopen_log(void);
 
 /* listen.c */
 int	 listen_open(const char *);
@@ -133,6 +144,7 @@ void	 listen_resume(void);
 int	 fd_reserve_fill(void);
 void	 fd_reserve_release(void);
 uint64_t listen_tick(uint64_t);
+int	 listen_fd(int);
 void	 listen_accept(struct ev *);
 void	 listen_stop(void);
 unsigned fd_limit(void);
@@ -184,6 +196,71 @@ uint64_t policy_next_deadline(void);
 void	 policy_shutdown(void);
 void	 policy_status(void);
 void	 policy_status_reply(struct child *);
+void	 policy_close(struct child *, const char *who);
+
+/*
+ * figures.c -- what the master knows of the server and of each
+ * experiment, kept from the MSG_STATS each experiment process pushes, so
+ * that the control socket and the metrics endpoint are answered without
+ * asking anyone.  An experiment whose process ended stays --keep-ended
+ * seconds, then its figures join the server's totals alone.
+ */
+enum refuse {
+	REF_HEADER_TIMEOUT, REF_HEADER_LIMIT, REF_BAD_HEADER, REF_CLOSED_EARLY,
+	REF_MAX_PENDING, REF_MAX_EXPERIMENTS, REF_NO_PROCESS, REF_SHUTDOWN,
+	REF_MAX_SOURCE_PENDING, REF_MAX_SOURCE_EXPERIMENTS, REF_QUEUE_FULL,
+	REF_MAX
+};
+
+struct expfig {
+	struct expfig	*next;
+	char		 name[EXPNAME_MAX + 1];
+	struct child	*live;		/* its serving process, or NULL */
+	struct child	*old;		/* one still finishing, or NULL */
+	struct msg_stats base;		/* of its processes that ended */
+	uint64_t	 ended_at;	/* monotonic ms, 0 while one runs */
+	pid_t		 last_pid;
+};
+
+extern struct expfig	*figs;
+extern const char *const refuse_name[REF_MAX];
+extern const char *const stall_name[STALL_MAX];
+extern const char *const hook_name[HOOKST_MAX];
+extern const char *const end_name[SE_MAX];
+void	 fig_init(void);
+void	 fig_accepted(void);
+void	 fig_refused(enum refuse);
+void	 fig_child_assigned(struct child *);
+void	 fig_child_stats(struct child *, const void *, size_t);
+void	 fig_child_gone(struct child *);
+void	 fig_sum(const struct expfig *, uint64_t now, struct msg_stats *);
+uint64_t fig_tick(uint64_t now);
+struct expfig *fig_find(const char *);
+struct server_totals {
+	uint64_t	 accepted, refused[REF_MAX];
+	uint64_t	 rows, dropped, bytes, exp_refused;
+	uint64_t	 clients, rss_kb;
+	unsigned	 experiments;
+	double		 started;	/* wall clock */
+};
+void	 fig_totals(struct server_totals *);
+
+/* ctl.c -- the control socket (oml2ctl) */
+int	 ctl_open(void);
+void	 ctl_close(void);
+void	 ctl_accept(void);
+void	 ctl_io(struct ev *, uint32_t events);
+void	 ctl_show_records(struct child *, const char *, size_t);
+void	 ctl_child_gone(struct child *);
+uint64_t ctl_tick(uint64_t now);
+
+/* metrics.c -- the Prometheus endpoint (--metrics-listen) */
+int	 metrics_open(const char *spec);
+void	 metrics_close(void);
+void	 metrics_accept(void);
+void	 metrics_io(struct ev *, uint32_t events);
+uint64_t metrics_tick(uint64_t now);
+const char *metrics_address(void);
 
 /*
  * report.c -- self-reporting over OML (§10.9): the master alone talks to

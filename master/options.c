@@ -23,8 +23,9 @@ enum {
 	O_HEADER_LIMIT, O_HEADER_TIMEOUT, O_MAX_PENDING, O_MAX_EXPERIMENTS,
 	O_MAX_CLIENTS, O_MAX_LINE, O_MAX_PACKET, O_MAX_FIELDS, O_MAX_STREAMS,
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
-	O_OML_NOOP, O_OML_BUFSIZE, O_HOOK_TIMEOUT, O_MAX_SOURCE_PENDING,
-	O_MAX_SOURCE_EXPERIMENTS,
+	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT, O_MAX_HEADER, O_MAX_BUFFERED,
+	O_MAX_BUFFERED_EXP, O_CONTROL, O_METRICS_LISTEN, O_KEEP_ENDED,
+	O_HOOK_TIMEOUT, O_MAX_SOURCE_PENDING, O_MAX_SOURCE_EXPERIMENTS,
 };
 
 static const struct option longopts[] = {
@@ -34,6 +35,7 @@ static const struct option longopts[] = {
 	{ "listen",		required_argument, NULL, 'l' },
 	{ "user",		required_argument, NULL, O_USER },
 	{ "group",		required_argument, NULL, O_GROUP },
+	{ "allow-root",		no_argument,	   NULL, O_ALLOW_ROOT },
 	{ "timeout",		required_argument, NULL, 't' },
 	{ "debug-level",	required_argument, NULL, 'd' },
 	{ "logfile",		required_argument, NULL, O_LOGFILE },
@@ -53,8 +55,11 @@ static const struct option longopts[] = {
 	{ "max-source-experiments", required_argument, NULL,
 	    O_MAX_SOURCE_EXPERIMENTS },
 	{ "max-clients",	required_argument, NULL, O_MAX_CLIENTS },
+	{ "max-header",		required_argument, NULL, O_MAX_HEADER },
 	{ "max-line",		required_argument, NULL, O_MAX_LINE },
 	{ "max-packet",		required_argument, NULL, O_MAX_PACKET },
+	{ "max-buffered",	required_argument, NULL, O_MAX_BUFFERED },
+	{ "max-buffered-exp",	required_argument, NULL, O_MAX_BUFFERED_EXP },
 	{ "max-fields",		required_argument, NULL, O_MAX_FIELDS },
 	{ "max-streams",	required_argument, NULL, O_MAX_STREAMS },
 	{ "oml-collect",	required_argument, NULL, O_OML_COLLECT },
@@ -66,6 +71,9 @@ static const struct option longopts[] = {
 	{ "oml-binary",		no_argument,	   NULL, O_OML_BINARY },
 	{ "oml-noop",		no_argument,	   NULL, O_OML_NOOP },
 	{ "oml-bufsize",	required_argument, NULL, O_OML_BUFSIZE },
+	{ "control",		required_argument, NULL, O_CONTROL },
+	{ "metrics-listen",	required_argument, NULL, O_METRICS_LISTEN },
+	{ "keep-ended",		required_argument, NULL, O_KEEP_ENDED },
 	{ "version",		no_argument,	   NULL, 'v' },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ "usage",		no_argument,	   NULL, O_USAGE },
@@ -74,21 +82,24 @@ static const struct option longopts[] = {
 
 static const char usage_text[] =
 "usage: oml2-server [-D dir] [-H hook] [-l [addr:]port] [--user=name]\n"
-"                   [--group=name] [-t seconds] [-d level] [--logfile=file]\n"
-"                   [-b sqlite|postgresql] [--pg-host=host] [--pg-port=port]\n"
-"                   [--pg-user=user] [--pg-pass=pass] [--pg-connect=conninfo]\n"
-"                   [--oml-collect=uri] [limits...] [--usage] [-v] [-?]\n";
+"                   [--group=name] [--allow-root] [-t seconds] [-d level]\n"
+"                   [--logfile=file] [-b sqlite|postgresql] [--pg-host=host]\n"
+"                   [--pg-port=port] [--pg-user=user] [--pg-pass=pass]\n"
+"                   [--pg-connect=conninfo] [--oml-collect=uri]\n"
+"                   [--control=path] [--metrics-listen=[addr:]port] [limits...]\n"
+"                   [--usage] [-v] [-?]\n";
 
 static const char help_text[] =
 "oml2-server: collect OML measurement streams into per-experiment databases\n"
 "\n"
 "  -D, --data-dir=DIR        SQLite databases go in DIR (default: $OML_SQLITE_DIR,\n"
-"                            else " DEFAULT_DATADIR ")\n"
+"                            else " DEFAULT_DATADIR "); one server per DIR\n"
 "  -l, --listen=[ADDR:]PORT  listen on PORT (number or service; default 3003),\n"
 "                            on all addresses unless ADDR is given\n"
 "  -t, --timeout=SECONDS     reap clients idle this long (default 60; 0 = never)\n"
 "      --user=NAME           run experiment processes as this user\n"
 "      --group=NAME          ... and this group (default: the user's group)\n"
+"      --allow-root          let --user or --group be root's (uid or gid 0)\n"
 "  -d, --debug-level=LEVEL   1=ERROR 2=WARNING 3=INFO 4=DEBUG (default 3)\n"
 "      --logfile=FILE        log to FILE instead of stderr ('-' is stderr)\n"
 "  -H, --event-hook=PROGRAM  run PROGRAM for database events (see the manual)\n"
@@ -109,6 +120,14 @@ static const char help_text[] =
 "      --oml-bufsize=BYTES   reports held for a slow collector (default 1048576)\n"
 "      --oml-noop            disable self-reporting, whatever else is given\n"
 "\n"
+"Watching it (see oml2ctl(1)):\n"
+"      --control=PATH        the control socket (default DIR/oml2-server.sock;\n"
+"                            'none' for none); mode 0660, root and --group\n"
+"      --metrics-listen=[ADDR:]PORT  serve Prometheus metrics at /metrics\n"
+"                            (default: off; all addresses unless ADDR)\n"
+"      --keep-ended=SECONDS  an ended experiment is still listed and reported\n"
+"                            this long (default 300)\n"
+"\n"
 "Processes and limits:\n"
 "      --spares=N            idle pre-forked experiment processes (default 2)\n"
 "      --linger=SECONDS      keep an experiment's process this long after its\n"
@@ -123,8 +142,14 @@ static const char help_text[] =
 "      --max-source-experiments=N  ... of them started from one address\n"
 "                            (default 256; 0 = no limit)\n"
 "      --max-clients=N       clients per experiment (default 4096)\n"
+"      --max-header=BYTES    longest header, blank line included (default 1048576)\n"
 "      --max-line=BYTES      longest header or text line (default 1048576)\n"
-"      --max-packet=BYTES    longest binary packet (default 67108864)\n"
+"      --max-packet=BYTES    longest binary packet, and largest row once stored\n"
+"                            (default 67108864)\n"
+"      --max-buffered=BYTES  unfinished lines and packets held, all experiments\n"
+"                            (default: a quarter of the memory)\n"
+"      --max-buffered-exp=BYTES  ... in one experiment (default: a quarter\n"
+"                            of --max-buffered)\n"
 "      --max-fields=N        fields per schema (default 1024)\n"
 "      --max-streams=N       streams per connection (default 1024)\n"
 "\n"
@@ -179,20 +204,22 @@ defaults(struct options *o)
 	o->max_source_pending = 256;
 	o->max_source_experiments = 256;
 	o->oml_bufsize = 1024 * 1024;
+	o->keep_ended = 300;
 	o->cc.backend = BACKEND_SQLITE;
-	o->cc.pg_host = xstrdup("localhost");
-	o->cc.pg_port = xstrdup("postgresql");
-	o->cc.pg_user = xstrdup("oml");
+	o->cc.pg_host = xstrdup(CONF_PG_HOST);
+	o->cc.pg_port = xstrdup(CONF_PG_PORT);
+	o->cc.pg_user = xstrdup(CONF_PG_USER);
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
 	o->cc.hook_timeout = 10;
-	o->cc.max_line = 1024 * 1024;
-	o->cc.max_packet = 64 * 1024 * 1024;
-	o->cc.max_fields = 1024;
-	o->cc.max_streams = 1024;
+	o->cc.max_line = CONF_MAX_LINE;
+	o->cc.max_header = CONF_MAX_HEADER;
+	o->cc.max_packet = CONF_MAX_PACKET;
+	o->cc.max_fields = CONF_MAX_FIELDS;
+	o->cc.max_streams = CONF_MAX_STREAMS;
 	o->cc.max_clients = 4096;
-	o->cc.commit_rows = 100000;
-	o->cc.commit_ms = 1000;
+	o->cc.commit_rows = CONF_COMMIT_ROWS;
+	o->cc.commit_ms = CONF_COMMIT_MS;
 }
 
 static void
@@ -207,6 +234,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case 'l':	setstr(&o->listen, arg); break;
 	case O_USER:	setstr(&o->user, arg); break;
 	case O_GROUP:	setstr(&o->group, arg); break;
+	case O_ALLOW_ROOT: o->allow_root = 1; break;
 	case 't':	o->cc.idle_timeout = num("--timeout", arg, 0, 86400 * 365); break;
 	case 'd':	o->loglevel = (int)num("--debug-level", arg, 1, 4); break;
 	case O_LOGFILE:	setstr(&o->logfile, arg); break;
@@ -249,11 +277,21 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_MAX_CLIENTS:
 		o->cc.max_clients = num("--max-clients", arg, 1, 1000000);
 		break;
+	case O_MAX_HEADER:
+		o->cc.max_header = num("--max-header", arg, 1024, 1UL << 30);
+		break;
 	case O_MAX_LINE:
 		o->cc.max_line = num("--max-line", arg, 1024, 1UL << 30);
 		break;
 	case O_MAX_PACKET:
 		o->cc.max_packet = num("--max-packet", arg, 1024, 1UL << 32);
+		break;
+	case O_MAX_BUFFERED:
+		o->cc.max_buffered = num("--max-buffered", arg, 1, 1UL << 48);
+		break;
+	case O_MAX_BUFFERED_EXP:
+		o->cc.max_buffered_exp = num("--max-buffered-exp", arg, 1,
+		    1UL << 48);
 		break;
 	case O_MAX_FIELDS:
 		o->cc.max_fields = (int)num("--max-fields", arg, 1, 65535);
@@ -267,6 +305,17 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_OML_TEXT: o->oml_binary = 0; break;
 	case O_OML_BINARY: o->oml_binary = 1; break;
 	case O_OML_NOOP: o->oml_noop = 1; break;
+	case O_CONTROL:
+		if (strcmp(arg, "none") != 0 && arg[0] != '/')
+			bad("--control: \"%s\" is not an absolute path (or none)",
+			    arg);
+		setstr(&o->control, arg);
+		o->control_given = 1;
+		break;
+	case O_METRICS_LISTEN: setstr(&o->metrics_listen, arg); break;
+	case O_KEEP_ENDED:
+		o->keep_ended = num("--keep-ended", arg, 0, 86400);
+		break;
 	case O_OML_BUFSIZE:
 		o->oml_bufsize = num("--oml-bufsize", arg, 1024, 1UL << 30);
 		break;
@@ -340,6 +389,30 @@ resolve_datadir(struct options *o, char *dir)
 	free(dir);
 }
 
+/*
+ * The control socket: --control, else oml2-server.sock in the data
+ * directory (with PostgreSQL, the one -D names, if it exists; else
+ * none).  One server per data directory, so the default never collides.
+ */
+static void
+resolve_control(struct options *o, const char *dir)
+{
+	char	*real = NULL;
+
+	if (o->control != NULL && strcmp(o->control, "none") == 0) {
+		free(o->control);
+		o->control = NULL;
+		return;
+	}
+	if (o->control != NULL)
+		return;
+	if (o->cc.datadir != NULL)
+		xasprintf(&o->control, "%s/oml2-server.sock", o->cc.datadir);
+	else if (dir != NULL && (real = realpath(dir, NULL)) != NULL)
+		xasprintf(&o->control, "%s/oml2-server.sock", real);
+	free(real);
+}
+
 /* The option if given, else the first set environment variable. */
 static char *
 from_env(char *opt, const char *var, const char *alias)
@@ -392,6 +465,49 @@ resolve_report(struct options *o)
 	o->cc.report = 1;
 }
 
+/*
+ * The budgets for unfinished input.  By default a quarter of the memory
+ * for all experiments (the rest is the databases', the kernel's and
+ * everyone else's) and a quarter of that for one experiment, so that at
+ * least four tenants must hold the most they may for the server to be
+ * full.  Each must hold one longest packet or two longest lines (input
+ * buffers double as they grow), and a megabyte to read into.
+ */
+static void
+resolve_buffers(struct options *o)
+{
+	uint64_t	 floor, ram;
+	long		 pages, psize;
+
+	floor = o->cc.max_packet > 2 * o->cc.max_line ? o->cc.max_packet :
+	    2 * o->cc.max_line;
+	floor += 1024 * 1024;
+	if (o->cc.max_buffered != 0 && o->cc.max_buffered < floor)
+		bad("--max-buffered (%llu) is less than --max-packet, or twice "
+		    "--max-line, plus 1 MiB (%llu)", (unsigned long long)
+		    o->cc.max_buffered, (unsigned long long)floor);
+	if (o->cc.max_buffered_exp != 0 && o->cc.max_buffered_exp < floor)
+		bad("--max-buffered-exp (%llu) is less than --max-packet, or "
+		    "twice --max-line, plus 1 MiB (%llu)", (unsigned long long)
+		    o->cc.max_buffered_exp, (unsigned long long)floor);
+	if (o->cc.max_buffered == 0) {
+		pages = sysconf(_SC_PHYS_PAGES);
+		psize = sysconf(_SC_PAGESIZE);
+		ram = pages > 0 && psize > 0 ? (uint64_t)pages *
+		    (uint64_t)psize : 4ULL << 30;
+		o->cc.max_buffered = ram / 4 > floor ? ram / 4 : floor;
+		if (o->cc.max_buffered < o->cc.max_buffered_exp)
+			o->cc.max_buffered = o->cc.max_buffered_exp;
+	}
+	if (o->cc.max_buffered_exp == 0)
+		o->cc.max_buffered_exp = o->cc.max_buffered / 4 > floor ?
+		    o->cc.max_buffered / 4 : floor;
+	if (o->cc.max_buffered_exp > o->cc.max_buffered)
+		bad("--max-buffered-exp (%llu) is more than --max-buffered "
+		    "(%llu)", (unsigned long long)o->cc.max_buffered_exp,
+		    (unsigned long long)o->cc.max_buffered);
+}
+
 void
 options_parse(int argc, char **argv, struct options *o)
 {
@@ -418,12 +534,23 @@ options_parse(int argc, char **argv, struct options *o)
 		bad("unexpected argument \"%s\"", argv[optind]);
 	if (o->group != NULL && o->user == NULL)
 		bad("--group needs --user");
+	if (o->cc.max_header < o->header_limit)
+		bad("--max-header (%zu) is less than --header-limit (%zu)",
+		    o->cc.max_header, o->header_limit);
 	if (o->cc.hook != NULL)
 		check_hook(o->cc.hook);
 	if (o->cc.backend == BACKEND_SQLITE)
 		resolve_datadir(o, datadir);
-	else
+	else {
+		if (datadir == NULL && getenv("OML_SQLITE_DIR") != NULL)
+			datadir = xstrdup(getenv("OML_SQLITE_DIR"));
+		resolve_control(o, datadir != NULL ? datadir :
+		    DEFAULT_DATADIR);
 		free(datadir);
+	}
+	if (o->cc.backend == BACKEND_SQLITE)
+		resolve_control(o, NULL);
 	o->cc.linger = o->linger;
+	resolve_buffers(o);
 	resolve_report(o);
 }

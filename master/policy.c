@@ -179,6 +179,7 @@ room_for(const struct expent *e, const struct pending *p)
 	    p->peer, p->port, e->name, exp_held(e),
 	    e->c != NULL && e->c->state == CH_SERVING ?
 	    ", which is not taking them" : "");
+	fig_refused(REF_QUEUE_FULL);
 	return 0;
 }
 
@@ -266,6 +267,7 @@ serve(struct child *c, struct expent *e)
 	strlcpy(c->exp, e->name, sizeof(c->exp));
 	child_state(c, CH_SERVING);
 	startfail = 0;
+	fig_child_assigned(c);
 	child_send(c, MSG_ASSIGN, -1, c->exp, strlen(c->exp));
 	log_info("experiment %s: process %d", c->exp, (int)c->pid);
 	hand_queue(e);
@@ -323,6 +325,7 @@ exp_for(const struct pending *p)
 		log_warnx("client %s port %u: experiment %s refused: "
 		    "--max-experiments (%u) reached; connection closed",
 		    p->peer, p->port, p->sn.name, opts.max_experiments);
+		fig_refused(REF_MAX_EXPERIMENTS);
 		return NULL;
 	}
 	if (opts.max_source_experiments != 0 &&
@@ -331,6 +334,7 @@ exp_for(const struct pending *p)
 		    "already started --max-source-experiments (%u); "
 		    "connection closed", p->peer, p->port, p->sn.name,
 		    p->src->addr, opts.max_source_experiments);
+		fig_refused(REF_MAX_SOURCE_EXPERIMENTS);
 		return NULL;
 	}
 	return exp_new(p->sn.name, p->src);
@@ -437,6 +441,20 @@ policy_child_idle(struct child *c, uint32_t received)
 	    (int)c->pid);
 }
 
+/*
+ * oml2ctl close: the process stores what its clients sent, closes them
+ * and exits; no connection is routed to it meanwhile (new clients of the
+ * experiment wait for it to end, then get a fresh one).
+ */
+void
+policy_close(struct child *c, const char *who)
+{
+	child_state(c, CH_RETIRING);
+	child_send(c, MSG_CLOSE, -1, NULL, 0);
+	log_info("experiment %s: closed by %s; retiring process %d", c->exp,
+	    who, (int)c->pid);
+}
+
 /* A child has been reaped (and is no longer in the table). */
 void
 policy_child_gone(struct child *c, int status)
@@ -446,6 +464,8 @@ policy_child_gone(struct child *c, int status)
 
 	if (c->status_pending && status_wait > 0)
 		status_wait--;
+	fig_child_gone(c);
+	ctl_child_gone(c);
 	if (c->state == CH_STARTING && e != NULL)
 		nreserved--;
 	if ((c->state == CH_STARTING || c->state == CH_SPARE) && !stopping) {

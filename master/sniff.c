@@ -91,7 +91,7 @@ pending_end(struct pending *p, const char *why, const char *message)
  */
 static int
 drop_oldest(struct source *s, uint64_t now, uint64_t *retry,
-    const char *why)
+    const char *why, enum refuse ref)
 {
 	struct pending	*old = s->head;
 
@@ -101,8 +101,10 @@ drop_oldest(struct source *s, uint64_t now, uint64_t *retry,
 	}
 	s->refs++;		/* s outlives old */
 	pending_read(old);
-	if (s->head == old)	/* still naming it: its time is up */
+	if (s->head == old) {	/* still naming it: its time is up */
+		fig_refused(ref);
 		pending_end(old, why, "SOCKET_DROPPED");
+	}
 	source_put(s);
 	return 1;
 }
@@ -130,7 +132,7 @@ pending_room(uint64_t now, uint64_t *retry)
 	while (reading.n >= opts.max_pending)
 		if (!drop_oldest(source_busiest(), now, retry,
 		    "too many connections still sending their header; "
-		    "dropping the oldest"))
+		    "dropping the oldest", REF_MAX_PENDING))
 			return 0;
 	return 1;
 }
@@ -159,7 +161,7 @@ source_trim(struct source *s, uint64_t now)
 
 	s->refs++;
 	while (s->npending > opts.max_source_pending &&
-	    drop_oldest(s, now, &retry, source_why()))
+	    drop_oldest(s, now, &retry, source_why(), REF_MAX_SOURCE_PENDING))
 		;
 	if (s->npending > opts.max_source_pending)
 		source_trim_add(s);
@@ -318,17 +320,21 @@ pending_read(struct pending *p)
 		pending_named(p);
 		return;
 	case SNIFF_BAD:
+		fig_refused(REF_BAD_HEADER);
 		pending_end(p, why, "C_PROTOCOL_ERROR");
 		return;
 	case SNIFF_MORE:
 		break;
 	}
-	if (eof)
+	if (eof) {
+		fig_refused(REF_CLOSED_EARLY);
 		pending_end(p, p->data.len ? "closed before naming its "
 		    "experiment" : NULL, "SOCKET_CONN_CLOSED");
-	else if (p->data.len >= opts.header_limit)
+	} else if (p->data.len >= opts.header_limit) {
+		fig_refused(REF_HEADER_LIMIT);
 		pending_end(p, "no experiment id in the first "
 		    "--header-limit bytes", "C_PROTOCOL_ERROR");
+	}
 }
 
 void
@@ -341,12 +347,17 @@ pending_expire(uint64_t now)
 		next = s->tnext;
 		source_trim(s, now);
 	}
-	while (reading.head != NULL && reading.head->deadline <= now)
+	/* at shutdown, a deadline is the shutdown's */
+	while (reading.head != NULL && reading.head->deadline <= now) {
+		fig_refused(stopping ? REF_SHUTDOWN : REF_HEADER_TIMEOUT);
 		pending_end(reading.head, "did not name its experiment "
 		    "in time", "SOCKET_IDLE");
-	while (waiting.head != NULL && waiting.head->deadline <= now)
+	}
+	while (waiting.head != NULL && waiting.head->deadline <= now) {
+		fig_refused(stopping ? REF_SHUTDOWN : REF_NO_PROCESS);
 		pending_end(waiting.head, "no experiment process became "
 		    "available in time", "SOCKET_DROPPED");
+	}
 }
 
 /*

@@ -152,6 +152,20 @@ bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
 	return bin_header(buf + hlen, blen, pkt, why);
 }
 
+size_t
+bin_need(const uint8_t *buf, size_t len)
+{
+	size_t	 hlen;
+
+	if (len < 5 || buf[0] != SYNC || buf[1] != SYNC ||
+	    (buf[2] != PKT_SHORT && buf[2] != PKT_LONG))
+		return 0;
+	hlen = buf[2] == PKT_SHORT ? 5 : 7;
+	if (len < hlen)
+		return 0;
+	return hlen + (hlen == 5 ? be16(buf + 3) : be32(buf + 3));
+}
+
 /* A bounded reader over one packet's values. */
 struct rd {
 	const uint8_t	*p;
@@ -381,9 +395,11 @@ bin_value(struct rd *r, struct oml_value *v, struct buf *scratch,
 
 int
 bin_values(const struct bin_packet *pkt, const enum oml_type *types, int n,
-    struct oml_value *out, struct buf *scratch, const char **why)
+    struct oml_value *out, struct buf *scratch, size_t maxout,
+    const char **why)
 {
 	struct rd	 r = { pkt->values, pkt->vlen };
+	size_t		 bytes = 0;
 	int		 i;
 
 	if (pkt->count != n) {
@@ -395,6 +411,8 @@ bin_values(const struct bin_packet *pkt, const enum oml_type *types, int n,
 		memset(&out[i], 0, sizeof(out[i]));
 		out[i].type = types[i];
 		if (bin_value(&r, &out[i], scratch, why) == -1)
+			return -1;
+		if (stored_over(&out[i], &bytes, scratch, maxout, why))
 			return -1;
 	}
 	if (r.left != 0) {

@@ -52,10 +52,39 @@ header_split(const char *line, size_t len, const char **key, size_t *klen,
 }
 
 /*
- * The name becomes a file name and a PostgreSQL identifier: no path
- * separators, no quotes, nothing invisible, no hidden files.  Bytes above
- * 0x7f pass, as OMF-style names and UTF-8 do no harm there.
+ * The name becomes a file name, a PostgreSQL database name, a word in the
+ * hook's URI and an argument of the programs a hook runs (pg_dump, iput),
+ * so only a whitelist passes: letters, digits and _ . : + - (what OMF and
+ * the original's clients use, as in exp_2011-08-09t11.52.28+10.00), the
+ * first a letter, a digit or '_'.  That leaves out '/', '..', hidden
+ * files, option-like names ("-x", "--dbname=x"), libpq conninfo words
+ * ("dbname=x", "host=h"), quotes, white space, shell syntax and
+ * everything above 0x7f.  Every byte is checked before the first one's
+ * stricter rule, so that "/x" is refused for its '/'.
  */
+static int
+expname_byte(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
+	    c == '+' || c == '-';
+}
+
+static const char *
+expname_bad_byte(unsigned char c)
+{
+	if (c == '/' || c == '\\')
+		return "experiment name contains '/' or '\\'";
+	if (c == '"' || c == '\'' || c == '`')
+		return "experiment name contains a quote";
+	if (c == '=')
+		return "experiment name contains '='";
+	if (c <= ' ' || c == 0x7f)
+		return "experiment name contains white space or a control byte";
+	return "experiment name contains a byte other than letters, digits "
+	    "and _ . : + -";
+}
+
 int
 expname_valid(const char *s, size_t len, const char **why)
 {
@@ -70,25 +99,18 @@ expname_valid(const char *s, size_t len, const char **why)
 		*why = "experiment name longer than 63 bytes";
 		return 0;
 	}
-	if (s[0] == '.') {
-		*why = "experiment name starts with '.'";
-		return 0;
-	}
 	for (i = 0; i < len; i++) {
 		c = (unsigned char)s[i];
-		if (c == '/' || c == '\\') {
-			*why = "experiment name contains '/' or '\\'";
+		if (!expname_byte(c)) {
+			*why = expname_bad_byte(c);
 			return 0;
 		}
-		if (c == '"' || c == '\'' || c == '`') {
-			*why = "experiment name contains a quote";
-			return 0;
-		}
-		if (c <= ' ' || c == 0x7f) {
-			*why = "experiment name contains white space or a "
-			    "control byte";
-			return 0;
-		}
+	}
+	c = (unsigned char)s[0];
+	if (c == '.' || c == ':' || c == '+' || c == '-') {
+		*why = "experiment name does not start with a letter, a digit "
+		    "or '_'";
+		return 0;
 	}
 	return 1;
 }

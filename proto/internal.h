@@ -73,5 +73,7 @@ int	 vec_text(const char *p, size_t len, enum oml_type, struct buf *b,
 
 /* Point the decoded vectors of out[] at their text in scratch. */
 void	 vec_fixup(struct oml_value *out, int n, const struct buf *scratch);
+int	 stored_over(const struct oml_value *, size_t *,
+	    const struct buf *scratch, size_t maxout, const char **why);
 
 #endif /* PROTO_INTERNAL_H */

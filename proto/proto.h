@@ -8,6 +8,8 @@
 #ifndef PROTO_H
 #define PROTO_H
 
+#include <sys/socket.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,9 +96,8 @@ long	 line_next(const char *buf, size_t len, size_t *used);
 int	 header_split(const char *line, size_t len, const char **key,
 	    size_t *klen, const char **val, size_t *vlen);
 
-/* §10.5: 1-63 bytes, no '/', '\\', quotes, white space or control bytes,
- * not starting with '.'.  Returns 1 if valid; 0 with *why saying which
- * rule failed.  Bytes above 0x7f are allowed. */
+/* 1-63 bytes of [A-Za-z0-9_.:+-], the first one of [A-Za-z0-9_] (stricter
+ * than §10.5).  Returns 1 if valid; 0 with *why saying which rule failed. */
 #define EXPNAME_MAX	63
 int	 expname_valid(const char *, size_t, const char **why);
 
@@ -187,10 +188,15 @@ int	 text_split(char *line, size_t len, struct text_line *,
  * §5.4).  Strings are backslash-decoded and blobs base64-decoded in place;
  * vectors are rendered into scratch (which is reset first).  Returns 0, or
  * -1 with a reason in *why when the row must be dropped; the caller checks
- * the field count first.
+ * the field count first.  A row whose values would take more than maxout
+ * bytes once stored (strings, blobs and rendered vectors; 0: no limit) is
+ * refused with *why OML_TOO_LONG, rendering no more than one vector past
+ * the limit: a vector's text may be 7 times its binary form.
  */
+#define OML_TOO_LONG	"longer than the limit once stored"
 int	 text_values(struct text_line *, const enum oml_type *types, int n,
-	    struct oml_value *out, struct buf *scratch, const char **why);
+	    struct oml_value *out, struct buf *scratch, size_t maxout,
+	    const char **why);
 
 /* Binary data (§6) */
 enum bin_status {
@@ -225,15 +231,45 @@ enum bin_status bin_next(const uint8_t *buf, size_t len, size_t maxpkt,
 	    struct bin_packet *pkt, size_t *used, const char **why);
 
 /*
+ * The whole length (header included) of the packet that buf starts with,
+ * once its header is buffered; 0 before that, or if buf does not start
+ * with a packet header.  For the caller's memory and progress accounting:
+ * bin_next() alone decides what is a packet.
+ */
+size_t	 bin_need(const uint8_t *buf, size_t len);
+
+/*
  * Decode pkt's values against the column types.  The values must match in
  * number (count), in type (LONG_T is accepted for int32) and must consume
- * the packet exactly.  Returns 0, or -1 with *why.
+ * the packet exactly.  Returns 0, or -1 with *why; maxout as for
+ * text_values().
  */
 int	 bin_values(const struct bin_packet *, const enum oml_type *types,
-	    int n, struct oml_value *out, struct buf *scratch,
+	    int n, struct oml_value *out, struct buf *scratch, size_t maxout,
 	    const char **why);
 
 double	 bin_double_decode(int32_t mant, int8_t exp);
+
+/*
+ * The PROXY protocol preamble (HAProxy's send-proxy and send-proxy-v2:
+ * version 1 text, version 2 binary) at the start of buf[0..len), before
+ * the client's own bytes.  Returns the preamble's length once it is
+ * complete; PROXY_MORE while the bytes could still become one; PROXY_BAD
+ * (*why) when they are a malformed one or a v2 block longer than max;
+ * PROXY_ABSENT (*why) when they cannot be one.  pi->local is set for a
+ * proxy's own connection (v2 LOCAL, a health check) and for addresses the
+ * preamble does not give (v1 UNKNOWN, v2 UNSPEC or UNIX): the socket's
+ * own addresses then stand.  Otherwise src is the client and dst the
+ * address it connected to, ports set.  TLVs are skipped.
+ */
+enum { PROXY_ABSENT = -2, PROXY_BAD = -1, PROXY_MORE = 0 };
+struct proxy_info {
+	int			 local;
+	struct sockaddr_storage	 src;
+	struct sockaddr_storage	 dst;
+};
+int	 proxy_parse(const void *buf, size_t len, size_t max,
+	    struct proxy_info *, const char **why);
 
 /* Encoder (used by self-reporting and the test clients) */
 struct enc_header {

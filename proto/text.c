@@ -189,8 +189,10 @@ text_value(char *p, size_t len, struct oml_value *v, struct buf *scratch,
 
 int
 text_values(struct text_line *tl, const enum oml_type *types, int n,
-    struct oml_value *out, struct buf *scratch, const char **why)
+    struct oml_value *out, struct buf *scratch, size_t maxout,
+    const char **why)
 {
+	size_t	 bytes = 0;
 	int	 i;
 
 	if (tl->n - 3 != n) {
@@ -203,6 +205,8 @@ text_values(struct text_line *tl, const enum oml_type *types, int n,
 		out[i].type = types[i];
 		if (text_value(tl->f[3 + i], tl->len[3 + i], &out[i], scratch,
 		    why) == -1)
+			return -1;
+		if (stored_over(&out[i], &bytes, scratch, maxout, why))
 			return -1;
 	}
 	vec_fixup(out, n, scratch);

@@ -207,3 +207,21 @@ vec_fixup(struct oml_value *out, int n, const struct buf *scratch)
 		off += out[i].u.s.len;
 	}
 }
+
+/*
+ * Do a row's values take more than maxout bytes once stored (strings and
+ * blobs as they are, vectors as rendered into scratch)?  Called after
+ * each value, with *bytes the strings' and blobs' total so far, so that
+ * rendering stops within one vector of the limit.  0 means no limit.
+ */
+int
+stored_over(const struct oml_value *v, size_t *bytes,
+    const struct buf *scratch, size_t maxout, const char **why)
+{
+	if (v->type == OML_STRING || v->type == OML_BLOB)
+		*bytes += v->u.s.len;
+	if (maxout == 0 || scratch->len + *bytes <= maxout)
+		return 0;
+	*why = OML_TOO_LONG;
+	return 1;
+}

@@ -355,24 +355,6 @@ DBCLOSED URI"
 
 SHIPPED=$T_TOP/hooks/oml2-server-hook.sh
 
-# An iput stand-in first in PATH: it records its arguments, one call a
-# line, in $T/iput.args and keeps a copy of the file it uploads in
-# $T/irods/.
-fake_iput() {
-	mkdir -p "$T/bin" "$T/irods"
-	cat >"$T/bin/iput" <<-IPUT
-	#!/bin/sh
-	printf '%s\n' "\$*" >>"$T/iput.args"
-	for a; do
-		case \$a in -*) ;; *) [ ! -f "\$a" ] || cp "\$a" "$T/irods/" ;; esac
-	done
-	exit 0
-	IPUT
-	chmod 755 "$T/bin/iput"
-	chmod 777 "$T/irods"
-	export PATH=$T/bin:$PATH
-}
-
 # The database of experiment $1 as SQL text, whatever the backend.  With
 # PostgreSQL, t/pg.bash is to provide pg_dump_exp EXP and pg_restore_fresh
 # DUMP (restore into a new database, print it as pg_dump does).

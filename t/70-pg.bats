@@ -114,9 +114,9 @@ closed_after() {
 	[ "${lines[2]}" = "3|table_a_b|1 a_b v:int32" ]
 	[ "${#lines[@]}" -eq 3 ]
 	run q meta "SELECT table_name, string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'public' GROUP BY table_name ORDER BY table_name"
-	[ "${lines[0]}" = "_experiment_metadata|oml_tuple_id integer, oml_sender_id integer, oml_seq integer, oml_ts_client double precision, oml_ts_server double precision, subject text, key text, value text" ]
+	[ "${lines[0]}" = "_experiment_metadata|oml_tuple_id bigint, oml_sender_id integer, oml_seq integer, oml_ts_client double precision, oml_ts_server double precision, subject text, key text, value text" ]
 	[ "${lines[1]}" = "_senders|name text, id integer" ]
-	[ "${lines[2]}" = "a_b|oml_tuple_id integer, oml_sender_id integer, oml_seq integer, oml_ts_client double precision, oml_ts_server double precision, v integer" ]
+	[ "${lines[2]}" = "a_b|oml_tuple_id bigint, oml_sender_id integer, oml_seq integer, oml_ts_client double precision, oml_ts_server double precision, v integer" ]
 }
 
 # PROTOCOL.md §6.8 P2, P3 and P4 after the usual header.
@@ -134,7 +134,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	run q bexp "SELECT v, w, b, oml_ts_client FROM a_vec"
 	[ "$output" = '[ 1, -2, 300 ]|[ 1.5, -0.1 ]|[ true, false, true ]|-0.25' ]
 	run q bexp "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'a_three'::regclass AND attnum > 0"
-	[ "$output" = "oml_tuple_id integer, oml_sender_id integer, oml_seq integer, oml_ts_client double precision, oml_ts_server double precision, u bigint, i bigint, ul bigint, g bigint, t boolean, f boolean, bl bytea, d double precision" ]
+	[ "$output" = "oml_tuple_id bigint, oml_sender_id integer, oml_seq integer, oml_ts_client double precision, oml_ts_server double precision, u bigint, i bigint, ul bigint, g bigint, t boolean, f boolean, bl bytea, d double precision" ]
 	run q bexp "SELECT count(*) FROM _experiment_metadata WHERE key = 'schema'"
 	[ "$output" = 0 ]
 }

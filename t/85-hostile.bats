@@ -45,7 +45,7 @@ no_stray_files() {
 	f=$( (find "$T" -not -path "$DATA/*"; find /tmp -maxdepth 1 -newer "$T/marker") |
 	    grep -E '\.sq3|escape' || true)
 	[ -z "$f" ] || { echo "stray files: $f" >&2; return 1; }
-	f=$(ls -A "$DATA" | grep -v -E '^(victim|witness|ok|sqlexp)\.sq3(-wal|-shm|-journal)?$' || true)
+	f=$(ls -A "$DATA" | grep -v -E '^((victim|witness|ok|sqlexp)\.sq3(-wal|-shm|-journal)?|\.oml2-server\.lock|oml2-server\.sock)$' || true)
 	[ -z "$f" ] || { echo "unexpected in the data directory: $f" >&2; return 1; }
 }
 
@@ -192,19 +192,24 @@ ready_port() {
 }
 
 @test "headers that never end are cut off, and a silent one is reaped by --timeout" {
-	start_server -d 3 -t 2 --header-limit 4096
+	start_server -d 3 -t 2 --header-limit 4096 --max-header 65536
 	start_witnesses
 	# before the experiment id: endless header lines stop at --header-limit
 	{ printf 'protocol: 5\n'; yes 'x-pad: 0123456789'; } 2>/dev/null >"/dev/tcp/127.0.0.1/$PORT" || true
 	wait_log 'client 127.0.0.1 port [0-9]+: no experiment id in the first --header-limit bytes; connection closed'
-	# after it: 16 MiB of header lines without the blank line, then silence
+	# after it: 16 MiB of header lines, and the connection held open, are
+	# cut off at --max-header, long before --timeout could
 	local before
 	before=$(hwm "$VPID")
-	bg bash -c "{ printf 'protocol: 5\ndomain: victim\nsender-id: endless\n'; yes 'x-pad: 0123456789' | head -c 16M; sleep 30; } >/dev/tcp/127.0.0.1/$PORT"
+	bg bash -c "{ printf 'protocol: 5\ndomain: victim\nsender-id: endless\n'; yes 'x-pad: 0123456789' | head -c 16M; sleep 30; } 2>/dev/null >/dev/tcp/127.0.0.1/$PORT"
+	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: header longer than --max-header \(65536\); connection closed' 20
+	# a header that stops short of its blank line, then silence
+	bg bash -c "{ printf 'protocol: 5\ndomain: victim\nsender-id: silent\n'; sleep 30; } >/dev/tcp/127.0.0.1/$PORT"
 	wait_log 'client 127.0.0.1 port [0-9]+ idle timeout: 0 rows stored' 20
 	check_witnesses
 	# its process did not keep the lines
 	[ $(( $(hwm "$VPID") - before )) -lt 16384 ]
+	[ "$(grep -c 'longer than --max-header' "$LOG")" -eq 1 ]
 }
 
 @test "a client sending one byte a second delays nobody and is reaped by --timeout" {

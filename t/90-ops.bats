@@ -20,13 +20,27 @@ files_under() {
 	(cd "$1" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort)
 }
 
-# Long options named by --help, and by the manual page's Fl macros.
+# Long options named by a program's --help, and by its manual page's Fl
+# macros: help_options PROGRAM, man_options PAGE.
 help_options() {
-	"$OML2_SERVER" --help | grep -o -E -- '--[a-z][a-z0-9-]*' | sort -u
+	"$1" --help | grep -o -E -- '--[a-z][a-z0-9-]*' | sort -u
 }
 man_options() {
-	grep -o -E 'Fl \\-[a-z][a-z0-9-]*' "$MAN" | sed 's/^Fl \\/-/' | sort -u
+	grep -o -E 'Fl \\-[a-z][a-z0-9-]*' "$1" | sed 's/^Fl \\/-/' | sort -u
 }
+
+# The same options in --help and the manual: same_options PROGRAM PAGE MIN.
+same_options() {
+	diff <(help_options "$1") <(man_options "$2") >&2 || {
+		echo "$1: < only in --help, > only in the manual" >&2
+		return 1
+	}
+	[ "$(help_options "$1" | wc -l)" -ge "$3" ]
+}
+
+# What make install puts in BINDIR and MANDIR/man1.
+BINS="oml2-server oml2-import oml2-merge oml2ctl"
+
 
 # A server of its own in $T/$1 (data dir $T/$1/data, log $T/$1/log); its
 # port is left in $NPORT, its pid in $NPID.
@@ -64,22 +78,31 @@ lb_rows_are() {
 	[ "$(lb_rows)" -eq "$1" ]
 }
 
+# oml2ctl lists experiment unit with its 7 rows.
+unit_listed() {
+	[ "$("$(dirname "$OML2_SERVER")/oml2ctl" -s "$DATA/oml2-server.sock" --json list |
+	    jq -r '.experiments[0].name + " " + (.experiments[0].rows_stored | tostring)')" = "unit 7" ]
+}
+
 port_listening() {
 	ss -Htln "( sport = :$1 )" | grep -q .
 }
 
-@test "the manual page is clean under mandoc -Tlint -Wwarning" {
-	run mandoc -Tlint -Wwarning "$MAN"
-	[ "$status" -eq 0 ]
-	[ -z "$output" ]
+@test "the manual pages are clean under mandoc -Tlint -Wwarning" {
+	local b
+	for b in $BINS; do
+		run mandoc -Tlint -Wwarning "$T_TOP/man1/$b.1"
+		[ "$status" -eq 0 ]
+		[ -z "$output" ]
+	done
 }
 
-@test "--help and the manual page name the same long options" {
-	diff <(help_options) <(man_options) >&2 || {
-		echo "< only in --help, > only in the manual" >&2
-		return 1
-	}
-	[ "$(help_options | wc -l)" -gt 20 ]
+@test "--help and the manual page name the same long options, for the server and each tool" {
+	local OML2CTL=${OML2CTL:-$(dirname "$OML2_SERVER")/oml2ctl}
+	same_options "$OML2_SERVER" "$MAN" 21
+	same_options "$OML2_IMPORT" "$T_TOP/man1/oml2-import.1" 15
+	same_options "$OML2_MERGE" "$T_TOP/man1/oml2-merge.1" 4
+	same_options "$OML2CTL" "$T_TOP/man1/oml2ctl.1" 6
 }
 
 @test "make install writes the server, manual and examples under DESTDIR alone" {
@@ -92,8 +115,8 @@ port_listening() {
 	    /usr/local/lib/systemd/system/oml2-server.service \
 	    /usr/local/share/man/man1/oml2-server.1 2>/dev/null || true)
 	[ "$before" = "$after" ]
-	for f in usr/local/bin/oml2-server \
-	    usr/local/share/man/man1/oml2-server.1 \
+	for f in $(printf 'usr/local/bin/%s ' $BINS) \
+	    $(printf 'usr/local/share/man/man1/%s.1 ' $BINS) \
 	    usr/local/lib/systemd/system/oml2-server.service \
 	    usr/local/share/oml2/oml2-server.service \
 	    usr/local/share/oml2/oml2-server.default \
@@ -101,21 +124,27 @@ port_listening() {
 	    usr/local/share/oml2/haproxy.cfg; do
 		[ -f "$dest/$f" ] || { echo "not installed: $f" >&2; return 1; }
 	done
-	[ -x "$dest/usr/local/bin/oml2-server" ]
+	for f in $BINS; do
+		[ -x "$dest/usr/local/bin/$f" ]
+	done
 	# Only DESTDIR is prepended: the unit names the final path.
 	grep -q '^ExecStart=/usr/local/bin/oml2-server ' \
 	    "$dest/usr/local/lib/systemd/system/oml2-server.service"
 	! grep '@[A-Z]*@' "$dest/usr/local/lib/systemd/system/oml2-server.service" || return 1
-	run mandoc -Tlint -Wwarning "$dest/usr/local/share/man/man1/oml2-server.1"
-	[ -z "$output" ]
+	for f in $BINS; do
+		run mandoc -Tlint -Wwarning "$dest/usr/local/share/man/man1/$f.1"
+		[ -z "$output" ]
+	done
 }
 
-@test "the installed server reports its version and stores a client's rows" {
-	local dest=$T/dest
+@test "the installed server and tools report their version, and the server stores a client's rows" {
+	local dest=$T/dest f
 	inst install DESTDIR="$dest" PREFIX=/usr
-	run "$dest/usr/bin/oml2-server" --version
-	[ "$status" -eq 0 ]
-	[[ "${lines[0]}" == "oml2-server (OML Server) "* ]]
+	for f in $BINS; do
+		run "$dest/usr/bin/$f" --version
+		[ "$status" -eq 0 ]
+		[[ "${lines[0]}" == "$f (OML Server) "* ]]
+	done
 	OML2_SERVER=$dest/usr/bin/oml2-server start_server
 	send -e installed -n 12
 	wait_rows installed gen 12
@@ -192,6 +221,9 @@ port_listening() {
 	wait_rows unit gen 7
 	[ "$(stat -c %U "$DATA/unit.sq3")" = "$T_USER" ]
 	[ "$(ps -o user= -p "$(exp_pid unit)")" = "$T_USER" ]
+	# oml2ctl reaches it, through a socket made in --user's directory.
+	[ "$(stat -c '%a %U' "$DATA/oml2-server.sock")" = "660 $T_USER" ]
+	wait_for 10 unit_listed
 	# The master holds the unit's capabilities and no more: kill (5),
 	# setgid (6), setuid (7), net_bind_service (10).
 	grep -q -P '^CapEff:\t00000000000004e0$' "/proc/$SERVER_PID/status"

@@ -5,6 +5,9 @@
 T_TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 OML2_SERVER=${OML2_SERVER:-$T_TOP/oml2-server}
 OMLSEND=${OMLSEND:-$T_TOP/t/omlsend}
+# The tools built with the server under test (t/asan/ has its own).
+OML2_IMPORT=${OML2_IMPORT:-$(dirname "$OML2_SERVER")/oml2-import}
+OML2_MERGE=${OML2_MERGE:-$(dirname "$OML2_SERVER")/oml2-merge}
 T_USER=omltest
 
 setup() {
@@ -196,6 +199,24 @@ ensure_test_user() {
 	id "$T_USER" >/dev/null 2>&1 && return 0
 	useradd --system --no-create-home --shell /usr/sbin/nologin "$T_USER" 2>/dev/null ||
 		id "$T_USER" >/dev/null 2>&1
+}
+
+# An iput stand-in first in PATH, for the shipped hook: it records its
+# arguments, one call a line, in $T/iput.args and keeps a copy of the
+# file it uploads in $T/irods/.
+fake_iput() {
+	mkdir -p "$T/bin" "$T/irods"
+	cat >"$T/bin/iput" <<-IPUT
+	#!/bin/sh
+	printf '%s\n' "\$*" >>"$T/iput.args"
+	for a; do
+		case \$a in -*) ;; *) [ ! -f "\$a" ] || cp "\$a" "$T/irods/" ;; esac
+	done
+	exit 0
+	IPUT
+	chmod 755 "$T/bin/iput"
+	chmod 777 "$T/irods"
+	export PATH=$T/bin:$PATH
 }
 
 # A raw byte stream to the server (printf-style escapes): raw FORMAT [ARG...]

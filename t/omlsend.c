@@ -60,6 +60,8 @@ static const char usage_text[] =
 "  -P VER     protocol version 1..5 (default 5; below 4 uses the\n"
 "             experiment-id and start_time keys)\n"
 "  -T SECS    start-time (default: now)\n"
+"  -G SEQS    leave out the rows with these sequence numbers (a list such\n"
+"             as 5,6,7 or a range 5-7, repeatable): gaps the server sees\n"
 "  -B ROWS    burst size: after every ROWS rows of a connection pause (-p)\n"
 "             before the next burst\n"
 "  -p MS      pause between bursts in milliseconds (default 100)\n"
@@ -107,6 +109,8 @@ struct opts {
 	int		  waitclose;
 	unsigned long	  wait_s;
 	const char	 *raw;
+	unsigned long	 *skip;		/* -G: pairs of first, last */
+	int		  nskip;
 	unsigned long	  chunk;
 	unsigned long	  delay_ms;
 	const char	 *local;
@@ -198,6 +202,36 @@ num(const char *s, unsigned long min, unsigned long max, int flag)
 	return v;
 }
 
+/* -G 5,6,9-12: sequence numbers whose rows are not sent. */
+static void
+add_skips(char *arg)
+{
+	char		*tok, *dash;
+	unsigned long	 a, b;
+
+	for (tok = strtok(arg, ","); tok != NULL; tok = strtok(NULL, ",")) {
+		if ((dash = strchr(tok, '-')) != NULL)
+			*dash++ = '\0';
+		a = num(tok, 1, INT32_MAX, 'G');
+		b = dash != NULL ? num(dash, a, INT32_MAX, 'G') : a;
+		opt.skip = xreallocarray(opt.skip, (size_t)opt.nskip + 2,
+		    sizeof(*opt.skip));
+		opt.skip[opt.nskip++] = a;
+		opt.skip[opt.nskip++] = b;
+	}
+}
+
+static int
+skipped(unsigned long r)
+{
+	int	 i;
+
+	for (i = 0; i < opt.nskip; i += 2)
+		if (r >= opt.skip[i] && r <= opt.skip[i + 1])
+			return 1;
+	return 0;
+}
+
 static void
 parse_opts(int argc, char **argv)
 {
@@ -212,7 +246,7 @@ parse_opts(int argc, char **argv)
 	opt.wait_s = 10;
 	opt.schemas = xcalloc((size_t)argc, sizeof(*opt.schemas));
 	while ((ch = getopt(argc, argv,
-	    "e:E:s:n:c:btLS:a:P:T:B:p:H:Ww:r:C:d:l:qh"))
+	    "e:E:s:n:c:btLS:a:P:T:G:B:p:H:Ww:r:C:d:l:qh"))
 	    != -1) {
 		switch (ch) {
 		case 'e': opt.expid = optarg; break;
@@ -228,6 +262,7 @@ parse_opts(int argc, char **argv)
 		case 'P': opt.proto = num(optarg, 1, 5, ch); break;
 		case 'T': opt.start_time = (long)num(optarg, 0, LONG_MAX, ch);
 			break;
+		case 'G': add_skips(optarg); break;
 		case 'B': opt.burst = num(optarg, 1, INT32_MAX, ch); break;
 		case 'p': opt.pause_ms = num(optarg, 0, 86400000, ch); break;
 		case 'H': opt.hold_ms = num(optarg, 0, 86400000, ch); break;
@@ -470,6 +505,8 @@ build_rows(void)
 		pl.bursts = xcalloc(opt.rows * (size_t)n / opt.burst + 1,
 		    sizeof(*pl.bursts));
 	for (r = 1; n > 0 && r <= opt.rows; r++) {
+		if (skipped(r))
+			continue;
 		fill_store(&rs, r);
 		for (k = 0; k < n; k++) {
 			gen_row(&sc[k], r, &rs, v);

@@ -5,6 +5,8 @@
  * (or $UNIT_PROTO_DATA).  Prints each failure and a summary; exits 1 if
  * anything failed.
  */
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -183,6 +185,12 @@ test_expname(void)
 	static const char *const bad[] = {
 		"", "../x", "a/b", "a\\b", "a\"b", "a'b", "a b", "a\tb",
 		"a\nb", "a\x01", "\x7f", ".hidden", "..", "a`b",
+		/* reach pg_dump, iput or libpq as options or settings */
+		"-x", "--dbname=victim", "dbname=victim", "host=127.0.0.1",
+		"port=1", "a=b", ":x", "+x",
+		/* shell syntax, non-ASCII, C1 controls */
+		"$(id)", "a;b", "a|b", "a*b", "a%b", "a@b", "\xc3\xa9",
+		"a\xc2\x9b", "\x9b",
 	};
 	char		 s[80];
 	const char	*why;
@@ -192,6 +200,9 @@ test_expname(void)
 	CHECK(expname_valid("exp_2011-08-09t11.52.28+10.00", 29, &why));
 	CHECK(expname_valid("a", 1, &why));
 	CHECK(expname_valid("a.b:c-d+e", 9, &why));
+	CHECK(expname_valid("_x", 2, &why));
+	CHECK(expname_valid("9Z", 2, &why));
+	CHECK(expname_valid("template1", 9, &why));	/* refused by store_pg */
 	memset(s, 'x', sizeof(s));
 	CHECK(expname_valid(s, 63, &why));
 	why = NULL;
@@ -424,7 +435,7 @@ tv(enum oml_type t, const char *field, struct oml_value *out)
 	snprintf(line, sizeof(line), "0.5\t1\t1\t%s", field);
 	if (text_split(line, strlen(line), &tl, &ts, &stream, &seq) == -1)
 		return -2;
-	rc = text_values(&tl, &t, 1, out, &scratch, &why);
+	rc = text_values(&tl, &t, 1, out, &scratch, 0, &why);
 	if (rc == -1 && why == NULL)
 		return -3;
 	return rc;
@@ -766,10 +777,19 @@ test_text_vector_row(void)
 	snprintf(line + n, sizeof(line) - n, "\tmid\t2 F T");
 	CHECK(text_split(line, strlen(line), &tl, &(double){0}, &(long){0},
 	    &(int32_t){0}) == 0);
-	CHECK(text_values(&tl, t, 3, v, &scratch, &why) == 0);
+	CHECK(text_values(&tl, t, 3, v, &scratch, 0, &why) == 0);
 	CHECK_MEM(v[0].u.s.p, v[0].u.s.len, want.p, want.len);
 	CHECK_STR(v[1].u.s.p, v[1].u.s.len, "mid");
 	CHECK_STR(v[2].u.s.p, v[2].u.s.len, "[ false, true ]");
+	/* the row's stored size, bounded: exactly, then a byte less */
+	n = want.len + 3 + strlen("[ false, true ]");
+	CHECK(text_split(line, strlen(line), &tl, &(double){0}, &(long){0},
+	    &(int32_t){0}) == 0);
+	CHECK(text_values(&tl, t, 3, v, &scratch, n, &why) == 0);
+	CHECK(text_split(line, strlen(line), &tl, &(double){0}, &(long){0},
+	    &(int32_t){0}) == 0);
+	CHECK(text_values(&tl, t, 3, v, &scratch, n - 1, &why) == -1);
+	CHECK(strcmp(why, OML_TOO_LONG) == 0);
 	buf_free(&want);
 }
 
@@ -794,7 +814,7 @@ test_text_split(void)
 	CHECK(text_split(line, strlen(line), &tl, &ts, &stream, &seq) == 0);
 	CHECK(tl.n == 5);
 	t[0] = OML_INT32;
-	CHECK(text_values(&tl, t, 1, v, &scratch, &why) == -1);
+	CHECK(text_values(&tl, t, 1, v, &scratch, 0, &why) == -1);
 	strcpy(line, "1\t1");
 	CHECK(text_split(line, strlen(line), &tl, &ts, &stream, &seq) == -1);
 	CHECK(text_split(line, 0, &tl, &ts, &stream, &seq) == -1);
@@ -819,9 +839,9 @@ test_text_split(void)
 	}
 	CHECK(text_split(line, n, &tl, &ts, &stream, &seq) == 0);
 	CHECK(tl.n == 103);
-	CHECK(text_values(&tl, t, 100, v, &scratch, &why) == 0);
+	CHECK(text_values(&tl, t, 100, v, &scratch, 0, &why) == 0);
 	CHECK(v[0].u.i32 == 0 && v[99].u.i32 == 99);
-	CHECK(text_values(&tl, t, 99, v, &scratch, &why) == -1);
+	CHECK(text_values(&tl, t, 99, v, &scratch, 0, &why) == -1);
 }
 
 /* ---- base64 --------------------------------------------------------- */
@@ -922,7 +942,7 @@ one_packet(const uint8_t *buf, size_t len, const enum oml_type *types,
 	if (bin_next(buf, len, 1 << 20, pkt, &used, &why) != BIN_PACKET ||
 	    used != len)
 		return -2;
-	if (bin_values(pkt, types, n, out, &scratch, &why) == -1) {
+	if (bin_values(pkt, types, n, out, &scratch, 0, &why) == -1) {
 		if (why == NULL)
 			return -3;
 		return -1;
@@ -1207,6 +1227,17 @@ test_bin_framing(void)
 	CHECK(bin_next(b, n, 64 << 20, &pkt, &used, &why) == BIN_TOOBIG);
 	n = hex(b, sizeof(b), "AA AA 02 00 00");
 	CHECK(bin_next(b, n, 64 << 20, &pkt, &used, &why) == BIN_NEED);
+
+	section = "bin_need";
+	CHECK(bin_need(p1, n1) == n1);
+	CHECK(bin_need(p1, 4) == 0);
+	CHECK(bin_need(b, n) == 0);		/* long header incomplete */
+	n = hex(b, sizeof(b), "AA AA 02 00 00 01 00");
+	CHECK(bin_need(b, n) == 7 + 256);
+	n = hex(b, sizeof(b), "00 AA AA 01 00 05");
+	CHECK(bin_need(b, n) == 0);		/* not at a packet */
+	n = hex(b, sizeof(b), "AA AA 07 00 05");
+	CHECK(bin_need(b, n) == 0);		/* unknown type */
 }
 
 /* A copy of P1 with byte i set to v, framed and decoded. */
@@ -1223,7 +1254,7 @@ p1_patched(size_t i, uint8_t v, enum bin_status *st, size_t *used)
 	*st = bin_next(pk, n, 1 << 20, &pkt, used, &why);
 	if (*st != BIN_PACKET)
 		return why != NULL ? -2 : -3;
-	if (bin_values(&pkt, T1, 3, out, &scratch, &why) == -1)
+	if (bin_values(&pkt, T1, 3, out, &scratch, 0, &why) == -1)
 		return why != NULL ? -1 : -3;
 	return 0;
 }
@@ -1372,7 +1403,7 @@ test_bin_resync(void)
 	while ((st = bin_next(b + off, n - off, 1 << 20, &pkt, &used,
 	    &why)) != BIN_NEED) {
 		if (st == BIN_PACKET && bin_values(&pkt, T1, 3, v, &scratch,
-		    &why) == 0)
+		    0, &why) == 0)
 			good++;
 		else if (st == BIN_PACKET)
 			bad++;
@@ -1517,7 +1548,7 @@ test_enc_text(void)
 		t[i] = v[i].type;
 	CHECK(text_split(b.p, b.len - 1, &tl, &ts, &stream, &seq) == 0);
 	CHECK(ts == 0.001 && stream == 4 && seq == -5);
-	CHECK(text_values(&tl, t, 13, out, &scratch, &why) == 0);
+	CHECK(text_values(&tl, t, 13, out, &scratch, 0, &why) == 0);
 	check_roundtrip(out, 0);
 
 	b.len = 0;
@@ -1703,7 +1734,7 @@ test_capture_bin(void)
 		if (pkt.stream == 1) {
 			for (i = 0; i < 6; i++)
 				t[2 + i] = sc[1].fields[i].type;
-			CHECK(bin_values(&pkt, t + 2, 6, v, &scratch, &why) ==
+			CHECK(bin_values(&pkt, t + 2, 6, v, &scratch, 0, &why) ==
 			    0 && v[0].u.u32 == 1 && v[1].u.u32 == 0 &&
 			    v[2].u.u64 == 11638 && v[5].u.u64 == 9009);
 			instr++;
@@ -1714,7 +1745,7 @@ test_capture_bin(void)
 		rows++;
 		snprintf(want, sizeof(want), "row-%d", rows);
 		CHECK(pkt.stream == 2 && pkt.seq == rows);
-		CHECK(bin_values(&pkt, t, 3, v, &scratch, &why) == 0);
+		CHECK(bin_values(&pkt, t, 3, v, &scratch, 0, &why) == 0);
 		CHECK(v[0].u.i32 == rows && v[1].u.d == rows + 0.5);
 		CHECK_STR(v[2].u.s.p, v[2].u.s.len, want);
 		CHECK(pkt.ts > 0.586 && pkt.ts < 0.587);
@@ -1754,7 +1785,7 @@ test_capture_text(const char *file, int wantrows)
 		for (i = 0; i < sc[k].nfields; i++)
 			t[i] = sc[k].fields[i].type;
 		CHECK(text_values(&tl, t, sc[k].nfields, v, &scratch,
-		    &why) == 0);
+		    0, &why) == 0);
 		rows++;
 	}
 	CHECK(off == len && rows == wantrows);
@@ -1763,13 +1794,182 @@ test_capture_text(const char *file, int wantrows)
 	free(s);
 }
 
+/* --- PROXY preamble ------------------------------------------------- */
+
+/*
+ * Parse s[0..n) the way the master reads it: every shorter prefix must
+ * ask for more (or already be refused), then the whole is answered.
+ */
+static int
+proxy_all(const void *s, size_t n, struct proxy_info *pi)
+{
+	const char	*why;
+	size_t		 i;
+	int		 r;
+
+	for (i = 0; i < n; i++)
+		if ((r = proxy_parse(s, i, 4096, pi, &why)) != PROXY_MORE)
+			return r < 0 ? r : -100;
+	return proxy_parse(s, n, 4096, pi, &why);
+}
+
+/* The client address as "ADDR PORT". */
+static const char *
+proxy_src(const struct proxy_info *pi)
+{
+	static char			 out[80];
+	char				 a[INET6_ADDRSTRLEN];
+	const struct sockaddr_in	*s4 = (const void *)&pi->src;
+	const struct sockaddr_in6	*s6 = (const void *)&pi->src;
+
+	if (pi->src.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, sizeof(out), "%s %u", a, ntohs(s4->sin_port));
+	} else if (pi->src.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, sizeof(out), "%s %u", a, ntohs(s6->sin6_port));
+	} else
+		snprintf(out, sizeof(out), "none");
+	return out;
+}
+
+static void
+test_proxy_v1(void)
+{
+	static const char *const bad[] = {
+		"PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\n",
+		"PROXY TCP4 192.0.2.7  10.0.0.1 56324 3003\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 056324 3003\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 65536 3003\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 +1 3003\r\n",
+		"PROXY TCP4 2001:db8::1 10.0.0.1 1 2\r\n",
+		"PROXY TCP6 192.0.2.7 ::1 1 2\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 1\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 1 2 3\r\n",
+		"PROXY TCP4 192.0.2.7 10.0.0.1 1 2 \r\n",
+		"PROXY TCP5 192.0.2.7 10.0.0.1 1 2\r\n",
+		"PROXY UNKNOWNX\r\n",
+		"PROXY \r\n",
+	};
+	const char		*ok4 = "PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\r\n";
+	const char		*ok6 = "PROXY TCP6 2001:db8::1 ::1 1 65535\r\n";
+	const char		*why;
+	char			 longline[200];
+	struct proxy_info	 pi;
+	size_t			 i;
+
+	section = "proxy v1";
+	CHECK(proxy_all(ok4, strlen(ok4), &pi) == (int)strlen(ok4));
+	CHECK(!pi.local && strcmp(proxy_src(&pi), "192.0.2.7 56324") == 0);
+	CHECK(proxy_parse("PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\r\n"
+	    "protocol: 5\n", 54, 4096, &pi, &why) == 42);
+	CHECK(proxy_all(ok6, strlen(ok6), &pi) == (int)strlen(ok6));
+	CHECK(strcmp(proxy_src(&pi), "2001:db8::1 1") == 0);
+	CHECK(proxy_all("PROXY UNKNOWN\r\n", 15, &pi) == 15 && pi.local);
+	CHECK(proxy_all("PROXY UNKNOWN ::1 ::1 1 2\r\n", 27, &pi) == 27 &&
+	    pi.local);
+	for (i = 0; i < nitems(bad); i++)
+		if (!CHECK(proxy_all(bad[i], strlen(bad[i]), &pi) ==
+		    PROXY_BAD))
+			show("input", bad[i], strlen(bad[i]));
+	/* 107 bytes is the longest line: without its LF by then, refused */
+	memset(longline, 'x', sizeof(longline));
+	memcpy(longline, "PROXY UNKNOWN ", 14);
+	CHECK(proxy_parse(longline, 106, 4096, &pi, &why) == PROXY_MORE);
+	CHECK(proxy_parse(longline, 107, 4096, &pi, &why) == PROXY_BAD);
+	/* an OMSP header is no preamble, as soon as a byte says so */
+	CHECK(proxy_parse("protocol: 5\n", 12, 4096, &pi, &why) ==
+	    PROXY_ABSENT);
+	CHECK(proxy_parse("P", 1, 4096, &pi, &why) == PROXY_MORE);
+	CHECK(proxy_parse("PROXx", 5, 4096, &pi, &why) == PROXY_ABSENT);
+	CHECK(proxy_parse("\r\n\r\n", 4, 4096, &pi, &why) == PROXY_MORE);
+	CHECK(proxy_parse("\r\n\r\n\r", 5, 4096, &pi, &why) ==
+	    PROXY_ABSENT);
+}
+
+static void
+test_proxy_v2(void)
+{
+	uint8_t			 b[64] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+		0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c,
+		192, 0, 2, 7, 10, 0, 0, 1, 0xdb, 0x04, 0x0b, 0xbb,
+		'p'
+	};
+	const char		*why;
+	struct proxy_info	 pi;
+
+	section = "proxy v2";
+	CHECK(proxy_all(b, 28, &pi) == 28 && !pi.local);
+	CHECK(strcmp(proxy_src(&pi), "192.0.2.7 56068") == 0);
+	b[15] = 15;			/* a 3-byte TLV after the addresses */
+	b[28] = 0x04;
+	b[29] = b[30] = 0;
+	CHECK(proxy_all(b, 31, &pi) == 31 && !pi.local);
+	b[15] = 11;			/* too short for two IPv4 endpoints */
+	CHECK(proxy_all(b, 27, &pi) == PROXY_BAD);
+	b[15] = 12;
+	b[12] = 0x20;			/* LOCAL: a health check */
+	CHECK(proxy_all(b, 28, &pi) == 28 && pi.local);
+	b[15] = 0;
+	CHECK(proxy_all(b, 16, &pi) == 16 && pi.local);
+	b[12] = 0x22;			/* no such command */
+	CHECK(proxy_parse(b, 16, 4096, &pi, &why) == PROXY_BAD);
+	b[12] = 0x31;			/* version 3 */
+	CHECK(proxy_parse(b, 16, 4096, &pi, &why) == PROXY_BAD);
+	b[12] = 0x21;
+	b[13] = 0x12;			/* UDP */
+	b[15] = 12;
+	CHECK(proxy_parse(b, 28, 4096, &pi, &why) == PROXY_BAD);
+	b[13] = 0x00;			/* UNSPEC: the socket's addresses */
+	b[15] = 0;
+	CHECK(proxy_parse(b, 16, 4096, &pi, &why) == 16 && pi.local);
+	b[13] = 0x21;			/* TCP over IPv6 */
+	b[15] = 36;
+	memset(b + 16, 0, 36);
+	b[31] = 1;
+	b[49] = 9;
+	CHECK(proxy_all(b, 52, &pi) == 52);
+	CHECK(strcmp(proxy_src(&pi), "::1 9") == 0);
+	b[14] = 0xff;			/* longer than the caller allows */
+	CHECK(proxy_parse(b, 52, 4096, &pi, &why) == PROXY_BAD);
+}
+
+/* common/esc.c: what tenants' strings become in JSON, labels, terminals */
+static void
+test_escapes(void)
+{
+	static const char	 in[] = "a\"b\\c\nd\x1b\xff\xe2\x80\xae\xc3\xa9";
+	struct buf		 b;
+
+	buf_init(&b);
+	esc_json(&b, in, sizeof(in) - 1);
+	CHECK_STR(b.p, b.len, "\"a\\\"b\\\\c\\nd\\u001b\xef\xbf\xbd"
+	    "\xe2\x80\xae\xc3\xa9\"");
+	b.len = 0;
+	esc_label(&b, in, sizeof(in) - 1);
+	CHECK_STR(b.p, b.len, "a\\\"b\\\\c\\nd\x1b\xef\xbf\xbd"
+	    "\xe2\x80\xae\xc3\xa9");
+	b.len = 0;
+	esc_term(&b, in, sizeof(in) - 1);
+	CHECK_STR(b.p, b.len, "a\"b\\\\c\\x0ad\\x1b\\xff\\xe2\\x80\\xae"
+	    "\xc3\xa9");
+	b.len = 0;
+	esc_json(&b, "\0", 1);
+	CHECK_STR(b.p, b.len, "\"\\u0000\"");
+	buf_free(&b);
+}
+
 int
 main(void)
 {
+	test_escapes();
 	test_types();
 	test_lines();
 	test_expname();
 	test_sniff();
+	test_proxy_v1();
+	test_proxy_v2();
 	test_schema_parse();
 	test_schema_ops();
 	test_text_ints();

@@ -146,7 +146,8 @@ fz_header_line(struct fz_conn *c, const char *line, size_t len)
 		why = NULL;
 		if (expname_valid(v, vl, &why))
 			CHECK(vl >= 1 && vl <= EXPNAME_MAX && v[0] != '.' &&
-			    memchr(v, '/', vl) == NULL);
+			    v[0] != '-' && memchr(v, '/', vl) == NULL &&
+			    memchr(v, '=', vl) == NULL);
 		else
 			CHECK(why != NULL);
 	} else if (fz_key(k, kl, "schema"))

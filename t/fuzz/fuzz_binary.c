@@ -38,7 +38,7 @@ roundtrip(const struct bin_packet *p, const struct oml_value *v,
 	    p2.count == p->count && p2.ts == 1.5);
 	v2 = calloc((size_t)p->count, sizeof(*v2));
 	CHECK(v2 != NULL);
-	CHECK(bin_values(&p2, types, p2.count, v2, &scratch2, &why) == 0);
+	CHECK(bin_values(&p2, types, p2.count, v2, &scratch2, 0, &why) == 0);
 	fz_same_values(v, v2, p->count, 1);
 	free(v2);
 }
@@ -76,7 +76,7 @@ packet(struct fz_conn *c, const struct bin_packet *p, const uint8_t *lo,
 	if ((st = fz_stream(c, p->stream)) == NULL ||
 	    st->s.nfields != p->count)
 		return;
-	if (bin_values(p, st->types, p->count, v, &scratch, &why) == -1) {
+	if (bin_values(p, st->types, p->count, v, &scratch, 0, &why) == -1) {
 		CHECK(why != NULL);
 		return;
 	}

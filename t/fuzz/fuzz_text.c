@@ -37,7 +37,7 @@ roundtrip(const struct oml_value *v, const enum oml_type *types, int n,
 	CHECK(idx == stream && seq2 == seq && tl2.n == n + 3);
 	v2 = calloc((size_t)n + 1, sizeof(*v2));
 	CHECK(v2 != NULL);
-	CHECK(text_values(&tl2, types, n, v2, &scratch2, &why) == 0);
+	CHECK(text_values(&tl2, types, n, v2, &scratch2, 0, &why) == 0);
 	fz_same_values(v, v2, n, 0);
 	free(v2);
 }
@@ -67,8 +67,8 @@ any_types(const char *line, size_t len, const enum oml_type *any, int nany)
 	for (i = 0; i < n; i++)
 		types[i] = any[i % nany];
 	/* a count that does not match is refused */
-	CHECK(text_values(&tl2, types, n + 1, v, &scratch2, &why) == -1);
-	if (text_values(&tl2, types, n, v, &scratch2, &why) == 0)
+	CHECK(text_values(&tl2, types, n + 1, v, &scratch2, 0, &why) == -1);
+	if (text_values(&tl2, types, n, v, &scratch2, 0, &why) == 0)
 		fz_check_values(v, n, copy, copy + len, &scratch2);
 	else
 		CHECK(why != NULL);
@@ -101,7 +101,7 @@ tuple(struct fz_conn *c, char *line, size_t len)
 		return;
 	v = calloc((size_t)n + 1, sizeof(*v));
 	CHECK(v != NULL);
-	if (text_values(&tl, st->types, n, v, &scratch, &why) == 0) {
+	if (text_values(&tl, st->types, n, v, &scratch, 0, &why) == 0) {
 		fz_check_values(v, n, line, line + len, &scratch);
 		if (stream == 0)
 			fz_metadata(c, st, v);

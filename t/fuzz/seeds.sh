@@ -7,7 +7,7 @@ set -eu
 C=t/fuzz/corpus
 S="t/omlsend -T 1400000000"
 rm -rf "$C"
-mkdir -p "$C/header" "$C/sniff" "$C/text" "$C/binary"
+mkdir -p "$C/header" "$C/sniff" "$C/proxy" "$C/text" "$C/binary"
 
 hdr() {	# the header section of a capture
 	sed '/^\r\{0,1\}$/q' "$1"
@@ -86,3 +86,13 @@ printf 'protocol: 5\n\ndomain: late\n' >"$C/sniff/blank"
 printf 'protocol: 5\nsender-id: x\x27); DROP TABLE gen; --\ndomain: sql\n' >"$C/sniff/sql"
 cp "$C/sniff/sql" "$C/header/sql"
 printf 'schema: 1000000000 big x:int32\nschema: 1 dup a:int32 a:int32\nschema: 1 bad x:int\nschema: 2 t oml_seq:int32\n\n' >"$C/header/bad_schemas"
+
+# proxy: PROXY preambles as HAProxy sends them (the last byte sets the
+# harness's read size), v1 and v2, a health check, IPv6 with a TLV
+V2='\r\n\r\n\0\r\nQUIT\n'
+printf 'PROXY TCP4 192.0.2.7 10.0.0.1 56324 3003\r\nprotocol: 5\ndomain: x\n\n\007' >"$C/proxy/v1_tcp4"
+printf 'PROXY TCP6 2001:db8::1 ::1 1 65535\r\n\003' >"$C/proxy/v1_tcp6"
+printf 'PROXY UNKNOWN\r\n\001' >"$C/proxy/v1_unknown"
+printf "$V2"'\041\021\000\014\300\000\002\007\012\000\000\001\333\004\013\273protocol: 5\n\005' >"$C/proxy/v2_tcp4"
+printf "$V2"'\040\000\000\000\002' >"$C/proxy/v2_local"
+printf "$V2"'\041\041\000\047\040\001\015\270\0\0\0\0\0\0\0\0\0\0\0\001\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\001\060\071\013\273\004\000\000\011' >"$C/proxy/v2_tcp6_tlv"

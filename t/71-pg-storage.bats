@@ -1,0 +1,83 @@
+#!/usr/bin/env bats
+# The PostgreSQL side of t/84-storage.bats, against a throwaway cluster
+# (t/pg.bash): 64-bit row ids for new tables, the 32-bit ones of older
+# servers' tables used up to their end and no further, metadata lookups
+# that stay fast however many tables an experiment has, and table names
+# within PostgreSQL's 63 bytes, never cut.
+
+export OML2_BACKEND=postgresql
+load helpers
+
+# The DDL older servers used (SERIAL, PROTOCOL.md §8.2), as PG_ROLE.
+OLD_META='CREATE TABLE _senders (name TEXT PRIMARY KEY, id INTEGER UNIQUE); CREATE TABLE "_experiment_metadata" (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, "subject" TEXT, "key" TEXT, "value" TEXT)'
+
+old_db() {
+	pg_query postgres "CREATE DATABASE \"$1\" OWNER $PG_ROLE" &&
+	    pg_query "$1" "SET ROLE $PG_ROLE; $OLD_META; $2"
+}
+
+ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+@test "new tables get 64-bit row ids" {
+	start_server
+	send -e ids -n 3
+	wait_q ids "SELECT count(*) FROM gen" 3
+	run q ids "SELECT table_name || ' ' || data_type FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'oml_tuple_id' ORDER BY table_name"
+	[ "${lines[0]}" = "_experiment_metadata bigint" ]
+	[ "${lines[1]}" = "gen bigint" ]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "an older server's table with 32-bit row ids is filled to its last id, then its rows are dropped with one clear log line" {
+	# 47 ids left in gen's sequence
+	old_db old "CREATE TABLE \"gen\" (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, \"n\" INT4, \"x\" FLOAT8, \"s\" TEXT); INSERT INTO _experiment_metadata (key, value) VALUES ('table__experiment_metadata', '0 _experiment_metadata subject:string key:string value:string'), ('start_time', '1400000000'), ('table_gen', '1 gen n:int32 x:double s:string'); SELECT setval('gen_oml_tuple_id_seq', 2147483600)" >/dev/null
+	start_server
+	send -e old -n 100 -s "1 gen n:int32 x:double s:string" -s "2 other y:int32"
+	wait_log 'closed: 147 rows stored, 53 dropped'
+	wait_q old "SELECT count(*), min(oml_tuple_id), max(oml_tuple_id), max(n) FROM gen" "47|2147483601|2147483647|47"
+	wait_q old "SELECT count(*), max(oml_tuple_id) FROM other" "100|100"
+	grep -q 'database old: table gen has 32-bit row ids, as older servers made them: 47 left' "$LOG"
+	[ "$(grep -c 'database old: table gen has no row id left: its oml_tuple_id is a 32-bit SERIAL, as older servers made it, and has reached 2147483647' "$LOG")" -eq 1 ]
+	log_lacks 'row from sender|rows dropped:'
+	# a later client's rows for it are dropped, and said once again
+	send -e old -n 10
+	wait_log 'closed: 0 rows stored, 10 dropped'
+	[ "$(grep -c 'table gen has no row id left' "$LOG")" -eq 2 ]
+	wait_q old "SELECT data_type FROM information_schema.columns WHERE table_name = 'gen' AND column_name = 'oml_tuple_id'" integer
+	wait_q old "SELECT count(*) FROM gen" 47
+}
+
+@test "an experiment with 1,000 tables and 100,000 metadata rows reopens in under 5 seconds" {
+	old_db big "INSERT INTO _experiment_metadata (key, value) VALUES ('table__experiment_metadata', '0 _experiment_metadata subject:string key:string value:string'), ('start_time', '1400000000'); INSERT INTO _experiment_metadata (key, value) SELECT 'table_t' || i, '1 t' || i || ' x:int32' FROM generate_series(0, 999) i; INSERT INTO _experiment_metadata (oml_sender_id, oml_seq, oml_ts_client, oml_ts_server, subject, key, value) SELECT 1, i, 0.5, 0.5, 'node', 'k' || i, 'v' FROM generate_series(1, 100000) i; DO \$\$ BEGIN FOR i IN 0..999 LOOP EXECUTE format('CREATE TABLE %I (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, x INT4)', 't' || i); END LOOP; END \$\$" >/dev/null
+	start_server
+	local t0 t1
+	t0=$(ms)
+	send -e big -s "1 t999 x:int32" -n 1
+	wait_q big "SELECT count(*) FROM t999" 1 5
+	t1=$(ms)
+	echo "# reopened and stored a row in $((t1 - t0)) ms" >&3
+	log_lacks 'created table|table t999 created'
+	[ "$((t1 - t0))" -lt 5000 ]
+}
+
+@test "table names are PostgreSQL's 63 bytes at most: longer ones are refused, never cut" {
+	local p62 p63
+	p62=$(printf 'm%.0s' {1..62})
+	p63=${p62}m
+	start_server
+	send -e names -s "1 $p63 x:int32" -n 2
+	wait_q names "SELECT count(*) FROM \"$p63\"" 2
+	# two names that agree in their first 63 bytes
+	send -e names -s "1 ${p63}a x:int32" -n 2 || true
+	send -e names -s "1 ${p63}b x:int32" -n 2 || true
+	wait_log "table name ${p63}a is longer than PostgreSQL's 63 bytes"
+	wait_log "table name ${p63}b is longer than PostgreSQL's 63 bytes"
+	# a differing schema under a 62-byte name would need a 64-byte name_2
+	send -e names -s "1 $p62 x:int32" -n 1
+	send -e names -s "1 $p62 y:int32" -n 1 || true
+	wait_log "table name ${p62}_2 is longer than PostgreSQL's 63 bytes"
+	wait_q names "SELECT count(*) FROM \"$p63\"" 2
+	wait_q names "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'mmm%'" "$p62 $p63"
+}
