@@ -5,14 +5,17 @@
  * one epoll loop, owns the experiment's database (opened while it has
  * clients), commits on a timer, reaps idle clients, and reports IDLE after
  * --linger seconds without clients so that the master can retire it.
+ *
+ * It takes no signal: the master forks it with every signal an operator
+ * may send to the whole group ignored (children.c, common/util.c), and
+ * only the master's word (or its end) makes it finish, so that a signal
+ * meant for the server never costs an experiment its rows.
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 
 #include <errno.h>
 #include <malloc.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +26,6 @@
 
 static struct {
 	struct cev		 ctl;
-	struct cev		 sig;
 	int			 epfd;
 	const struct child_conf	*conf;
 	char			 name[EXPNAME_MAX + 1];
@@ -594,16 +596,6 @@ ctl_read(void)
 	}
 }
 
-static void
-sig_read(void)
-{
-	struct signalfd_siginfo	 si;
-
-	while (read(exp.sig.fd, &si, sizeof(si)) == sizeof(si))
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			finish(strsignal((int)si.ssi_signo), END_SHUTDOWN);
-}
-
 /* Commits, idle clients and idle reporting.  Returns the next deadline. */
 static uint64_t
 timers(uint64_t now)
@@ -669,9 +661,6 @@ dispatch(struct cev *e)
 	case CEV_CTL:
 		ctl_read();
 		break;
-	case CEV_SIGNAL:
-		sig_read();
-		break;
 	case CEV_CONN:
 		if ((r = conn_read((struct conn *)e, 0)) != END_NONE)
 			client_end((struct conn *)e, r);
@@ -709,24 +698,6 @@ loop(void)
 	}
 }
 
-static void
-setup_signals(void)
-{
-	sigset_t	 set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGHUP, SIG_IGN);	/* the master reopens the log */
-	exp.sig.kind = CEV_SIGNAL;
-	if ((exp.sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC))
-	    == -1)
-		fatal("signalfd");
-	exp_watch(&exp.sig, EPOLLIN);
-}
-
 void
 child_main(int ctl, const struct child_conf *conf)
 {
@@ -740,7 +711,6 @@ child_main(int ctl, const struct child_conf *conf)
 	exp.ctl.kind = CEV_CTL;
 	exp.ctl.fd = ctl;
 	exp_watch(&exp.ctl, EPOLLIN);
-	setup_signals();
 	if (msg_send(ctl, MSG_READY, -1, NULL, 0) == -1)
 		fatal("ready message");
 	loop();

@@ -35,6 +35,7 @@ struct child_conf {
 	char		*pg_pass;
 	char		*pg_connect;
 	char		*hook;
+	unsigned	 hook_timeout;	/* seconds it has after EXIT */
 	unsigned	 idle_timeout;	/* seconds, 0 = never */
 	size_t		 max_line;
 	size_t		 max_header;	/* the whole header, in bytes */
@@ -220,7 +221,7 @@ int		 sqlite_lock(const struct child_conf *);
 int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */
-enum cev_kind { CEV_CTL, CEV_SIGNAL, CEV_CONN, CEV_HOOK, CEV_DEAD };
+enum cev_kind { CEV_CTL, CEV_CONN, CEV_HOOK, CEV_DEAD };
 struct cev {
 	enum cev_kind	 kind;
 	int		 fd;

@@ -10,8 +10,15 @@
  * experiment nothing but its hook: the first misbehaviour is logged once,
  * the hook is dropped, and ingest goes on.  Without -H every call here
  * returns at once.
+ *
+ * A hook never outlives its experiment process: after EXIT it has
+ * --hook-timeout seconds, then its process group gets SIGTERM and, a
+ * second later, SIGKILL; and it is killed if that process ends without
+ * telling it EXIT.  Since the master starts an experiment's next process
+ * only once the last one is gone, an experiment has one hook at a time.
  */
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -30,7 +37,7 @@
 #define BANNER_LEN	(sizeof(BANNER) - 1)
 #define BANNER_MS	5000		/* time allowed for the banner */
 #define QUEUE_MAX	(16 * 1024)	/* commands waiting beyond its pipe */
-#define EXIT_MS		10000		/* time allowed to exit after EXIT */
+#define KILL_MS		1000		/* from SIGTERM to SIGKILL */
 #define LINE_MAX_LOG	1024		/* longer lines are cut */
 #define FLOOD_LINES	100		/* lines logged a second, at most */
 #define FLOOD_BYTES	(16 * 1024)	/* bytes logged a second, at most */
@@ -419,17 +426,30 @@ hook_gone(int status)
 	hk.state = HK_DROPPED;
 }
 
-/* In the new process: plumb, reset what we changed, and run the hook. */
+/*
+ * In the new process: plumb, reset what we changed, and run the hook, in
+ * a session of its own (a Ctrl-C at the server's terminal is not for it).
+ * The signals an operator sends the server (to the whole group, as
+ * systemctl kill does) stay ignored: SIGHUP, SIGINT, SIGQUIT, SIGUSR1 and
+ * SIGUSR2.  Every other has its default; SIGTERM ends the hook.
+ */
 static __dead void
-hook_exec(int in, int out, int err)
+hook_exec(int in, int out, int err, pid_t parent)
 {
-	char		*argv[2];
-	sigset_t	 none;
-	int		 fds[3], i;
+	static const int	 keep[] = { SIGHUP, SIGINT, SIGQUIT, SIGUSR1,
+	    SIGUSR2 };
+	char			*argv[2];
+	sigset_t		 none;
+	int			 fds[3], i;
+	size_t			 k;
 
-	setsid();	/* a Ctrl-C at the server's terminal is not for it */
+	setsid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
+		_exit(127);	/* its experiment process is gone already */
 	for (i = 1; i < NSIG; i++)
 		signal(i, SIG_DFL);
+	for (k = 0; k < nitems(keep); k++)
+		signal(keep[k], SIG_IGN);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* Above 2 first, so that no dup2 overwrites another end. */
@@ -453,7 +473,7 @@ static int
 spawn(void)
 {
 	int	 p[6] = { -1, -1, -1, -1, -1, -1 }, i;
-	pid_t	 pid = -1;
+	pid_t	 pid = -1, parent = getpid();
 
 	if (pipe2(p, O_CLOEXEC) == -1 || pipe2(p + 2, O_CLOEXEC) == -1 ||
 	    pipe2(p + 4, O_CLOEXEC) == -1 || (pid = fork()) == -1) {
@@ -464,7 +484,7 @@ spawn(void)
 		return -1;
 	}
 	if (pid == 0)
-		hook_exec(p[0], p[3], p[5]);
+		hook_exec(p[0], p[3], p[5], parent);
 	close(p[0]);
 	close(p[3]);
 	close(p[5]);
@@ -611,31 +631,53 @@ exit_wait(uint64_t end)
 	}
 }
 
+/* End the hook's process group: SIGTERM, then SIGKILL, and reap it. */
+static void
+hook_kill(void)
+{
+	struct pollfd	 pfd;
+	uint64_t	 now, end = now_mono_ms() + KILL_MS;
+	int		 status;
+
+	kill(-hk.pid, SIGTERM);
+	while (!try_reap() && (now = now_mono_ms()) < end) {
+		pfd = (struct pollfd){ hk.proc.fd, POLLIN, 0 };
+		if (poll(&pfd, hk.proc.fd != -1, hk.proc.fd != -1 ?
+		    (int)(end - now) : 10) == -1 && errno != EINTR)
+			fatal("poll");
+	}
+	if (hk.pid == -1)
+		return;
+	kill(-hk.pid, SIGKILL);
+	while (waitpid(hk.pid, &status, 0) == -1)
+		if (errno != EINTR) {
+			status = 0;
+			break;
+		}
+	hook_gone(status);
+}
+
 /*
  * The experiment process is ending: tell the hook EXIT, close its stdin,
- * and give it EXIT_MS to finish (its stderr still reaches the log).  A hook
- * already given up on is killed and reaped; a hook still at work after
- * EXIT_MS is left to finish alone.
+ * and give it --hook-timeout seconds to finish (its stderr still reaches
+ * the log).  A hook given up on, or still at work then, is ended.
  */
 void
 hook_exit(void)
 {
+	unsigned	 secs = exp_conf()->hook_timeout;
+
 	if (hk.state == HK_OFF)
 		return;
 	if (alive()) {
 		hk.exiting = 1;
 		command("EXIT", NULL);
 	}
-	exit_wait(now_mono_ms() + EXIT_MS);
+	exit_wait(now_mono_ms() + secs * 1000ULL);
 	if (hk.pid == -1)
 		return;
-	if (hk.state == HK_DROPPED) {
-		kill(-hk.pid, SIGKILL);
-		while (waitpid(hk.pid, NULL, 0) == -1 && errno == EINTR)
-			;
-		hk.pid = -1;
-		return;
-	}
-	log_warnx("hook %s: still running %d s after EXIT; leaving it to "
-	    "finish alone", hk.prog, EXIT_MS / 1000);
+	if (hk.state != HK_DROPPED)
+		log_warnx("hook %s: still running %u s after EXIT; ending it",
+		    hk.prog, secs);
+	hook_kill();
 }

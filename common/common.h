@@ -260,6 +260,7 @@ void		 budget_answered(struct budget *);
 /* util.c */
 int	 set_nonblock(int);
 int	 set_cloexec(int);
+void	 signals_ignore_stray(void);
 double	 now_real(void);
 uint64_t now_mono_ms(void);
 long	 rss_kb(void);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,27 @@ set_cloexec(int fd)
 	if ((fl = fcntl(fd, F_GETFD)) == -1)
 		return -1;
 	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+/*
+ * Signals an operator may send to every process of the server (kill
+ * $(pidof oml2-server), systemctl kill, a terminal) that no process here
+ * has a use for, and whose default action would end it: ignored.  SIGTSTP
+ * keeps its default (stopped, then continued, a process loses nothing);
+ * the signals of faults and resource limits keep theirs.
+ */
+void
+signals_ignore_stray(void)
+{
+	static const int sigs[] = { SIGUSR2, SIGALRM, SIGPIPE, SIGTTIN,
+	    SIGTTOU, SIGIO, SIGPWR, SIGVTALRM, SIGPROF };
+	size_t		 i;
+	int		 s;
+
+	for (i = 0; i < nitems(sigs); i++)
+		signal(sigs[i], SIG_IGN);
+	for (s = SIGRTMIN; s <= SIGRTMAX; s++)
+		signal(s, SIG_IGN);
 }
 
 /* Wall-clock time in seconds, with microseconds. */

@@ -17,18 +17,36 @@
 #include "master/master.h"
 
 struct child	*children;
+unsigned	 children_queued;
 
+static unsigned	 nstate[CH_RETIRING + 1];
+
+/*
+ * In a new child: the signals the master reads through its signalfd are
+ * ignored before they are unblocked, so that one sent to every process
+ * (kill $(pidof oml2-server)) never finds the child with the default
+ * action; SIGCHLD gets its default back for the hook's sake.
+ */
 static void
 child_reset_signals(void)
 {
 	sigset_t	 none;
-	int		 sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGUSR1, SIGHUP };
+	int		 sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP };
 	size_t		 i;
 
 	for (i = 0; i < nitems(sigs); i++)
-		signal(sigs[i], SIG_DFL);
+		signal(sigs[i], SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+void
+child_state(struct child *c, enum child_state st)
+{
+	nstate[c->state]--;
+	nstate[st]++;
+	c->state = st;
 }
 
 /*
@@ -87,6 +105,7 @@ child_spawn(void)
 	c->ev.fd = sv[0];
 	c->pid = pid;
 	c->state = CH_STARTING;
+	nstate[CH_STARTING]++;
 	c->born = now_mono_ms();
 	c->qtail = &c->qhead;
 	c->next = children;
@@ -107,6 +126,8 @@ client_lost(const struct child *c, const char *data, size_t len,
 		return;
 	memcpy(&mc, data, sizeof(mc));
 	mc.peer[sizeof(mc.peer) - 1] = '\0';
+	if (stopping)
+		unserved++;
 	log_warnx("client %s port %u: connection dropped: %s", mc.peer,
 	    mc.port, why);
 	fig_refused(REF_NO_PROCESS);
@@ -115,8 +136,13 @@ client_lost(const struct child *c, const char *data, size_t len,
 }
 
 static void
-qmsg_free(const struct child *c, struct qmsg *q, const char *lost)
+qmsg_free(struct child *c, struct qmsg *q, const char *lost)
 {
+	if (q->type == MSG_CLIENT) {
+		c->nq--;
+		children_queued--;
+		listen_resume();	/* if it waited for this */
+	}
 	if (q->fd != -1) {
 		if (lost != NULL && q->type == MSG_CLIENT)
 			client_lost(c, q->data, q->len, lost);
@@ -154,11 +180,17 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 		}
 	}
 	q = xcalloc(1, sizeof(*q));
+	if (type == MSG_CLIENT) {
+		c->nq++;
+		children_queued++;
+	}
 	q->type = type;
 	q->fd = fd;
 	q->len = len;
-	q->data = xmalloc(len);
-	memcpy(q->data, data, len);
+	if (len > 0) {		/* SHUTDOWN, STATUS_REQ: no payload */
+		q->data = xmalloc(len);
+		memcpy(q->data, data, len);
+	}
 	*c->qtail = q;
 	c->qtail = &q->next;
 	if (!c->wantout && c->ev.fd != -1) {
@@ -259,16 +291,23 @@ child_readable(struct child *c)
 }
 
 static void
-child_remove(struct child *c)
+child_unlink(struct child *c)
 {
 	struct child	**pp;
-	struct qmsg	 *q;
 
 	for (pp = &children; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			break;
 		}
+	nstate[c->state]--;
+}
+
+static void
+child_free(struct child *c)
+{
+	struct qmsg	 *q;
+
 	while ((q = c->qhead) != NULL) {
 		c->qhead = q->next;
 		qmsg_free(c, q, "its experiment process ended");
@@ -342,8 +381,9 @@ children_reap(void)
 		drain_reports(c);
 		budget_reap(opts.cc.budget, pid);	/* if it died holding */
 		log_exit(c, status);
+		child_unlink(c);
 		policy_child_gone(c, status);
-		child_remove(c);
+		child_free(c);
 	}
 }
 
@@ -356,25 +396,8 @@ children_signal(int sig)
 		kill(c->pid, sig);
 }
 
-struct child *
-child_by_exp(const char *name)
-{
-	struct child	*c;
-
-	for (c = children; c != NULL; c = c->next)
-		if (c->state == CH_SERVING && strcmp(c->exp, name) == 0)
-			return c;
-	return NULL;
-}
-
 unsigned
 children_count(enum child_state st)
 {
-	struct child	*c;
-	unsigned	 n = 0;
-
-	for (c = children; c != NULL; c = c->next)
-		if (c->state == st)
-			n++;
-	return n;
+	return nstate[st];
 }

@@ -30,6 +30,9 @@ const char *const refuse_name[REF_MAX] = {
 	[REF_MAX_EXPERIMENTS] = "max_experiments",
 	[REF_NO_PROCESS] = "no_process",
 	[REF_SHUTDOWN] = "shutdown",
+	[REF_MAX_SOURCE_PENDING] = "max_source_pending",
+	[REF_MAX_SOURCE_EXPERIMENTS] = "max_source_experiments",
+	[REF_QUEUE_FULL] = "queue_full",
 };
 const char *const stall_name[STALL_MAX] = {
 	[STALL_NONE] = "no", [STALL_RETRYING] = "retrying",

@@ -3,15 +3,21 @@
  * (peers appear as ::ffff:a.b.c.d, as with the original), falling back to
  * IPv4 alone where IPv6 is absent.  "ADDR:PORT" or "[V6]:PORT" binds one
  * address.  Running out of descriptors (a few are always kept back for
- * forking experiment processes), or a full --max-pending whose oldest
- * connection is still young, pauses accepting until a connection goes or
- * a moment has passed, instead of spinning on a socket that stays
- * readable.
+ * forking experiment processes), half of them held for experiment
+ * processes that have not taken their connections yet, or a full
+ * --max-pending whose oldest connection (of the address holding the
+ * most) is still young, pauses accepting until a connection goes or a
+ * moment has passed, instead of spinning on a socket that stays
+ * readable.  At shutdown, every
+ * connection the kernel has already accepted for us is taken before the
+ * sockets close.
  */
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -246,6 +252,20 @@ accept_starved(void)
 	listen_wait(now + 1000);
 }
 
+/* Connections the kernel accepted on a listening socket that we did not. */
+static unsigned
+backlog_count(int fd)
+{
+	struct tcp_info	 ti;
+	socklen_t	 len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 ||
+	    ti.tcpi_state != TCP_LISTEN)
+		return 0;
+	return ti.tcpi_unacked;		/* the accept queue, for a listener */
+}
+
 void
 listen_accept(struct ev *ev)
 {
@@ -257,6 +277,14 @@ listen_accept(struct ev *ev)
 	int			 fd, n;
 
 	for (n = 0; n < 64; n++) {
+		/* room is made only for a connection that is there */
+		if (pending_full() && backlog_count(ev->fd) == 0)
+			return;
+		/* descriptors held for processes that have not taken them */
+		if (policy_held_full()) {
+			listen_wait(now_mono_ms() + 1000);
+			return;
+		}
 		if (!pending_room(now_mono_ms(), &retry)) {
 			listen_wait(retry);
 			return;
@@ -291,26 +319,69 @@ listen_fd(int i)
 	return i >= 0 && i < nlisten ? lsock[i].fd : -1;
 }
 
-/* Shutdown: take what already waits in the backlog, then stop. */
-void
-listen_drain(void)
+/* Take every connection in fd's backlog, whatever the limits on pending. */
+static void
+accept_all(int fd)
 {
-	int	 i;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl;
+	char			 host[NI_MAXHOST];
+	uint16_t		 port;
+	int			 cfd;
 
-	for (i = 0; i < nlisten; i++)
-		listen_accept(&lsock[i]);
+	for (;;) {
+		if (!fd_reserve_fill())
+			return;
+		sl = sizeof(ss);
+		cfd = accept4(fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				log_warn("accept at shutdown");
+			return;
+		}
+		addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
+		fig_accepted();
+		pending_new(cfd, host, port);
+	}
 }
 
+/*
+ * Shutdown: take what the kernel has already accepted for us, then close
+ * the listening sockets, so that nobody else connects.  Connections still
+ * in a backlog then (out of descriptors) are reset by the kernel: counted
+ * in unserved and logged.
+ */
 void
-listen_close(void)
+listen_stop(void)
 {
-	int	 i;
+	unsigned	 left;
+	int		 i;
 
 	for (i = 0; i < nlisten; i++) {
+		accept_all(lsock[i].fd);
+		if ((left = backlog_count(lsock[i].fd)) > 0) {
+			log_warnx("%u connections in the listen backlog could "
+			    "not be taken (out of descriptors); closed", left);
+			unserved += left;
+		}
 		if (!paused)
 			ev_del(&lsock[i]);
 		close(lsock[i].fd);
 	}
 	nlisten = 0;
 	paused = 1;
+}
+
+/* The master's descriptor limit (prlimit may change it while we run). */
+unsigned
+fd_limit(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > 1U << 30)
+		return 1U << 30;
+	return (unsigned)rl.rlim_cur;
 }

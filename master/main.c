@@ -19,11 +19,12 @@
 
 #include "master/master.h"
 
-#define STOP_TIMEOUT_MS	30000	/* then children get SIGKILL */
+#define STOP_GRACE_MS	20000	/* on top of --hook-timeout: then SIGKILL */
 
 struct options	 opts;
 int		 epfd = -1;
 int		 stopping;
+unsigned	 unserved;
 
 static struct ev	 sigev = { EV_SIGNAL, -1 };
 static uint64_t		 kill_at;
@@ -193,16 +194,22 @@ probe_backend(void)
 	close(sv[0]);
 }
 
+/*
+ * The master reads its signals through a signalfd; the others an operator
+ * may send to the whole group are ignored, here and (inherited) in every
+ * experiment process, which also ignores these five (children.c).
+ */
 static void
 setup_signals(void)
 {
 	sigset_t	 set;
 
-	signal(SIGPIPE, SIG_IGN);
+	signals_ignore_stray();
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
@@ -212,25 +219,37 @@ setup_signals(void)
 	ev_add(&sigev, EPOLLIN);
 }
 
+/*
+ * Stop listening, after taking every connection the kernel has accepted
+ * for us; then serve every connection still here (starting the
+ * experiment processes they need), and only then tell every process to
+ * finish (stop_tick).
+ */
 void
 begin_shutdown(int sig)
 {
-	struct child	*c;
-
 	if (stopping) {
-		log_info("signal %d: already stopping", sig);
+		log_info("%s: already stopping", strsignal(sig));
 		return;
 	}
 	stopping = 1;
 	log_info("%s: stopping; experiments store what their clients sent",
 	    strsignal(sig));
-	listen_drain();
-	listen_close();
-	pending_drain();
-	for (c = children; c != NULL; c = c->next)
-		if (c->state != CH_STARTING)
-			child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
-	kill_at = now_mono_ms() + STOP_TIMEOUT_MS;
+	listen_stop();
+	pending_stop(now_mono_ms());
+}
+
+/* Once no connection is left to serve, every process finishes. */
+static void
+stop_tick(uint64_t now)
+{
+	static int	 told;
+
+	if (!stopping || told || pending_count() > 0)
+		return;
+	told = 1;
+	policy_shutdown();
+	kill_at = now + STOP_GRACE_MS + opts.cc.hook_timeout * 1000ULL;
 }
 
 /*
@@ -269,6 +288,7 @@ signal_read(void)
 			break;
 		case SIGTERM:
 		case SIGINT:
+		case SIGQUIT:
 			begin_shutdown((int)si.ssi_signo);
 			break;
 		case SIGUSR1:
@@ -354,11 +374,13 @@ loop(void)
 		now = now_mono_ms();
 		pending_expire(now);
 		policy_tick(now);
-		if (stopping && children == NULL)
+		stop_tick(now);
+		if (stopping && children == NULL && pending_count() == 0)
 			break;
 		if (kill_at != 0 && now >= kill_at) {
-			log_warnx("children still running after %d s: killing",
-			    STOP_TIMEOUT_MS / 1000);
+			log_warnx("children still running %u s after being told "
+			    "to finish: killing", STOP_GRACE_MS / 1000 +
+			    opts.cc.hook_timeout);
 			children_signal(SIGKILL);
 			kill_at = 0;
 		}
@@ -372,7 +394,11 @@ loop(void)
 	report_stop();
 	ctl_close();
 	metrics_close();
-	log_info("stopped");
+	if (unserved > 0)
+		log_warnx("stopped; %u connections could not be served (see "
+		    "above)", unserved);
+	else
+		log_info("stopped; every connection was served");
 	exit(0);
 }
 

@@ -28,6 +28,8 @@ struct options {
 	unsigned		 header_timeout;
 	unsigned		 max_pending;
 	unsigned		 max_experiments;
+	unsigned		 max_source_pending;	/* 0: no limit */
+	unsigned		 max_source_experiments;	/* 0: no limit */
 	char			*oml_collect;	/* self-reporting destination */
 	char			*oml_id;
 	char			*oml_domain;
@@ -53,16 +55,39 @@ struct ev {
 	int		 fd;
 };
 
-/* A connection whose header is still being read (sniff.c). */
+struct source;
+struct expent;
+
+/*
+ * A connection whose header is still being read, or that has named its
+ * experiment and waits for that experiment's process (sniff.c).
+ */
 struct pending {
 	struct ev	 ev;
-	struct pending	*next, *prev;
+	struct pending	*next, *prev;	/* reading or waiting, by deadline */
+	struct pending	*onext, *oprev;	/* its source's reading list, or its
+					   experiment's queue */
+	struct source	*src;
+	struct expent	*exp;		/* waiting: queued there */
 	char		 peer[64];
 	uint16_t	 port;
+	uint64_t	 born;		/* monotonic ms */
 	uint64_t	 deadline;	/* monotonic ms */
 	struct buf	 data;
 	struct sniff	 sn;
 	int		 waiting;	/* named, waiting for a child */
+};
+
+/* A peer address and what it holds (source.c). */
+struct source {
+	struct source	*next;		/* in its hash bucket */
+	char		 addr[64];
+	unsigned	 refs;		/* connections and experiments */
+	struct pending	*head, *tail;	/* still naming, oldest first */
+	unsigned	 npending;
+	unsigned	 nexp;		/* experiments it started */
+	int		 trim;		/* over --max-source-pending */
+	struct source	*tnext, *tprev;
 };
 
 /* A queued message to a child that could not be sent yet. */
@@ -87,7 +112,10 @@ struct child {
 	pid_t		 pid;
 	enum child_state state;
 	char		 exp[EXPNAME_MAX + 1];
+	struct expent	*e;		/* its experiment, or the one it starts
+					   for; NULL for a spare */
 	uint32_t	 sent;		/* clients handed over */
+	unsigned	 nq;		/* of those, queued here, not yet sent */
 	uint64_t	 born;		/* monotonic ms */
 	struct qmsg	*qhead, **qtail;
 	int		 wantout;	/* EPOLLOUT registered */
@@ -102,6 +130,7 @@ struct child {
 extern struct options	 opts;
 extern int		 epfd;
 extern int		 stopping;
+extern unsigned		 unserved;	/* connections shutdown could not serve */
 void	 ev_add(struct ev *, uint32_t);
 void	 ev_mod(struct ev *, uint32_t);
 void	 ev_del(struct ev *);
@@ -117,38 +146,54 @@ void	 fd_reserve_release(void);
 uint64_t listen_tick(uint64_t);
 int	 listen_fd(int);
 void	 listen_accept(struct ev *);
-void	 listen_drain(void);
-void	 listen_close(void);
+void	 listen_stop(void);
+unsigned fd_limit(void);
 
 /* sniff.c */
+int	 pending_full(void);
 int	 pending_room(uint64_t now, uint64_t *retry);
 void	 pending_new(int fd, const char *peer, uint16_t port);
 void	 pending_read(struct pending *);
 void	 pending_expire(uint64_t now);
-void	 pending_free(struct pending *, const char *why);
-void	 pending_retry_waiting(void);
-void	 pending_drain(void);
+void	 pending_handed(struct pending *);
+void	 pending_refused(struct pending *);
+void	 pending_stop(uint64_t now);
 unsigned pending_count(void);
+unsigned pending_waiting(void);
 uint64_t pending_next_deadline(void);
+
+/* source.c */
+struct source *source_get(const char *addr);
+void	 source_put(struct source *);
+void	 source_add_pending(struct source *, struct pending *);
+void	 source_del_pending(struct source *, struct pending *);
+struct source *source_busiest(void);
+void	 source_trim_add(struct source *);
+void	 source_trim_del(struct source *);
+struct source *source_trim_first(void);
 
 /* children.c -- mechanism: fork, messages, reaping */
 extern struct child	*children;
+extern unsigned		 children_queued;	/* clients queued, all children */
 struct child *child_spawn(void);
+void	 child_state(struct child *, enum child_state);
 void	 child_send(struct child *, uint32_t, int fd, const void *, size_t);
 void	 child_flush(struct child *);
 void	 child_readable(struct child *);
 void	 children_reap(void);
 void	 children_signal(int);
-struct child *child_by_exp(const char *);
 unsigned children_count(enum child_state);
 
 /* policy.c -- when to spawn, route, throttle and retire */
 int	 policy_route(struct pending *);
+void	 policy_unpark(struct pending *);
+int	 policy_held_full(void);
 void	 policy_tick(uint64_t now);
 void	 policy_child_ready(struct child *);
 void	 policy_child_idle(struct child *, uint32_t received);
 void	 policy_child_gone(struct child *, int served);
 uint64_t policy_next_deadline(void);
+void	 policy_shutdown(void);
 void	 policy_status(void);
 void	 policy_status_reply(struct child *);
 void	 policy_close(struct child *, const char *who);
@@ -163,6 +208,7 @@ void	 policy_close(struct child *, const char *who);
 enum refuse {
 	REF_HEADER_TIMEOUT, REF_HEADER_LIMIT, REF_BAD_HEADER, REF_CLOSED_EARLY,
 	REF_MAX_PENDING, REF_MAX_EXPERIMENTS, REF_NO_PROCESS, REF_SHUTDOWN,
+	REF_MAX_SOURCE_PENDING, REF_MAX_SOURCE_EXPERIMENTS, REF_QUEUE_FULL,
 	REF_MAX
 };
 

@@ -25,11 +25,13 @@ enum {
 	O_OML_COLLECT, O_OML_ID, O_OML_DOMAIN, O_OML_TEXT, O_OML_BINARY,
 	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT, O_MAX_HEADER, O_MAX_BUFFERED,
 	O_MAX_BUFFERED_EXP, O_CONTROL, O_METRICS_LISTEN, O_KEEP_ENDED,
+	O_HOOK_TIMEOUT, O_MAX_SOURCE_PENDING, O_MAX_SOURCE_EXPERIMENTS,
 };
 
 static const struct option longopts[] = {
 	{ "data-dir",		required_argument, NULL, 'D' },
 	{ "event-hook",		required_argument, NULL, 'H' },
+	{ "hook-timeout",	required_argument, NULL, O_HOOK_TIMEOUT },
 	{ "listen",		required_argument, NULL, 'l' },
 	{ "user",		required_argument, NULL, O_USER },
 	{ "group",		required_argument, NULL, O_GROUP },
@@ -49,6 +51,9 @@ static const struct option longopts[] = {
 	{ "header-timeout",	required_argument, NULL, O_HEADER_TIMEOUT },
 	{ "max-pending",	required_argument, NULL, O_MAX_PENDING },
 	{ "max-experiments",	required_argument, NULL, O_MAX_EXPERIMENTS },
+	{ "max-source-pending",	required_argument, NULL, O_MAX_SOURCE_PENDING },
+	{ "max-source-experiments", required_argument, NULL,
+	    O_MAX_SOURCE_EXPERIMENTS },
 	{ "max-clients",	required_argument, NULL, O_MAX_CLIENTS },
 	{ "max-header",		required_argument, NULL, O_MAX_HEADER },
 	{ "max-line",		required_argument, NULL, O_MAX_LINE },
@@ -98,6 +103,7 @@ static const char help_text[] =
 "  -d, --debug-level=LEVEL   1=ERROR 2=WARNING 3=INFO 4=DEBUG (default 3)\n"
 "      --logfile=FILE        log to FILE instead of stderr ('-' is stderr)\n"
 "  -H, --event-hook=PROGRAM  run PROGRAM for database events (see the manual)\n"
+"      --hook-timeout=SECONDS  time a hook has to exit after EXIT (default 10)\n"
 "  -b, --backend=BACKEND     sqlite (default) or postgresql\n"
 "      --pg-host=HOST        PostgreSQL server (default localhost)\n"
 "      --pg-port=PORT        its port or service name (default postgresql)\n"
@@ -130,7 +136,11 @@ static const char help_text[] =
 "                            (default 16384)\n"
 "      --header-timeout=SECONDS  time allowed to name the experiment (default 10)\n"
 "      --max-pending=N       connections still naming their experiment (1024)\n"
+"      --max-source-pending=N  ... of them from one address (default 256;\n"
+"                            0 = no limit)\n"
 "      --max-experiments=N   experiments at once (default 1024)\n"
+"      --max-source-experiments=N  ... of them started from one address\n"
+"                            (default 256; 0 = no limit)\n"
 "      --max-clients=N       clients per experiment (default 4096)\n"
 "      --max-header=BYTES    longest header, blank line included (default 1048576)\n"
 "      --max-line=BYTES      longest header or text line (default 1048576)\n"
@@ -191,6 +201,8 @@ defaults(struct options *o)
 	o->header_timeout = 10;
 	o->max_pending = 1024;
 	o->max_experiments = 1024;
+	o->max_source_pending = 256;
+	o->max_source_experiments = 256;
 	o->oml_bufsize = 1024 * 1024;
 	o->keep_ended = 300;
 	o->cc.backend = BACKEND_SQLITE;
@@ -199,6 +211,7 @@ defaults(struct options *o)
 	o->cc.pg_user = xstrdup(CONF_PG_USER);
 	o->cc.pg_pass = NULL;
 	o->cc.idle_timeout = 60;
+	o->cc.hook_timeout = 10;
 	o->cc.max_line = CONF_MAX_LINE;
 	o->cc.max_header = CONF_MAX_HEADER;
 	o->cc.max_packet = CONF_MAX_PACKET;
@@ -215,6 +228,9 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	switch (c) {
 	case 'D':	setstr(datadir, arg); break;
 	case 'H':	setstr(&o->cc.hook, arg); break;
+	case O_HOOK_TIMEOUT:
+		o->cc.hook_timeout = num("--hook-timeout", arg, 1, 3600);
+		break;
 	case 'l':	setstr(&o->listen, arg); break;
 	case O_USER:	setstr(&o->user, arg); break;
 	case O_GROUP:	setstr(&o->group, arg); break;
@@ -249,6 +265,14 @@ one(struct options *o, int c, const char *arg, char **datadir)
 		break;
 	case O_MAX_EXPERIMENTS:
 		o->max_experiments = num("--max-experiments", arg, 1, 100000);
+		break;
+	case O_MAX_SOURCE_PENDING:
+		o->max_source_pending = num("--max-source-pending", arg, 0,
+		    1000000);
+		break;
+	case O_MAX_SOURCE_EXPERIMENTS:
+		o->max_source_experiments = num("--max-source-experiments",
+		    arg, 0, 100000);
 		break;
 	case O_MAX_CLIENTS:
 		o->cc.max_clients = num("--max-clients", arg, 1, 1000000);

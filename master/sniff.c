@@ -4,14 +4,18 @@
  * --header-timeout seconds, until the "domain:" or "experiment-id:" line,
  * and then routes the socket with the bytes read so far.  Two lists, each
  * in deadline order: connections still being read, and named connections
- * waiting for an experiment process.  When too many connections are still
- * being read, the oldest is dropped so that real clients get in (or, if
- * even the oldest is only just accepted, the listener waits a moment).
+ * waiting for their experiment's process (policy.c keeps them in order
+ * per experiment too).  When too many connections are still being read,
+ * overall or from one address, the oldest of the address that holds the
+ * most is dropped so that real clients get in (or, if even that one is
+ * only just accepted, the listener waits a moment).  At shutdown every
+ * connection still here is served, within STOP_WAIT_MS.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,7 +23,18 @@
 #include "master/master.h"
 
 #define WAIT_MS		30000	/* for an experiment process to be ready */
-#define MIN_AGE_MS	250	/* before --max-pending may drop a connection */
+#define MIN_AGE_MS	2000	/* before --max-pending may drop a connection */
+#define STOP_WAIT_MS	10000	/* the most any connection gets at shutdown */
+
+/*
+ * A connection may wait for a process that retires, and so for its
+ * hook: it gets --hook-timeout on top.
+ */
+static uint64_t
+wait_ms(uint64_t base)
+{
+	return base + opts.cc.hook_timeout * 1000ULL;
+}
 
 struct plist {
 	struct pending	*head, *tail;
@@ -55,63 +70,132 @@ plist_del(struct plist *l, struct pending *p)
 	l->n--;
 }
 
+static void	 pending_free(struct pending *, const char *);
+
 /* Close p before hand-over, and report its Disconnect with message. */
 static void
 pending_end(struct pending *p, const char *why, const char *message)
 {
+	if (stopping && strcmp(message, "SOCKET_CONN_CLOSED") != 0)
+		unserved++;
 	report_event(REPORT_DISCONNECT, p->peer, p->port,
 	    p->waiting ? p->sn.name : NULL, message);
 	pending_free(p, why);
 }
 
 /*
+ * Drop s's oldest connection still naming its experiment, once it has
+ * had MIN_AGE_MS to send its header (its header may be here by now: read
+ * it first).  Returns 1 if that one is gone, else 0 with *retry the time
+ * at which it may be dropped.
+ */
+static int
+drop_oldest(struct source *s, uint64_t now, uint64_t *retry,
+    const char *why, enum refuse ref)
+{
+	struct pending	*old = s->head;
+
+	if (now < old->born + MIN_AGE_MS) {
+		*retry = old->born + MIN_AGE_MS;
+		return 0;
+	}
+	s->refs++;		/* s outlives old */
+	pending_read(old);
+	if (s->head == old) {	/* still naming it: its time is up */
+		fig_refused(ref);
+		pending_end(old, why, "SOCKET_DROPPED");
+	}
+	source_put(s);
+	return 1;
+}
+
+/* Is --max-pending reached? */
+int
+pending_full(void)
+{
+	return reading.n >= opts.max_pending;
+}
+
+/*
  * Room under --max-pending for one more connection?  Past the limit the
- * oldest connection still naming its experiment is dropped, but only
+ * oldest connection of the address holding the most is dropped, but only
  * once it has had MIN_AGE_MS to send its header: in a burst of real
- * clients the listener accepts faster than the clients write, and those
- * must not be mistaken for idlers.  Returns 1 if there is room now, else
- * 0 with *retry the time at which the oldest may be dropped.
+ * clients the listener accepts faster than the clients write (on a busy
+ * machine, a client that opens many connections at once may write its
+ * first header a second later), and those must not be mistaken for
+ * idlers.  Returns 1 if there is room now, else 0 with *retry the time at
+ * which there may be.
  */
 int
 pending_room(uint64_t now, uint64_t *retry)
 {
-	struct pending	*old;
-	uint64_t	 born;
-
-	while (reading.n >= opts.max_pending) {
-		old = reading.head;
-		born = old->deadline - opts.header_timeout * 1000ULL;
-		if (now < born + MIN_AGE_MS) {
-			*retry = born + MIN_AGE_MS;
+	while (reading.n >= opts.max_pending)
+		if (!drop_oldest(source_busiest(), now, retry,
+		    "too many connections still sending their header; "
+		    "dropping the oldest", REF_MAX_PENDING))
 			return 0;
-		}
-		pending_read(old);	/* its header may be here by now */
-		if (reading.head == old) {
-			fig_refused(REF_MAX_PENDING);
-			pending_end(old, "too many connections still "
-			    "sending their header; dropping the oldest",
-			    "SOCKET_DROPPED");
-		}
-	}
 	return 1;
+}
+
+static const char *
+source_why(void)
+{
+	static char	 why[128];
+
+	snprintf(why, sizeof(why), "too many connections from this address "
+	    "still sending their header (--max-source-pending %u); dropping "
+	    "its oldest", opts.max_source_pending);
+	return why;
+}
+
+/*
+ * Past --max-source-pending, drop s's oldest connections that have had
+ * their MIN_AGE_MS; the source stays on the trim list while it is over
+ * and its oldest is younger.  Another address's connections are never
+ * touched, and the listener never waits for this.
+ */
+static void
+source_trim(struct source *s, uint64_t now)
+{
+	uint64_t	 retry;
+
+	s->refs++;
+	while (s->npending > opts.max_source_pending &&
+	    drop_oldest(s, now, &retry, source_why(), REF_MAX_SOURCE_PENDING))
+		;
+	if (s->npending > opts.max_source_pending)
+		source_trim_add(s);
+	else
+		source_trim_del(s);
+	source_put(s);
 }
 
 void
 pending_new(int fd, const char *peer, uint16_t port)
 {
 	struct pending	*p;
+	struct source	*s;
+	uint64_t	 now = now_mono_ms();
 
 	p = xcalloc(1, sizeof(*p));
 	p->ev.kind = EV_PENDING;
 	p->ev.fd = fd;
 	strlcpy(p->peer, peer, sizeof(p->peer));
 	p->port = port;
-	p->deadline = now_mono_ms() + opts.header_timeout * 1000ULL;
+	p->born = now;
+	p->deadline = now + opts.header_timeout * 1000ULL;
+	if (stopping && p->deadline > now + STOP_WAIT_MS)
+		p->deadline = now + STOP_WAIT_MS;
 	buf_init(&p->data);
+	p->src = s = source_get(peer);
 	plist_add(&reading, p);
+	source_add_pending(s, p);
 	ev_add(&p->ev, EPOLLIN | EPOLLRDHUP);
 	log_debug("connection from %s port %u", peer, port);
 	report_event(REPORT_CONNECT, peer, port, NULL, NULL);
+	if (!stopping && opts.max_source_pending != 0 &&
+	    s->npending > opts.max_source_pending)
+		source_trim(s, now);
 	/* A client usually sends its header at once: route it now. */
 	pending_read(p);
 }
@@ -120,7 +204,7 @@ pending_new(int fd, const char *peer, uint16_t port)
  * Close and forget p; why (if not NULL) is logged as a warning.  Nothing
  * is reported: pending_end() is for connections that end here.
  */
-void
+static void
 pending_free(struct pending *p, const char *why)
 {
 	if (why != NULL)
@@ -131,33 +215,58 @@ pending_free(struct pending *p, const char *why)
 			ev_del(&p->ev);
 		close(p->ev.fd);
 	}
-	plist_del(p->waiting ? &waiting : &reading, p);
+	if (p->waiting) {
+		if (p->exp != NULL)
+			policy_unpark(p);
+		plist_del(&waiting, p);
+	} else {
+		plist_del(&reading, p);
+		source_del_pending(p->src, p);
+	}
+	source_put(p->src);
 	buf_free(&p->data);
 	ev_free_later(&p->ev);
 	listen_resume();	/* a descriptor and a slot are free */
 }
 
-/* Hand p over (policy_route took the fd) or park it for a child. */
+/* policy.c gave p's socket to its experiment's process. */
+void
+pending_handed(struct pending *p)
+{
+	p->ev.fd = -1;
+	pending_free(p, NULL);
+}
+
+/* policy.c refused p, and logged why. */
+void
+pending_refused(struct pending *p)
+{
+	pending_end(p, NULL, "SOCKET_DROPPED");
+}
+
+/* Hand p over, or leave it waiting for its experiment's process. */
 static void
 pending_named(struct pending *p)
 {
-	int	 r;
+	uint64_t	 now = now_mono_ms();
 
 	ev_del(&p->ev);
 	plist_del(&reading, p);
+	source_del_pending(p->src, p);
 	listen_resume();	/* a slot under --max-pending is free */
 	p->waiting = 1;
+	p->deadline = now + wait_ms(stopping ? STOP_WAIT_MS : WAIT_MS);
 	plist_add(&waiting, p);
-	r = policy_route(p);
-	if (r == 1) {
-		p->deadline = now_mono_ms() + WAIT_MS;
-		return;
+	switch (policy_route(p)) {
+	case 0:
+		pending_handed(p);
+		break;
+	case -1:
+		pending_refused(p);
+		break;
+	default:
+		break;		/* waits (or policy.c already handed it) */
 	}
-	if (r == 0) {
-		p->ev.fd = -1;	/* now the child's */
-		pending_free(p, NULL);
-	} else
-		pending_end(p, NULL, "SOCKET_DROPPED");	/* refusal logged */
 }
 
 static int
@@ -193,6 +302,16 @@ pending_read(struct pending *p)
 	const char	*why = NULL;
 	int		 eof;
 
+	/*
+	 * A named connection is not read here any more.  An event of the
+	 * epoll batch being dispatched may still point at one: past
+	 * --max-pending, pending_room() reads the oldest connection itself,
+	 * which may name it and park it for a process before its own event
+	 * comes up.  Reading it again then looked at the rest of its header
+	 * for an experiment id and closed a valid client at its blank line.
+	 */
+	if (p->waiting)
+		return;
 	eof = pending_fill(p) == -1;
 	switch (sniff_expid(&p->sn, p->data.p, p->data.len, &why)) {
 	case SNIFF_FOUND:
@@ -221,55 +340,42 @@ pending_read(struct pending *p)
 void
 pending_expire(uint64_t now)
 {
+	struct source	*s, *next;
+
+	/* (at shutdown every connection is to be served: no trimming) */
+	for (s = source_trim_first(); s != NULL && !stopping; s = next) {
+		next = s->tnext;
+		source_trim(s, now);
+	}
+	/* at shutdown, a deadline is the shutdown's */
 	while (reading.head != NULL && reading.head->deadline <= now) {
-		fig_refused(REF_HEADER_TIMEOUT);
+		fig_refused(stopping ? REF_SHUTDOWN : REF_HEADER_TIMEOUT);
 		pending_end(reading.head, "did not name its experiment "
 		    "in time", "SOCKET_IDLE");
 	}
 	while (waiting.head != NULL && waiting.head->deadline <= now) {
-		fig_refused(REF_NO_PROCESS);
+		fig_refused(stopping ? REF_SHUTDOWN : REF_NO_PROCESS);
 		pending_end(waiting.head, "no experiment process became "
 		    "available in time", "SOCKET_DROPPED");
 	}
 }
 
-/* A child became available: try the parked connections again. */
-void
-pending_retry_waiting(void)
-{
-	struct pending	*p, *next;
-	int		 r;
-
-	for (p = waiting.head; p != NULL; p = next) {
-		next = p->next;
-		if ((r = policy_route(p)) == 1)
-			continue;
-		if (r == 0) {
-			p->ev.fd = -1;
-			pending_free(p, NULL);
-		} else
-			pending_end(p, NULL, "SOCKET_DROPPED");
-	}
-}
-
 /*
- * Shutdown: one last read of every connection still naming its
- * experiment, so that a client whose bytes are already here is served.
+ * Shutdown: no connection gets more than STOP_WAIT_MS from now to name
+ * its experiment, or that and --hook-timeout to see its process start.
+ * (Both lists stay in deadline order.)
  */
 void
-pending_drain(void)
+pending_stop(uint64_t now)
 {
-	struct pending	*p, *next;
+	struct pending	*p;
 
-	for (p = reading.head; p != NULL; p = next) {
-		next = p->next;
-		pending_read(p);
-	}
-	for (p = reading.head; p != NULL; p = next) {
-		next = p->next;
-		fig_refused(REF_SHUTDOWN);
-		pending_end(p, "server shutting down", "SOCKET_DROPPED");
-	}
+	for (p = reading.head; p != NULL; p = p->next)
+		if (p->deadline > now + STOP_WAIT_MS)
+			p->deadline = now + STOP_WAIT_MS;
+	for (p = waiting.head; p != NULL; p = p->next)
+		if (p->deadline > now + wait_ms(STOP_WAIT_MS))
+			p->deadline = now + wait_ms(STOP_WAIT_MS);
 }
 
 unsigned
@@ -278,12 +384,26 @@ pending_count(void)
 	return reading.n + waiting.n;
 }
 
+unsigned
+pending_waiting(void)
+{
+	return waiting.n;
+}
+
 uint64_t
 pending_next_deadline(void)
 {
-	uint64_t	 d = 0;
+	struct source	*s;
+	uint64_t	 d = 0, t;
 
-	if (reading.head != NULL)
+	for (s = source_trim_first(); s != NULL && !stopping; s = s->tnext) {
+		if (s->head == NULL)
+			continue;	/* no longer over: the next trim says so */
+		t = s->head->born + MIN_AGE_MS;
+		if (d == 0 || t < d)
+			d = t;
+	}
+	if (reading.head != NULL && (d == 0 || reading.head->deadline < d))
 		d = reading.head->deadline;
 	if (waiting.head != NULL && (d == 0 || waiting.head->deadline < d))
 		d = waiting.head->deadline;

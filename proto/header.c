@@ -160,6 +160,7 @@ sniff_line(struct sniff *sn, const char *line, size_t len, const char **why)
 		return SNIFF_BAD;
 	memcpy(sn->name, v, vlen);
 	sn->name[vlen] = '\0';
+	sn->found = 1;
 	return SNIFF_FOUND;
 }
 
@@ -171,6 +172,8 @@ sniff_expid(struct sniff *sn, const char *buf, size_t len, const char **why)
 	long			 n;
 
 	*why = NULL;
+	if (sn->found)
+		return SNIFF_FOUND;
 	if (sn->scanned > len) {
 		*why = "sniffer fed fewer bytes than before";
 		return SNIFF_BAD;

@@ -112,11 +112,14 @@ int	 oml_name_valid(const char *, size_t);
  * Limits on total bytes and time are the caller's.  Zero the struct
  * before the first call.  Only '\n'-terminated lines are examined (one
  * trailing '\r' is dropped); SNIFF_BAD comes from a blank line before the
- * experiment id, a line without ':' or an invalid name (*why).
+ * experiment id, a line without ':' or an invalid name (*why).  Once it
+ * has said SNIFF_FOUND it says so again, whatever it is fed: the lines
+ * after the experiment id are the experiment process's to read.
  */
 enum sniff_result { SNIFF_MORE, SNIFF_FOUND, SNIFF_BAD };
 struct sniff {
 	size_t	scanned;		/* bytes of complete lines examined */
+	int	found;			/* name[] is the answer */
 	char	name[EXPNAME_MAX + 1];
 };
 enum sniff_result sniff_expid(struct sniff *, const char *buf, size_t len,

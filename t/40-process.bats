@@ -55,6 +55,54 @@ load helpers
 	[ "$rc" -eq 0 ]
 }
 
+@test "signals an operator sends to every process of the server kill nothing and lose no row" {
+	HOOK_REC=$T/rec
+	mkdir "$HOOK_REC"
+	chmod 777 "$HOOK_REC"
+	export HOOK_REC
+	start_server -H "$BATS_TEST_DIRNAME/hooks/record"
+	bg send -e sig -n 300 -H 30000
+	wait_rows sig gen 300
+	wait_for 10 eval '[ -s "$HOOK_REC"/*.id ]'
+	local pids hook s p
+	pids="$SERVER_PID $(child_pids)"
+	hook=$(basename "$HOOK_REC"/*.id .id)
+	# what kill $(pidof oml2-server) or systemctl kill would send
+	for s in USR1 USR2 HUP ALRM PIPE TTIN TTOU IO PWR VTALRM PROF RTMIN; do
+		kill -s "$s" $pids
+	done
+	for s in HUP INT QUIT USR1 USR2; do
+		kill -s "$s" "$hook"
+	done
+	# served after all that, by the same processes
+	send -e sig -n 5 -S after
+	wait_rows sig gen 305
+	for p in $pids $hook; do
+		kill -0 "$p" || { echo "process $p is gone" >&2; return 1; }
+	done
+	log_lacks 'killed by signal|exited with status|going on without it'
+	stop_server
+	[ "$(sqlite "$DATA/sig.sq3" 'SELECT count(*) FROM gen')" = 305 ]
+}
+
+@test "SIGQUIT to every process of the server stops it as SIGTERM does, losing nothing" {
+	start_server
+	bg send -e quit -n 300 -H 30000
+	wait_rows quit gen 300
+	kill -QUIT "$SERVER_PID" $(child_pids)
+	wait_gone "$SERVER_PID" 30 || {
+		echo "SIGQUIT did not stop the server" >&2
+		return 1
+	}
+	local rc=0
+	wait "$SERVER_PID" || rc=$?
+	SERVER_PID=
+	[ "$rc" -eq 0 ]
+	log_has 'Quit: stopping'
+	[ "$(sqlite "$DATA/quit.sq3" 'SELECT count(*) FROM gen')" = 300 ]
+	log_lacks 'killed by signal'
+}
+
 @test "a client that disappears never kills the server with SIGPIPE" {
 	start_server
 	for i in 1 2 3 4 5; do

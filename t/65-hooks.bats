@@ -7,6 +7,17 @@ bats_require_minimum_version 1.5.0
 
 HOOKS=$BATS_TEST_DIRNAME/hooks
 
+# A hook that outlives its server (what some tests here look for) is
+# ended with its process group after the test, whatever became of it.
+eval "helpers_$(declare -f teardown)"
+teardown() {
+	local f
+	for f in "${HOOK_REC:-/nonexistent}"/*.hook; do
+		[ -s "$f" ] && kill -- -"$(cat "$f")" 2>/dev/null
+	done
+	helpers_teardown
+}
+
 hook_setup() {
 	HOOK_REC=$T/rec
 	mkdir -p "$HOOK_REC"
@@ -143,18 +154,76 @@ DBCLOSED URI"
 	[ "$(cat "$HOOK_REC"/*.id)" = "$(id -u "$T_USER")" ]
 }
 
-@test "the hook starts with no signal blocked or ignored, in a session of its own" {
+@test "the hook starts with no signal blocked and only the operator's signals to the server ignored, in a session of its own" {
 	hook_setup
 	start_server -H "$HOOKS/signals"
 	send -e sigs -n 3
 	wait_for 10 eval '[ -s "$HOOK_REC"/*.sig ]'
 	local got
 	got=$(cat "$HOOK_REC"/*.sig)
+	# SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2
 	[ "$got" = "blocked none
-ignored none" ] || { echo "the hook started with: $got" >&2; return 1; }
+ignored 1 2 3 10 12" ] || { echo "the hook started with: $got" >&2; return 1; }
 	local hook
 	hook=$(basename "$HOOK_REC"/*.sig .sig)
 	[ "$(ps -o sid= -p "$hook" | tr -d ' ')" = "$hook" ]
+}
+
+@test "a hook still at work --hook-timeout seconds after EXIT is ended with its process group" {
+	hook_setup
+	start_server -H "$HOOKS/lingers" --hook-timeout 1
+	send -e linger -n 3
+	wait_q linger 'SELECT count(*) FROM gen' 3
+	wait_for 10 eval '[ -s "$HOOK_REC"/*.hook ]'
+	local hook job
+	hook=$(cat "$HOOK_REC"/*.hook)
+	stop_server
+	log_has "exp/linger: hook $HOOKS/lingers: still running 1 s after EXIT; ending it"
+	log_has "exp/linger: hook $HOOKS/lingers: killed by signal 15 \\(Terminated\\) after EXIT"
+	job=$(cat "$HOOK_REC"/*.job)
+	# the hook and the job it started are gone with the server
+	if kill -0 "$hook" 2>/dev/null; then
+		echo "the hook outlived the server" >&2
+		return 1
+	fi
+	wait_gone "$job" 5
+}
+
+@test "a hook whose experiment process is killed dies with it" {
+	hook_setup
+	start_server -H "$HOOKS/lingers"
+	bg send -e orphan -n 3 -H 30000
+	wait_q orphan 'SELECT count(*) FROM gen' 3
+	wait_for 10 eval '[ -s "$HOOK_REC"/*.hook ]'
+	local hook pid
+	hook=$(cat "$HOOK_REC"/*.hook)
+	wait_for 10 eval '[ -n "$(exp_pid orphan)" ]'
+	pid=$(exp_pid orphan)
+	kill -KILL "$pid"
+	wait_log "experiment orphan process $pid killed by signal 9"
+	wait_gone "$hook" 5 || {
+		echo "the hook outlived its experiment process" >&2
+		return 1
+	}
+}
+
+@test "an experiment opened and closed again and again has one hook at a time" {
+	hook_setup
+	start_server -H "$HOOKS/one-at-a-time" --linger 0
+	local i
+	# each client comes while the last process's hook is still at work
+	for i in 1 2 3 4 5; do
+		send -e again -n 1 -S "s$i"
+		wait_for 10 eval '[ "$(grep -c "experiment again: idle, retiring" "$LOG")" -ge '"$i"' ]'
+	done
+	wait_q again 'SELECT count(*) FROM gen' 5
+	stop_server
+	[ "$(ls "$HOOK_REC"/*.done | wc -l)" -eq 5 ]
+	[ ! -e "$HOOK_REC/overlap" ] || {
+		echo "hooks started while another ran: $(cat "$HOOK_REC/overlap")" >&2
+		return 1
+	}
+	log_lacks 'connection closed|connection dropped'
 }
 
 @test "a hook the --user cannot run is logged when its experiment starts, and ingest goes on" {

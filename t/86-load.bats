@@ -29,8 +29,39 @@ pending_is() {
 	[ "$(pending_count)" = "$1" ]
 }
 
+# Is the master asleep in epoll_wait, watching its listening socket?  (Its
+# one epoll descriptor lists what it watches in /proc/PID/fdinfo.)
+master_listening_asleep() {
+	local f epfd= lfd
+	for f in /proc/"$SERVER_PID"/fd/*; do
+		[ "$(readlink "$f")" = 'anon_inode:[eventpoll]' ] && epfd=${f##*/}
+	done
+	lfd=$(ss -Hltnp "sport = :$PORT" |
+	    sed -n "s/.*pid=$SERVER_PID,fd=\([0-9]*\).*/\1/p")
+	[ -n "$epfd" ] && [ -n "$lfd" ] &&
+	    grep -q "^tfd: *$lfd " "/proc/$SERVER_PID/fdinfo/$epfd" &&
+	    grep -q 'ep_poll\|epoll_wait' "/proc/$SERVER_PID/wchan"
+}
+
+# Process $1 is stopped (by SIGSTOP), not merely told to stop.
+stopped() {
+	ps -o stat= -p "$1" | grep -q '^T'
+}
+
+# Connections the kernel has accepted for the server that it has not.
+accept_queue_is() {
+	[ "$(ss -Hltn "sport = :$PORT" | awk '{ print $2 }')" = "$1" ]
+}
+
+# Bytes waiting to be read on the server's end of the client at port $1.
+server_holds() {
+	[ "$(ss -Htn state established "sport = :$PORT and dport = :$1" |
+	    awk '{ print $1 }')" = "$2" ]
+}
+
 @test "1000 connections that never finish their header delay no real client and are reaped" {
-	start_server -d 3 --header-timeout 3
+	# (from one address, as many as it likes)
+	start_server -d 3 --header-timeout 3 --max-source-pending 0
 	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
 	bg "$OMLSEND" -q -r "$T/half" -c 1000 -H 30000 "127.0.0.1:$PORT"
 	wait_for 20 pending_is 1000
@@ -63,6 +94,34 @@ pending_is() {
 	[ $((t1 - t0)) -lt 3000 ]
 	# one more half-open connection came in with it, so one more went
 	[ "$(grep -c "dropping the oldest; connection closed" "$LOG")" -eq 901 ]
+}
+
+@test "a client that names its experiment while the master takes another connection past --max-pending is served" {
+	# The master reads the oldest connection itself before it drops one
+	# past --max-pending.  Here that names its experiment, which needs a
+	# process, while the connection's own event is still to come in the
+	# same wakeup: the master stopped, a second connection waits in the
+	# backlog, then the first sends the rest of its header.
+	start_server --max-pending 1 --spares 0
+	local a b aport rest
+	exec {a}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'protocol: 5\n' >&"$a"
+	wait_log 'connection from 127\.0\.0\.1 port'
+	aport=$(sed -n 's/.*connection from 127\.0\.0\.1 port \([0-9]*\)$/\1/p' "$LOG")
+	# the age at which --max-pending may drop it for a newer one
+	sleep 2.1
+	wait_for 10 master_listening_asleep
+	kill -STOP "$SERVER_PID"
+	wait_for 10 stopped "$SERVER_PID"
+	exec {b}<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_for 10 accept_queue_is 1
+	printf -v rest 'domain: named\nstart-time: 1\nsender-id: a\napp-name: t\nschema: 1 gen n:int32\ncontent: text\n\n0.5\t1\t1\t7\n'
+	printf '%s' "$rest" >&"$a"
+	wait_for 10 server_holds "$aport" "${#rest}"
+	kill -CONT "$SERVER_PID"
+	wait_rows named gen 1
+	exec {a}>&- {b}>&-
+	log_lacks 'end of headers|connection closed'
 }
 
 @test "2000 clients across 100 experiments store every row" {
@@ -103,4 +162,89 @@ pending_is() {
 	[ "$(grep -c 'accept: pausing' "$LOG")" -le $(( (t1 - t0) / 1000 + 2 )) ]
 	[ "$(grep -c 'cannot start an experiment process' "$LOG")" -le $(( (t1 - t0) / 1000 + 2 )) ]
 	[ "$(grep -c 'ready: omlsend-' "$LOG")" -eq 200 ]
+}
+
+@test "an experiment process that stops taking connections costs only its own clients" {
+	start_server -d 3
+	send -e stuck -n 1
+	wait_rows stuck gen 1
+	local pid refused
+	pid=$(exp_pid stuck)
+	kill -STOP "$pid"
+	wait_for 10 stopped "$pid"
+	prlimit --pid "$SERVER_PID" --nofile=256:256
+	# more clients for it than the master has descriptors
+	run "$OMLSEND" -q -c 600 -e stuck -n 1 -S many "127.0.0.1:$PORT"
+	# the master has taken every one of them, and kept or refused it
+	wait_for 20 accept_queue_is 0
+	wait_for 20 pending_is 0
+	refused=$(grep -c 'experiment stuck already has [0-9]* connections waiting for its process, which is not taking them; connection closed' "$LOG" || true)
+	# everyone else is served meanwhile
+	send -e other -n 5
+	wait_rows other gen 5
+	# and what the master kept for the stopped process is served once it runs
+	kill -CONT "$pid"
+	wait_rows stuck gen $((601 - refused)) 20
+	echo "600 clients of a stopped experiment process under a 256-descriptor limit: $refused refused, $((600 - refused)) kept and stored; another experiment served meanwhile" >&3
+	[ "$refused" -gt 0 ]
+}
+
+@test "one address cannot start more than --max-source-experiments experiments, and another still can" {
+	start_server --max-source-experiments 3
+	local i
+	send -e mine -E 3 -c 3 -n 2
+	for i in 0 1 2; do
+		wait_rows "mine-$i" gen 2
+	done
+	run send -e mine-3 -n 2
+	wait_log 'client 127\.0\.0\.1 port [0-9]+: experiment mine-3 refused: 127\.0\.0\.1 already started --max-source-experiments \(3\); connection closed'
+	[ ! -e "$DATA/mine-3.sq3" ]
+	# its running experiments still take its clients
+	send -e mine-0 -n 2 -S again
+	wait_rows mine-0 gen 4
+	# and another address starts one of its own
+	"$OMLSEND" -q -l 127.0.0.2 -e theirs -n 2 "127.0.0.1:$PORT"
+	wait_rows theirs gen 2
+}
+
+@test "half-open connections from one address push out only its own past --max-source-pending" {
+	start_server -d 3 --max-pending 50 --max-source-pending 10 --header-timeout 60
+	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
+	bg "$OMLSEND" -q -l 127.0.0.2 -r "$T/half" -c 5 -H 30000 "127.0.0.1:$PORT"
+	wait_for 10 pending_is 5
+	bg "$OMLSEND" -q -r "$T/half" -c 30 -H 30000 "127.0.0.1:$PORT"
+	# its excess goes once it has had its two seconds
+	wait_for 20 eval '[ "$(grep -c "too many connections from this address still sending their header (--max-source-pending 10); dropping its oldest; connection closed" "$LOG")" -eq 20 ]'
+	pending_is 15
+	log_lacks 'client 127\.0\.0\.2 port .*connection closed'
+	# and a real client from anywhere gets in at once
+	send -e real -n 3
+	wait_rows real gen 3
+}
+
+@test "past --max-pending the address holding the most half-open connections loses its oldest, not another's" {
+	start_server -d 3 --max-pending 10 --max-source-pending 0 --header-timeout 60
+	printf 'protocol: 5\nsender-id: half\n' >"$T/half"
+	bg "$OMLSEND" -q -l 127.0.0.2 -r "$T/half" -c 3 -H 30000 "127.0.0.1:$PORT"
+	wait_for 10 pending_is 3
+	bg "$OMLSEND" -q -r "$T/half" -c 20 -H 30000 "127.0.0.1:$PORT"
+	wait_for 20 eval '[ "$(grep -c "dropping the oldest; connection closed" "$LOG")" -eq 13 ]'
+	pending_is 10
+	log_lacks 'client 127\.0\.0\.2 port .*connection closed'
+}
+
+@test "a burst of new experiments is served by processes started together" {
+	# Under ASan each process is large: a smaller burst.
+	local n=${OML2_SANITIZED:+200} t0 t1
+	n=${n:-1000}
+	start_server -d 3 --max-experiments 3000 --max-source-experiments 0 --linger 1
+	t0=$(ms)
+	send -c "$n" -E "$n" -n 2
+	wait_for 60 eval '[ "$(grep -c "ready: omlsend-" "$LOG")" -eq '"$n"' ]'
+	t1=$(ms)
+	wait_for 20 eval '[ "$(grep -c "closed by the client: 2 rows stored" "$LOG")" -eq '"$n"' ]'
+	echo "$n new experiments at once: every client served after $((t1 - t0)) ms" >&3
+	wait_rows omlsend-0 gen 2
+	wait_rows "omlsend-$((n - 1))" gen 2
+	log_lacks 'connection closed|connection dropped|no experiment process'
 }

@@ -6,11 +6,20 @@
  * is made, so the measured time is the time to hand the bytes to the
  * kernel; the rows are the same for every connection and are encoded
  * only once.
+ *
+ * A connection is "acknowledged" once every byte of it is written and
+ * acknowledged by the server's TCP (nothing left in our send queue)
+ * before the server closed it: a server that reads what its kernel holds
+ * before it closes a connection has then received all of it.  A
+ * connection the server closes or resets earlier is reported on stderr,
+ * with its number, and makes the exit status 4.
  */
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -57,13 +66,16 @@ static const char usage_text[] =
 "             before the next burst\n"
 "  -p MS      pause between bursts in milliseconds (default 100)\n"
 "  -H MS      hold each connection open this long after sending everything\n"
+"             and seeing it acknowledged\n"
 "  -W         after sending, wait until the server closes the connection:\n"
-"             exit 0 if it does, 3 if it does not within -w seconds\n"
+"             exit 0 if it does, 3 if it does not within -w seconds (no\n"
+"             acknowledgement is awaited)\n"
 "  -w SECS    timeout for -W (default 10)\n"
 "  -r FILE    raw mode: send FILE's bytes verbatim (no generated header or\n"
 "             rows); combines with -c, -C, -d, -H, -W\n"
 "  -C BYTES   write in chunks of at most BYTES bytes\n"
 "  -d MS      delay between chunks in milliseconds (with -C)\n"
+"  -l ADDR    connect from local address ADDR (e.g. 127.0.0.2)\n"
 "  -q         quiet (no summary)\n"
 "  -h         this help\n"
 "Row r (1..ROWS) of each stream: integers and guid r, double r + 0.25,\n"
@@ -71,8 +83,12 @@ static const char usage_text[] =
 "3 elements from r; timestamp r / 1000.  Streams are interleaved; stream 0\n"
 "gets no rows.  Summary on stderr:\n"
 "  omlsend: ROWS rows on CONNS connections in SECS s (RATE rows/s)\n"
+"  omlsend: ACKED of CONNS connections acknowledged\n"
+"A connection is acknowledged once all its bytes are written and the\n"
+"server's TCP has acknowledged them, before the server closed it; one the\n"
+"server closed or reset earlier is named on stderr (\"connection N: ...\").\n"
 "Exit: 0 ok, 1 runtime error, 2 usage, 3 -W timeout, 4 the server closed\n"
-"the connection while we were still sending (without -W).\n";
+"a connection before all its bytes were acknowledged (without -W).\n";
 
 struct opts {
 	const char	 *expid;
@@ -97,6 +113,7 @@ struct opts {
 	int		  nskip;
 	unsigned long	  chunk;
 	unsigned long	  delay_ms;
+	const char	 *local;
 	int		  quiet;
 };
 
@@ -107,6 +124,7 @@ struct dest {
 	const char	*text;
 	const char	*path;
 	struct addrinfo	*ai;
+	struct addrinfo	*local;		/* -l */
 };
 
 /* The rows, shared by every connection. */
@@ -117,7 +135,11 @@ struct payload {
 	unsigned long	 rows;
 };
 
-enum cstate { C_CONNECTING, C_SENDING, C_PAUSED, C_HOLD, C_WAIT, C_DONE };
+enum cstate {
+	C_CONNECTING, C_SENDING, C_PAUSED, C_ACKING, C_HOLD, C_WAIT, C_DONE
+};
+
+#define ACK_POLL_MS	2	/* how often an unacknowledged queue is looked at */
 
 struct conn {
 	int		 fd;
@@ -129,7 +151,8 @@ struct conn {
 	size_t		 total;
 	size_t		 burst;		/* next entry of payload.bursts */
 	size_t		 chunk_left;
-	uint64_t	 wake;		/* ms, in the paused/hold/wait states */
+	uint64_t	 wake;		/* ms, in the timed states */
+	int		 acked;		/* every byte acknowledged, not closed */
 	int		 result;
 };
 
@@ -222,7 +245,8 @@ parse_opts(int argc, char **argv)
 	opt.pause_ms = 100;
 	opt.wait_s = 10;
 	opt.schemas = xcalloc((size_t)argc, sizeof(*opt.schemas));
-	while ((ch = getopt(argc, argv, "e:E:s:n:c:btLS:a:P:T:G:B:p:H:Ww:r:C:d:qh"))
+	while ((ch = getopt(argc, argv,
+	    "e:E:s:n:c:btLS:a:P:T:G:B:p:H:Ww:r:C:d:l:qh"))
 	    != -1) {
 		switch (ch) {
 		case 'e': opt.expid = optarg; break;
@@ -247,6 +271,7 @@ parse_opts(int argc, char **argv)
 		case 'r': opt.raw = optarg; break;
 		case 'C': opt.chunk = num(optarg, 1, SIZE_MAX / 2, ch); break;
 		case 'd': opt.delay_ms = num(optarg, 0, 86400000, ch); break;
+		case 'l': opt.local = optarg; break;
 		case 'q': opt.quiet = 1; break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -275,6 +300,12 @@ resolve(char *host, const char *port)
 	hints.ai_socktype = SOCK_STREAM;
 	if ((e = getaddrinfo(host, port, &hints, &dst.ai)) != 0)
 		die(EX_RUNTIME, "%s: %s", dst.text, gai_strerror(e));
+	if (opt.local == NULL)
+		return;
+	hints.ai_flags = AI_NUMERICHOST;
+	hints.ai_family = dst.ai->ai_family;
+	if ((e = getaddrinfo(opt.local, NULL, &hints, &dst.local)) != 0)
+		die(EX_USAGE, "-l %s: %s", opt.local, gai_strerror(e));
 }
 
 static void
@@ -545,6 +576,9 @@ conn_start(struct conn *c)
 			continue;
 		}
 		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (dst.local != NULL && bind(c->fd, dst.local->ai_addr,
+		    dst.local->ai_addrlen) == -1)
+			die(EX_RUNTIME, "-l %s: %s", opt.local, strerror(errno));
 		if (connect(c->fd, c->ai->ai_addr, c->ai->ai_addrlen) == 0) {
 			c->st = C_SENDING;
 			return;
@@ -639,13 +673,68 @@ conn_after_hold(struct conn *c, uint64_t now)
 }
 
 static void
-conn_sent(struct conn *c, uint64_t now)
+conn_acked(struct conn *c, uint64_t now)
 {
+	c->acked = 1;
 	if (opt.hold_ms > 0) {
 		c->st = C_HOLD;
 		c->wake = now + opt.hold_ms;
 	} else
 		conn_after_hold(c, now);
+}
+
+/* Bytes written but not yet acknowledged by the server's TCP. */
+static size_t
+conn_unacked(const struct conn *c)
+{
+	int	 n;
+
+	if (dst.kind != D_TCP)
+		return 0;
+	if (ioctl(c->fd, SIOCOUTQ, &n) == -1)
+		die(EX_RUNTIME, "connection %d: SIOCOUTQ: %s", c->idx,
+		    strerror(errno));
+	return n > 0 ? (size_t)n : 0;
+}
+
+static void
+conn_early(struct conn *c, const char *how)
+{
+	fprintf(stderr, "omlsend: connection %d: the server %s it after %zu "
+	    "of %zu bytes\n", c->idx, how, c->off - conn_unacked(c), c->total);
+	conn_close(c, EX_EARLY);
+}
+
+/* Still acknowledging: has the server closed or reset the connection? */
+static void
+conn_ack_check(struct conn *c, uint64_t now)
+{
+	char	 b;
+	ssize_t	 n;
+
+	/* First the close, then the queue: a FIN acknowledges all before it. */
+	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (conn_unacked(c) == 0) {
+		conn_acked(c, now);
+		return;
+	}
+	if (n == 0)
+		conn_early(c, "closed");
+	else if (n == -1 && errno != EAGAIN && errno != EINTR)
+		conn_early(c, errno == ECONNRESET ? "reset" : "lost");
+	else
+		c->wake = now + ACK_POLL_MS;
+}
+
+static void
+conn_sent(struct conn *c, uint64_t now)
+{
+	if (opt.waitclose) {
+		conn_acked(c, now);
+		return;
+	}
+	c->st = C_ACKING;
+	conn_ack_check(c, now);
 }
 
 /* The next contiguous bytes to write, cut at chunk and burst ends. */
@@ -698,11 +787,10 @@ static void
 conn_write_error(struct conn *c, int e)
 {
 	if (e == EPIPE || e == ECONNRESET) {
-		if (!opt.waitclose)
-			fprintf(stderr, "omlsend: connection %d: the server "
-			    "closed it after %zu of %zu bytes\n", c->idx,
-			    c->off, c->total);
-		conn_close(c, opt.waitclose ? EX_OK : EX_EARLY);
+		if (opt.waitclose)
+			conn_close(c, EX_OK);
+		else
+			conn_early(c, "closed");
 		return;
 	}
 	die(EX_RUNTIME, "connection %d: write: %s", c->idx, strerror(e));
@@ -750,14 +838,21 @@ conn_read(struct conn *c)
 		conn_close(c, EX_OK);
 }
 
+static int
+conn_timed(const struct conn *c)
+{
+	return c->st == C_PAUSED || c->st == C_ACKING || c->st == C_HOLD ||
+	    c->st == C_WAIT;
+}
+
 static void
 conn_timer(struct conn *c, uint64_t now)
 {
-	if (c->st == C_PAUSED || c->st == C_HOLD || c->st == C_WAIT) {
-		if (now < c->wake)
-			return;
-	}
-	if (c->st == C_PAUSED) {
+	if (conn_timed(c) && now < c->wake)
+		return;
+	if (c->st == C_ACKING)
+		conn_ack_check(c, now);
+	else if (c->st == C_PAUSED) {
 		c->st = C_SENDING;
 		conn_send(c);
 	} else if (c->st == C_HOLD)
@@ -791,8 +886,7 @@ poll_timeout(uint64_t now)
 	unsigned long	 i;
 
 	for (i = 0; i < opt.conns; i++) {
-		if (conns[i].st == C_PAUSED || conns[i].st == C_HOLD ||
-		    conns[i].st == C_WAIT)
+		if (conn_timed(&conns[i]))
 			next = conns[i].wake < next ? conns[i].wake : next;
 	}
 	if (next == UINT64_MAX)
@@ -862,16 +956,21 @@ static void
 summary(void)
 {
 	double		 secs = t_first < 0 ? 0 : t_last - t_first;
-	unsigned long	 rows = 0, i;
+	unsigned long	 rows = 0, acked = 0, i;
 
 	if (opt.quiet)
 		return;
-	for (i = 0; i < opt.conns; i++)
+	for (i = 0; i < opt.conns; i++) {
 		if (conns[i].off == conns[i].total)
 			rows += pl.rows;
+		acked += conns[i].acked;
+	}
 	fprintf(stderr, "omlsend: %lu rows on %lu connections in %.3f s "
 	    "(%.0f rows/s)\n", rows, opt.conns, secs,
 	    secs > 0 ? (double)rows / secs : 0.0);
+	if (dst.kind == D_TCP && !opt.waitclose)
+		fprintf(stderr, "omlsend: %lu of %lu connections "
+		    "acknowledged\n", acked, opt.conns);
 }
 
 int
@@ -901,5 +1000,7 @@ main(int argc, char **argv)
 	buf_free(&pl.body);
 	if (dst.ai != NULL)
 		freeaddrinfo(dst.ai);
+	if (dst.local != NULL)
+		freeaddrinfo(dst.local);
 	return rc;
 }

@@ -238,6 +238,19 @@ test_sniff_split(const char *hdr, const char *want)
 	CHECK(r == SNIFF_FOUND);
 	CHECK(strcmp(sn.name, want) == 0);
 	CHECK(sn.scanned <= len);
+	/*
+	 * Split in two at every byte: the first part, then all of it, then
+	 * all of it again (the master may look once more at a connection it
+	 * has already named) always give the name.
+	 */
+	for (i = 0; i <= len; i++) {
+		memset(&sn, 0, sizeof(sn));
+		r = sniff_expid(&sn, hdr, i, &why);
+		CHECK(r == SNIFF_MORE || r == SNIFF_FOUND);
+		CHECK(sniff_expid(&sn, hdr, len, &why) == SNIFF_FOUND);
+		CHECK(sniff_expid(&sn, hdr, len, &why) == SNIFF_FOUND);
+		CHECK(strcmp(sn.name, want) == 0);
+	}
 }
 
 static void
@@ -287,6 +300,9 @@ test_sniff(void)
 	test_sniff_split("protocol: 5\ndomain: split_up\ncontent: text\n\n",
 	    "split_up");
 	test_sniff_split("protocol: 4\r\nexperiment-id: e1\r\n", "e1");
+	test_sniff_split("protocol: 5\ndomain: d\nstart-time: 1\nsender-id: s\n"
+	    "app-name: a\nschema: 1 gen n:int32\ncontent: text\n\n1\t1\t1\t1\n",
+	    "d");
 }
 
 /* ---- schemas -------------------------------------------------------- */
