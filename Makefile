@@ -24,6 +24,8 @@ DEPS_BUILD	 = make gcc libc6-dev pkg-config libsqlite3-dev libpq-dev libbsd-dev
 DEPS_TEST	 = clang libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
 		   haproxy mandoc procps iproute2 util-linux passwd coreutils \
 		   systemd
+# ... and what `make bench` compares with, beyond SQLite and PostgreSQL.
+DEPS_BENCH	 = curl influxdb victoria-metrics
 
 O		?= obj
 COMMON_SRC	 = $(wildcard common/*.c)
@@ -35,7 +37,7 @@ HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 
 TOOLS		 = t/omlsend t/unit_proto
 
-.PHONY: all deps deps-build run test test-unit test-bats test-pg test-asan bench \
+.PHONY: all deps deps-build deps-bench run test test-unit test-bats test-pg test-asan bench \
 	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
 
 all: oml2-server $(TOOLS)
@@ -57,11 +59,18 @@ t/unit_proto: $(O)/t/unit_proto.o $(LIB_OBJ)
 t/baseline: $(O)/t/baseline.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpq
 
+# The benchmark's ceiling: the fastest SQLite inserter it can build.
+t/ceiling: $(O)/t/ceiling.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpthread
+
 deps-build:
 	@sh t/deps.sh $(DEPS_BUILD)
 
 deps:
 	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_TEST)
+
+deps-bench:
+	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH)
 
 run: deps-build
 	@$(MAKE) --no-print-directory all
@@ -153,7 +162,7 @@ test-fuzz: fuzz-build
 	done
 
 # Throughput and memory figures (not a test): see README, Performance.
-bench: all t/baseline
+bench: all t/baseline t/ceiling
 	bash t/bench.sh
 
 # Build once more with clang, warnings as errors, into a scratch tree.
@@ -199,4 +208,4 @@ uninstall:
 
 clean:
 	rm -rf obj obj-asan obj-clang obj-fuzz oml2-server $(TOOLS) t/asan \
-	    t/fuzz/bin t/baseline
+	    t/fuzz/bin t/baseline t/ceiling
