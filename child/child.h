@@ -30,7 +30,8 @@ struct child_conf {
 	int		 max_streams;
 	unsigned	 max_clients;
 	unsigned	 commit_rows;
-	unsigned	 commit_ms;
+	unsigned	 commit_ms;	/* after the first uncommitted write */
+	unsigned	 retry_ms;	/* after a commit that failed */
 	unsigned	 linger;	/* seconds before reporting idle */
 	int		 report;	/* send client events to the master */
 	struct priv_ids	 ids;

@@ -3,7 +3,7 @@
  * default tables of a new database, rediscovering schemas from the
  * table_* metadata rows on reopening, the name, name_2 ... name_9 rule for
  * schemas that differ, sender ids, the start time, and the commit policy
- * (a batch of rows, or about a second after the first uncommitted one).
+ * (a batch of rows, or about 50 ms after the first uncommitted one).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,8 +331,7 @@ db_close(struct db *db)
 
 /*
  * Commit the batch.  On failure (the database is away) the batch stays
- * pending, and the timer tries again about a commit interval (a second)
- * later.
+ * pending, and the timer tries again about a second (retry_ms) later.
  */
 int
 db_commit(struct db *db)
@@ -365,7 +364,8 @@ db_commit_due(const struct db *db)
 {
 	if (db->pending == 0)
 		return 0;
-	return db->dirty_since + db->conf->commit_ms;
+	return db->dirty_since + (db->failing ? db->conf->retry_ms :
+	    db->conf->commit_ms);
 }
 
 static struct table *
