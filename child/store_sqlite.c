@@ -44,7 +44,7 @@
 #include "child/journal.h"
 
 #define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
-#define BATCH_LOG	4
+#define BATCH_LOG	6
 #define BATCH_ROWS	(1 << BATCH_LOG)
 
 /*

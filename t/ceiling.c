@@ -220,18 +220,18 @@ static void
 insert_rows(sqlite3 *h, sqlite3_stmt *st, long r, int k, double now,
     const char *blob)
 {
-	char	 s[32];
-	int	 i, col = 1, len;
+	static char	 s[KMAX][24];	/* bound as they are: no copies */
+	int		 i, col = 1, len;
 
 	for (i = 0; i < k; i++, r++) {
-		len = row_string(s, r);
+		len = row_string(s[i], r);
 		sqlite3_bind_int(st, col++, 1);
 		sqlite3_bind_int(st, col++, (int)r);
 		sqlite3_bind_double(st, col++, (double)r / 1000);
 		sqlite3_bind_double(st, col++, now);
 		sqlite3_bind_int(st, col++, (int)r);
 		sqlite3_bind_double(st, col++, (double)r + 0.25);
-		sqlite3_bind_text(st, col++, s, len, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, col++, s[i], len, SQLITE_STATIC);
 		if (opt.blob)
 			sqlite3_bind_blob(st, col++, blob, opt.blob,
 			    SQLITE_STATIC);
