@@ -355,12 +355,28 @@ ckpt_stop(struct sq *sq)
 	sq->ck = NULL;
 }
 
+/*
+ * Before SQLite's first use in this process: no memory statistics, which
+ * cost a mutex and a count on every allocation and which nothing reads.
+ * Once SQLite is initialised this fails harmlessly.
+ */
+static void
+sq_configure(void)
+{
+	static int	 done;
+
+	if (!done)
+		sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	done = 1;
+}
+
 static int
 sq_open(struct db *db)
 {
 	struct sq	*sq;
 	int		 r;
 
+	sq_configure();
 	sq = xcalloc(1, sizeof(*sq));
 	db->bh = sq;
 	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
