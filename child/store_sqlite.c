@@ -338,6 +338,18 @@ ckpt_start(struct sq *sq)
 		return;
 	}
 	sqlite3_busy_timeout(ck->h, 5000);
+	/*
+	 * A connection learns that the file is in WAL mode only when it
+	 * first reads it; until then its checkpoints do nothing.
+	 */
+	if (sqlite3_exec(ck->h, "SELECT count(*) FROM sqlite_master", NULL,
+	    NULL, NULL) != SQLITE_OK) {
+		log_warnx("%s: checkpointer: %s", sq->path,
+		    sqlite3_errmsg(ck->h));
+		sqlite3_close(ck->h);
+		free(ck);
+		return;
+	}
 	pthread_mutex_init(&ck->mu, NULL);
 	pthread_cond_init(&ck->cv, NULL);
 	/* every signal stays the main thread's (signalfd, hook children) */
