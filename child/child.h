@@ -111,6 +111,7 @@ struct db {
 	char			*uri;		/* for the hook */
 	long			 start_time;	/* S, 0 if unset */
 	int			 created;	/* no start_time at open */
+	int			 blobs;		/* a hint for a new file */
 	struct table		*tables;	/* known (have table_* rows) */
 	char			**others;	/* existing but unknown tables */
 	int			 nothers;
@@ -124,7 +125,8 @@ struct db {
 };
 
 /* db.c */
-struct db	*db_open(const struct child_conf *, const char *name);
+/* blobs: a schema of the first client has a blob (a new file's pages) */
+struct db	*db_open(const struct child_conf *, const char *name, int blobs);
 void		 db_close(struct db *);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);
@@ -166,7 +168,7 @@ const char	*conn_ident(const struct conn *, const char **sender,
 		    const char **app);
 
 /* child.c -- the experiment's shared state, used by conn.c */
-struct db	*exp_db_acquire(void);
+struct db	*exp_db_acquire(int blobs);
 void		 exp_db_release(void);
 const char	*exp_name(void);
 const struct child_conf *exp_conf(void);

@@ -282,7 +282,7 @@ db_free(struct db *db)
 
 /* Open or create the experiment's database.  NULL on failure (logged). */
 struct db *
-db_open(const struct child_conf *conf, const char *name)
+db_open(const struct child_conf *conf, const char *name, int blobs)
 {
 	struct db	*db;
 	char		*val = NULL;
@@ -291,6 +291,7 @@ db_open(const struct child_conf *conf, const char *name)
 	db = xcalloc(1, sizeof(*db));
 	db->conf = conf;
 	db->name = xstrdup(name);
+	db->blobs = blobs;
 	db->be = conf->backend == BACKEND_POSTGRESQL ? &backend_pg :
 	    &backend_sqlite;
 	if (db->be->open(db) == -1) {
