@@ -906,21 +906,21 @@ bind_value(sqlite3_stmt *st, int i, const struct oml_value *v)
 static int
 run_rows(struct sq *sq, struct sqt *q, sqlite3_stmt *st, int first, int k)
 {
-	struct jentry	 e;
+	struct row	 row;
 	int		 r, i, col = 1, rc;
 
 	for (r = first; r < first + (1 << k); r++) {
-		journal_get(&sq->j, q->pend[r], &e);
-		sqlite3_bind_int(st, col++, e.row.sender);
-		sqlite3_bind_int(st, col++, e.row.seq);
-		if (isnan(e.row.ts_client))
+		journal_row(&sq->j, q->pend[r], &row);
+		sqlite3_bind_int(st, col++, row.sender);
+		sqlite3_bind_int(st, col++, row.seq);
+		if (isnan(row.ts_client))
 			sqlite3_bind_null(st, col++);
 		else
-			sqlite3_bind_double(st, col++, e.row.ts_client);
-		sqlite3_bind_double(st, col++, e.row.ts_server);
+			sqlite3_bind_double(st, col++, row.ts_client);
+		sqlite3_bind_double(st, col++, row.ts_server);
 		for (i = 0; i < q->nf; i++, col++)
-			if (i < e.row.n)
-				bind_value(st, col, &e.row.v[i]);
+			if (i < row.n)
+				bind_value(st, col, &row.v[i]);
 			else
 				sqlite3_bind_null(st, col);
 	}
