@@ -59,6 +59,10 @@ t/unit_proto: $(O)/t/unit_proto.o $(LIB_OBJ)
 t/baseline: $(O)/t/baseline.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpq
 
+# The benchmark's decoders-alone harness.
+t/decode: $(O)/t/decode.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
+
 # The benchmark's ceiling: the fastest SQLite inserter it can build.
 t/ceiling: $(O)/t/ceiling.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpthread
@@ -162,7 +166,7 @@ test-fuzz: fuzz-build
 	done
 
 # Throughput and memory figures (not a test): see README, Performance.
-bench: all t/baseline t/ceiling
+bench: all t/baseline t/ceiling t/decode
 	bash t/bench.sh
 
 # Build once more with clang, warnings as errors, into a scratch tree.
@@ -208,4 +212,4 @@ uninstall:
 
 clean:
 	rm -rf obj obj-asan obj-clang obj-fuzz oml2-server $(TOOLS) t/asan \
-	    t/fuzz/bin t/baseline t/ceiling
+	    t/fuzz/bin t/baseline t/ceiling t/decode

@@ -34,6 +34,7 @@ SERVER=${OML2_SERVER:-$TOP/oml2-server}
 OMLSEND=$TOP/t/omlsend
 BASELINE=$TOP/t/baseline
 CEILING=$TOP/t/ceiling
+DECODE=$TOP/t/decode
 BIG=${BENCH_BIG:-0}
 BEFORE=
 ROWS=${BENCH_ROWS:-1000000}
@@ -733,6 +734,8 @@ main() {
 	    "$(printf '%.0f' "${out[0]}")" "-" "-" \
 	    "$(mb "${out[1]}") / $(mb "${out[2]}") MB" \
 	    "paced by the clients; ${out[*]:3}"
+	[ -x "$DECODE" ] && row "decoders alone (t/decode), ns a row:" "" "" "" \
+	    "" "$("$DECODE" "$ROWS" "$REPEAT")"
 	run_idle
 	pg_scenario
 	tsdb_scenario
