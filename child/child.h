@@ -30,7 +30,9 @@ struct child_conf {
 	int		 max_streams;
 	unsigned	 max_clients;
 	unsigned	 commit_rows;
-	unsigned	 commit_ms;	/* after the first uncommitted write */
+	unsigned	 commit_ms;	/* after the first uncommitted write, */
+	unsigned	 commit_busy;	/* ... unless so many came meanwhile: */
+	unsigned	 commit_max_ms;	/* ... then after this long at most */
 	unsigned	 retry_ms;	/* after a commit that failed */
 	unsigned	 linger;	/* seconds before reporting idle */
 	int		 report;	/* send client events to the master */

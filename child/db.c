@@ -3,7 +3,8 @@
  * default tables of a new database, rediscovering schemas from the
  * table_* metadata rows on reopening, the name, name_2 ... name_9 rule for
  * schemas that differ, sender ids, the start time, and the commit policy
- * (a batch of rows, or about 50 ms after the first uncommitted one).
+ * (a batch of rows, or about 50 ms after the first uncommitted one, or a
+ * second for a batch that grows fast).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,14 +360,21 @@ db_stalled(struct db *db)
 	return db->be->stalled != NULL && db->be->stalled(db);
 }
 
-/* Is a commit due?  Returns the deadline in monotonic ms, or 0. */
+/*
+ * Is a commit due?  Returns the deadline in monotonic ms, or 0.  A batch
+ * that grows fast is left to grow (commit_rows commits it).
+ */
 uint64_t
 db_commit_due(const struct db *db)
 {
+	const struct child_conf	*cf = db->conf;
+
 	if (db->pending == 0)
 		return 0;
-	return db->dirty_since + (db->failing ? db->conf->retry_ms :
-	    db->conf->commit_ms);
+	if (db->failing)
+		return db->dirty_since + cf->retry_ms;
+	return db->dirty_since + (db->pending >= cf->commit_busy ?
+	    cf->commit_max_ms : cf->commit_ms);
 }
 
 static struct table *
