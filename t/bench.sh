@@ -458,8 +458,11 @@ CONF
 	influxd run -config "$d/influxdb.conf" >"$d/log" 2>&1 &
 	pid=$!
 	BGP+=($pid)
-	until_true 30 curl -sf "http://127.0.0.1:$port/ping" ||
-	    { kill "$pid"; return 1; }
+	until_true 60 curl -sf "http://127.0.0.1:$port/ping" || {
+		kill "$pid" 2>/dev/null
+		tail -n 3 "$d/log" >&2
+		return 1
+	}
 	curl -sf -XPOST "http://127.0.0.1:$port/query" \
 	    --data-urlencode 'q=CREATE DATABASE bench' >/dev/null ||
 	    { kill "$pid"; return 1; }
@@ -494,8 +497,11 @@ run_victoria() {
 	    -influxListenAddr="127.0.0.1:$lp" >"$d/log" 2>&1 &
 	pid=$!
 	BGP+=($pid)
-	until_true 30 curl -sf "http://127.0.0.1:$http/health" >/dev/null ||
-	    { kill "$pid"; return 1; }
+	until_true 60 curl -sf "http://127.0.0.1:$http/health" >/dev/null || {
+		kill "$pid" 2>/dev/null
+		tail -n 3 "$d/log" >&2
+		return 1
+	}
 	t0=$EPOCHREALTIME
 	cat "$W"/lp/* >"/dev/tcp/127.0.0.1/$lp" || { kill "$pid"; return 1; }
 	ts=$EPOCHREALTIME
@@ -528,12 +534,12 @@ tsdb_scenario() {
 	    "$(ratio "${r[0]}" "$BASE")" "" \
 	    "5000-line batches on one connection, sent in $(printf %.2f \
 	    "${r[1]}") s; until SELECT count sees all" ||
-	    echo "9 InfluxDB: failed to run (see $W/influx/log)"
+	    echo "9 InfluxDB: failed to run"
 	r=($(run_victoria)) && row "9 VictoriaMetrics, TCP line protocol" \
 	    "$(printf '%.0f' "${r[0]}")" "$(ratio "${r[0]}" "$CEIL")" \
 	    "$(ratio "${r[0]}" "$BASE")" "" \
 	    "sent in $(printf %.2f "${r[1]}") s (string field dropped); until a query sees all" ||
-	    echo "9 VictoriaMetrics: failed to run (see $W/vm/log)"
+	    echo "9 VictoriaMetrics: failed to run"
 	rm -rf "$W/lp" "$W/influx" "$W/vm"
 }
 
