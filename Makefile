@@ -24,6 +24,8 @@ DEPS_BUILD	 = make gcc libc6-dev pkg-config libsqlite3-dev libpq-dev libbsd-dev
 DEPS_TEST	 = clang jq libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
 		   haproxy mandoc procps iproute2 util-linux passwd coreutils \
 		   systemd prometheus curl
+# ... and what `make bench` compares with, beyond SQLite and PostgreSQL.
+DEPS_BENCH	 = curl influxdb victoria-metrics
 
 O		?= obj
 COMMON_SRC	 = $(wildcard common/*.c)
@@ -49,7 +51,7 @@ BINS		 = oml2-server oml2-import oml2-merge oml2ctl
 MANS		 = $(patsubst %,man1/%.1,$(BINS))
 TOOLS		 = t/omlsend t/unit_proto
 
-.PHONY: all deps deps-build run test test-unit test-bats test-pg test-asan bench \
+.PHONY: all deps deps-build deps-bench run test test-unit test-bats test-pg test-asan bench \
 	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
 
 all: $(BINS) $(TOOLS)
@@ -80,11 +82,22 @@ t/unit_proto: $(O)/t/unit_proto.o $(LIB_OBJ)
 t/baseline: $(O)/t/baseline.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpq
 
+# The benchmark's decoders-alone harness.
+t/decode: $(O)/t/decode.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
+
+# The benchmark's ceiling: the fastest SQLite inserter it can build.
+t/ceiling: $(O)/t/ceiling.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpthread
+
 deps-build:
 	@sh t/deps.sh $(DEPS_BUILD)
 
 deps:
 	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_TEST)
+
+deps-bench:
+	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH)
 
 run: deps-build
 	@$(MAKE) --no-print-directory all
@@ -180,7 +193,7 @@ test-fuzz: fuzz-build
 	done
 
 # Throughput and memory figures (not a test): see README, Performance.
-bench: all t/baseline
+bench: all t/baseline t/ceiling t/decode
 	bash t/bench.sh
 
 # Build once more with clang, warnings as errors, into a scratch tree.
@@ -230,4 +243,4 @@ uninstall:
 
 clean:
 	rm -rf obj obj-asan obj-clang obj-fuzz $(BINS) $(TOOLS) t/asan \
-	    t/fuzz/bin t/baseline
+	    t/fuzz/bin t/baseline t/ceiling t/decode

@@ -147,10 +147,10 @@ pause_clients(int on)
 }
 
 struct db *
-exp_db_acquire(void)
+exp_db_acquire(int blobs)
 {
 	if (exp.db == NULL) {
-		if ((exp.db = db_open(exp.conf, exp.name)) == NULL)
+		if ((exp.db = db_open(exp.conf, exp.name, blobs)) == NULL)
 			return NULL;
 		exp.db->loop_commits = 1;	/* see timers() */
 		hook_event(exp.db->created ? "DBCREATED" : "DBOPENED",

@@ -23,7 +23,10 @@ enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
 #define CONF_MAX_FIELDS		1024
 #define CONF_MAX_STREAMS	1024
 #define CONF_COMMIT_ROWS	100000
-#define CONF_COMMIT_MS		1000
+#define CONF_COMMIT_MS		50
+#define CONF_COMMIT_BUSY	10000
+#define CONF_COMMIT_MAX_MS	1000
+#define CONF_RETRY_MS		1000
 
 /* Everything a child needs from the command line. */
 struct child_conf {
@@ -47,7 +50,10 @@ struct child_conf {
 	int		 max_streams;
 	unsigned	 max_clients;
 	unsigned	 commit_rows;
-	unsigned	 commit_ms;
+	unsigned	 commit_ms;	/* after the first uncommitted write, */
+	unsigned	 commit_busy;	/* ... unless so many came meanwhile: */
+	unsigned	 commit_max_ms;	/* ... then after this long at most */
+	unsigned	 retry_ms;	/* after a commit that failed */
 	unsigned	 linger;	/* seconds before reporting idle */
 	int		 report;	/* send client events to the master */
 	struct priv_ids	 ids;
@@ -165,6 +171,7 @@ struct db {
 	char			*uri;		/* for the hook */
 	long			 start_time;	/* S, 0 if unset */
 	int			 created;	/* no start_time at open */
+	int			 blobs;		/* a hint for a new file */
 	/*
 	 * Lookups are tsearch(3) trees (balanced: O(log n) whatever names
 	 * a client chooses): tables and other tables by name, senders by
@@ -189,7 +196,8 @@ struct db {
 };
 
 /* db.c */
-struct db	*db_open(const struct child_conf *, const char *name);
+/* blobs: a schema of the first client has a blob (a new file's pages) */
+struct db	*db_open(const struct child_conf *, const char *name, int blobs);
 void		 db_refuse(const char *, ...) PRINTFLIKE(1, 2);
 const char	*db_refused(void);
 void		 db_close(struct db *);
@@ -262,7 +270,7 @@ struct conn_fig {
 void		 conn_figures(const struct conn *, struct conn_fig *);
 
 /* child.c -- the experiment's shared state, used by conn.c */
-struct db	*exp_db_acquire(void);
+struct db	*exp_db_acquire(int blobs);
 void		 exp_db_release(void);
 const char	*exp_name(void);
 const struct child_conf *exp_conf(void);

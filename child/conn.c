@@ -305,6 +305,41 @@ atol_lax(const char *s, size_t len)
 	return strtol(tmp, NULL, 10);
 }
 
+/*
+ * Does a schema among the header lines already read declare a blob?  The
+ * first client of a new database decides its page size from this (see
+ * store_sqlite.c); lines not read yet count for nothing.
+ */
+static int
+headers_blob(const struct conn *c)
+{
+	struct oml_schema	 s;
+	const char		*p = c->in.p + c->off, *end = c->in.p + c->in.len;
+	const char		*nl, *k, *v;
+	char			 err[16];
+	size_t			 len, kl, vl;
+	int			 i, blob = 0;
+
+	for (; !blob && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL;
+	    p = nl + 1) {
+		len = (size_t)(nl - p);
+		if (len > 0 && p[len - 1] == '\r')
+			len--;
+		if (len == 0)
+			break;		/* the end of the headers */
+		if (header_split(p, len, &k, &kl, &v, &vl) == -1 ||
+		    kl != 6 || memcmp(k, "schema", 6) != 0 ||
+		    schema_parse(v, vl, exp_conf()->max_fields, &s, err,
+		    sizeof(err)) == -1)
+			continue;
+		for (i = 0; i < s.nfields; i++)
+			if (s.fields[i].type == OML_BLOB)
+				blob = 1;
+		schema_free(&s);
+	}
+	return blob;
+}
+
 static int
 h_domain(struct conn *c, const char *v, size_t vl)
 {
@@ -325,7 +360,7 @@ h_domain(struct conn *c, const char *v, size_t vl)
 		return fail(c, "experiment %.*s routed to %s", (int)vl, v,
 		    exp_name());
 	c->domain = xstrndup(v, vl);
-	if ((c->db = exp_db_acquire()) == NULL)
+	if ((c->db = exp_db_acquire(headers_blob(c))) == NULL)
 		return fail(c, "%s", db_refused() != NULL ? db_refused() :
 		    "cannot open the experiment's database");
 	return 0;

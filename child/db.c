@@ -3,7 +3,8 @@
  * default tables of a new database, rediscovering schemas from the
  * table_* metadata rows on reopening, the name, name_2 ... name_9 rule for
  * schemas that differ, sender ids, the start time, and the commit policy
- * (a batch of rows, or about a second after the first uncommitted one).
+ * (a batch of rows, or about 50 ms after the first uncommitted one, or a
+ * second for a batch that grows fast).
  */
 #include <search.h>
 #include <stdio.h>
@@ -384,7 +385,7 @@ db_refused(void)
  * a refusal for db_refused().
  */
 struct db *
-db_open(const struct child_conf *conf, const char *name)
+db_open(const struct child_conf *conf, const char *name, int blobs)
 {
 	struct db	*db;
 	char		*val = NULL;
@@ -394,6 +395,7 @@ db_open(const struct child_conf *conf, const char *name)
 	db = xcalloc(1, sizeof(*db));
 	db->conf = conf;
 	db->name = xstrdup(name);
+	db->blobs = blobs;
 	db->be = conf->backend == BACKEND_POSTGRESQL ? &backend_pg :
 	    &backend_sqlite;
 	if (db->be->open(db) == -1) {
@@ -434,8 +436,7 @@ db_close(struct db *db)
 
 /*
  * Commit the batch.  On failure (the database is away) the batch stays
- * pending, and the timer tries again about a commit interval (a second)
- * later.
+ * pending, and the timer tries again about a second (retry_ms) later.
  */
 int
 db_commit(struct db *db)
@@ -468,15 +469,23 @@ db_stalled(struct db *db)
 	return db->be->stalled != NULL && db->be->stalled(db);
 }
 
-/* Is a commit due?  Returns the deadline in monotonic ms, or 0. */
+/*
+ * Is a commit due?  Returns the deadline in monotonic ms, or 0.  A batch
+ * that grows fast is left to grow (commit_rows commits it).
+ */
 uint64_t
 db_commit_due(const struct db *db)
 {
+	const struct child_conf	*cf = db->conf;
+
 	if (db->pending == 0)
 		return 0;
-	if (db->commit_now && !db->failing)
+	if (db->failing)
+		return db->dirty_since + cf->retry_ms;
+	if (db->commit_now)
 		return db->dirty_since;		/* now */
-	return db->dirty_since + db->conf->commit_ms;
+	return db->dirty_since + (db->pending >= cf->commit_busy ?
+	    cf->commit_max_ms : cf->commit_ms);
 }
 
 /* Should the child stop reading and commit first? */

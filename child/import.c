@@ -58,10 +58,11 @@ exp_conf(void)
 	return &imp.conf;
 }
 
-/* Opened for each file before its connection starts. */
+/* Opened for each file before its connection starts (so no page hint). */
 struct db *
-exp_db_acquire(void)
+exp_db_acquire(int blobs)
 {
+	(void)blobs;
 	return imp.db;
 }
 
@@ -290,6 +291,9 @@ parse(int argc, char **argv, struct opts *o)
 	cc->max_streams = CONF_MAX_STREAMS;
 	cc->commit_rows = CONF_COMMIT_ROWS;
 	cc->commit_ms = CONF_COMMIT_MS;
+	cc->commit_busy = CONF_COMMIT_BUSY;
+	cc->commit_max_ms = CONF_COMMIT_MAX_MS;
+	cc->retry_ms = CONF_RETRY_MS;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":fD:b:d:vh", longopts, NULL))
 	    != -1) {
@@ -405,7 +409,7 @@ use_experiment(const char *name)
 	imp.db = NULL;
 	strlcpy(imp.name, name, sizeof(imp.name));
 	log_setproc("oml2-import: exp/%s", name);
-	if ((imp.db = db_open(&imp.conf, name)) == NULL)
+	if ((imp.db = db_open(&imp.conf, name, 0)) == NULL)
 		return -1;
 	return 0;
 }

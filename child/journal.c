@@ -3,10 +3,12 @@
  * a fixed record followed by its strings, the row's value array and the
  * bytes of its string, blob and vector values, all in one growing
  * buffer.  Only sizes are stored, never pointers into the buffer, since
- * it moves as it grows; journal_next() rebuilds the pointers.  A row
- * whose rendered vectors are large keeps them in the decoder's own
- * buffer, taken over rather than copied (a [bool] vector's text is 7
- * times its packet), and freed when the journal is cleared.
+ * it moves as it grows; journal_next() rebuilds the pointers.  Each
+ * entry's size is a multiple of 8, so that a row's value array can be
+ * read where it lies (journal_row()).  A row whose rendered vectors are
+ * large keeps them in the decoder's own buffer, taken over rather than
+ * copied (a [bool] vector's text is 7 times its packet), and freed when
+ * the journal is cleared.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,8 @@ struct jrec {
 };
 
 #define ADOPT_MIN	(64 * 1024)	/* vector bytes taken over, not copied */
+
+_Static_assert(sizeof(struct jrec) % 8 == 0, "rows' values must be aligned");
 
 static int
 has_bytes(const struct oml_value *v)
@@ -90,57 +94,74 @@ put(char *p, const void *src, size_t len)
 	return p + len;
 }
 
+/* journal_add() for a row: the path every row takes, kept short. */
+static void
+add_row(struct journal *j, const struct jentry *e)
+{
+	const struct oml_value	*v = e->row.v;
+	struct buf		*ext = adoptable(&e->row);
+	struct jrec		*r;
+	size_t			 size, vsize = (size_t)e->row.n * sizeof(*v);
+	char			*p;
+	int			 i, n = e->row.n;
+
+	size = sizeof(*r) + vsize;
+	for (i = 0; i < n; i++)
+		size += inline_len(&v[i], ext != NULL);
+	size = (size + 7) & ~(size_t)7;
+	buf_reserve(&j->b, size);
+	r = (struct jrec *)(j->b.p + j->b.len);
+	memset(r, 0, sizeof(*r));
+	r->size = size;
+	r->kind = J_ROW;
+	r->t = e->t;
+	r->n = n;
+	r->sender = e->row.sender;
+	r->seq = e->row.seq;
+	r->ts_client = e->row.ts_client;
+	r->ts_server = e->row.ts_server;
+	p = put((char *)(r + 1), v, vsize);
+	for (i = 0; i < n; i++)
+		p = put(p, v[i].u.s.p, inline_len(&v[i], ext != NULL));
+	if (ext != NULL) {
+		/* the values point into it: it stays where it is */
+		r->ext = ext->p;
+		r->extlen = ext->len;
+		buf_init(ext);
+		j->next++;
+		j->extbytes += r->extlen;
+	}
+	j->last = j->b.len;
+	j->b.len += size;
+	j->rows++;
+}
+
 void
 journal_add(struct journal *j, const struct jentry *e)
 {
 	struct jrec	 r;
-	struct buf	*ext = NULL;
 	size_t		 size;
 	char		*p;
-	int		 i;
 
+	if (e->kind == J_ROW) {
+		add_row(j, e);
+		return;
+	}
 	memset(&r, 0, sizeof(r));
 	r.kind = e->kind;
 	r.t = e->t;
 	r.id = e->id;
 	r.alen = e->a != NULL ? strlen(e->a) + 1 : 0;
 	r.blen = e->b != NULL ? strlen(e->b) + 1 : 0;
-	size = sizeof(r) + r.alen + r.blen;
-	if (e->kind == J_ROW) {
-		ext = adoptable(&e->row);
-		r.n = e->row.n;
-		r.sender = e->row.sender;
-		r.seq = e->row.seq;
-		r.ts_client = e->row.ts_client;
-		r.ts_server = e->row.ts_server;
-		size += (size_t)r.n * sizeof(*e->row.v);
-		for (i = 0; i < r.n; i++)
-			size += inline_len(&e->row.v[i], ext != NULL);
-	}
+	size = (sizeof(r) + r.alen + r.blen + 7) & ~(size_t)7;
 	r.size = size;
-	/* one reservation, then plain copies: this runs for every row */
 	buf_reserve(&j->b, size);
 	p = j->b.p + j->b.len;
 	p = put(p, &r, sizeof(r));
 	p = put(p, e->a, r.alen);
-	p = put(p, e->b, r.blen);
-	p = put(p, e->row.v, (size_t)r.n * sizeof(*e->row.v));
-	for (i = 0; i < r.n; i++)
-		p = put(p, e->row.v[i].u.s.p, inline_len(&e->row.v[i],
-		    ext != NULL));
-	if (ext != NULL) {
-		/* the values point into it: it stays where it is */
-		r.ext = ext->p;
-		r.extlen = ext->len;
-		memcpy(j->b.p + j->b.len, &r, sizeof(r));
-		buf_init(ext);
-		j->next++;
-		j->extbytes += r.extlen;
-	}
+	put(p, e->b, r.blen);
 	j->last = j->b.len;
 	j->b.len += size;
-	if (e->kind == J_ROW)
-		j->rows++;
 }
 
 /* Memory the journal holds: its entries and the vectors taken over. */
@@ -260,6 +281,33 @@ journal_get(struct journal *j, size_t off, struct jentry *e)
 	e->row.ts_server = r.ts_server;
 	e->row.n = r.n;
 	e->row.v = j->vals;
+}
+
+void
+journal_row(struct journal *j, size_t off, struct row *row)
+{
+	const struct jrec	*r = (const struct jrec *)(j->b.p + off);
+	struct oml_value	*v = (struct oml_value *)(r + 1);
+	const char		*p = (const char *)(v + r->n), *x = r->ext;
+	int			 i;
+
+	for (i = 0; i < r->n; i++) {
+		if (!has_bytes(&v[i]))
+			continue;
+		if (x != NULL && oml_type_is_vector(v[i].type)) {
+			v[i].u.s.p = v[i].u.s.len > 0 ? x : "";
+			x += v[i].u.s.len;
+			continue;
+		}
+		v[i].u.s.p = v[i].u.s.len > 0 ? p : "";
+		p += v[i].u.s.len;
+	}
+	row->sender = r->sender;
+	row->seq = r->seq;
+	row->ts_client = r->ts_client;
+	row->ts_server = r->ts_server;
+	row->n = r->n;
+	row->v = v;
 }
 
 int

@@ -52,5 +52,10 @@ void	 journal_free(struct journal *);
 int	 journal_next(struct journal *, size_t *off, struct jentry *);
 /* The entry at off (the last one added is at j->last). */
 void	 journal_get(struct journal *, size_t off, struct jentry *);
+/*
+ * The row at off, read in place, without copies: its values stay valid
+ * until the journal next changes.
+ */
+void	 journal_row(struct journal *, size_t off, struct row *);
 
 #endif /* CHILD_JOURNAL_H */

@@ -782,12 +782,15 @@ open_out(const char *out)
 	m.conf.max_streams = CONF_MAX_STREAMS;
 	m.conf.commit_rows = CONF_COMMIT_ROWS;
 	m.conf.commit_ms = CONF_COMMIT_MS;
+	m.conf.commit_busy = CONF_COMMIT_BUSY;
+	m.conf.commit_max_ms = CONF_COMMIT_MAX_MS;
+	m.conf.retry_ms = CONF_RETRY_MS;
 	/* hidden (no experiment name starts with '.'), made beside OUT */
 	xasprintf(&name, ".%s.merging-%ld", b != NULL ? b + 1 : out,
 	    (long)getpid());
 	xasprintf(&m.tmp, "%s/%s.sq3", m.conf.datadir, name);
 	unlink(m.tmp);
-	if ((m.db = db_open(&m.conf, name)) == NULL)
+	if ((m.db = db_open(&m.conf, name, 0)) == NULL)
 		die();
 	free(name);
 }

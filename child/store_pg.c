@@ -14,6 +14,14 @@
  *    database is away the child stops reading from its clients once the
  *    batch passes BACKLOG_MAX bytes (see db_stalled()).
  *
+ * So that PostgreSQL works while the next rows are decoded rather than
+ * after, the first table of a batch streams: once STREAM_CHUNK bytes of
+ * its rows are waiting, the transaction and its COPY start, and rows go
+ * out as they come; the commit sends the rest and ends the COPY.  The
+ * rows stay in the batch all the same, and a streamed COPY that fails is
+ * rolled back and sent again the usual way, bisected if need be.  Any
+ * other statement first commits the batch.
+ *
  * Several servers may write one experiment at once (behind a load
  * balancer).  Database creation is serialised by an advisory lock in the
  * maintenance database (and a duplicate_database error is taken as
@@ -52,6 +60,7 @@
 #define COPY_SLICE	(1024 * 1024)	/* COPY data handed to libpq at once */
 #define RETRY_LOG	30	/* failed reconnections: log one in this many */
 #define INT4_MAX_ID	2147483647LL	/* the last id of a SERIAL */
+#define STREAM_CHUNK	(256u * 1024)	/* rows sent at once while streaming */
 
 /* The binary COPY stream's fixed parts. */
 static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
@@ -71,6 +80,7 @@ struct pgtab {
 	size_t		 n;
 	size_t		 cap;
 	size_t		 refused;
+	size_t		 sent;		/* bytes of data streamed so far */
 	char		*copy_sql;
 	enum pg_ids	 ids;
 	size_t		 room;		/* IDS_32: ids left before this COPY */
@@ -90,6 +100,7 @@ struct pg {
 	size_t		 backlog;	/* bytes in every table's batch */
 	size_t		 batch_rows;
 	unsigned	 bad_utf8;
+	struct table	*streaming;	/* its COPY is open, in the batch's txn */
 };
 
 #define PG(db)	((struct pg *)(db)->bh)
@@ -555,6 +566,7 @@ batch_clear(struct db *db)
 		if ((b = t->be) != NULL) {
 			b->data.len = 0;
 			b->n = 0;
+			b->sent = 0;
 		}
 	pg->backlog = 0;
 	pg->batch_rows = 0;
@@ -798,29 +810,128 @@ copy_rows(struct db *db, struct table *t, size_t lo, size_t hi)
 	return copy_rows(db, t, mid, hi);
 }
 
+/*
+ * Start streaming t's rows: the batch's transaction, a savepoint, the
+ * COPY.  -1 (and no stream) if that failed; the rows wait for the commit.
+ */
+static int
+stream_start(struct db *db, struct table *t)
+{
+	struct pg	*pg = PG(db);
+	struct pgtab	*b = t->be;
+	PGresult	*r;
+
+	if (cmd(db, "BEGIN") == -1 || cmd(db, "SAVEPOINT oml_batch") == -1)
+		goto fail;
+	r = PQexec(pg->c, b->copy_sql);
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		failed(db, b->copy_sql, r);
+		PQclear(r);
+		goto fail;
+	}
+	PQclear(r);
+	if (PQputCopyData(pg->c, copy_header, sizeof(copy_header)) != 1) {
+		lost(db);
+		return -1;
+	}
+	pg->streaming = t;
+	b->sent = 0;
+	return 0;
+fail:
+	if (pg->c != NULL && PQtransactionStatus(pg->c) != PQTRANS_IDLE)
+		cmd(db, "ROLLBACK");
+	return -1;
+}
+
+/* Send what t's batch gained since the last time.  -1: connection lost. */
+static int
+stream_more(struct db *db, struct pgtab *b)
+{
+	struct pg	*pg = PG(db);
+
+	if (PQputCopyData(pg->c, b->data.p + b->sent, (int)(b->data.len -
+	    b->sent)) != 1) {
+		pg->streaming = NULL;
+		lost(db);
+		return -1;
+	}
+	b->sent = b->data.len;
+	return 0;
+}
+
+/*
+ * End the streamed COPY inside the batch's transaction.  1: its rows are
+ * stored; 0: refused, rolled back to the savepoint (send them again);
+ * -1: the connection was lost.
+ */
+static int
+stream_end(struct db *db)
+{
+	struct pg	*pg = PG(db);
+	struct pgtab	*b = pg->streaming->be;
+	PGresult	*r;
+	int		 ok = 0, bad = 0;
+
+	pg->streaming = NULL;
+	if (stream_more(db, b) == -1)
+		return -1;
+	if (PQputCopyData(pg->c, copy_trailer, sizeof(copy_trailer)) != 1 ||
+	    PQputCopyEnd(pg->c, NULL) != 1) {
+		lost(db);
+		return -1;
+	}
+	while ((r = PQgetResult(pg->c)) != NULL) {
+		if (PQresultStatus(r) == PGRES_COMMAND_OK)
+			ok = 1;
+		else
+			bad = 1;
+		PQclear(r);
+	}
+	if (PQstatus(pg->c) != CONNECTION_OK) {
+		lost(db);
+		return -1;
+	}
+	if (ok && !bad)
+		return cmd(db, "RELEASE SAVEPOINT oml_batch") == -1 ? -1 : 1;
+	if (cmd(db, "ROLLBACK TO SAVEPOINT oml_batch") == -1 ||
+	    cmd(db, "RELEASE SAVEPOINT oml_batch") == -1)
+		return -1;
+	return 0;
+}
+
 /* Send every table's batch and commit.  Rows are kept unless it worked. */
 static int
 flush(struct db *db)
 {
 	struct pg	*pg = PG(db);
-	struct table	*t;
+	struct table	*t, *done = NULL;
 	struct pgtab	*b;
 	size_t		 k;
+	int		 r;
 
 	if (pg->batch_rows == 0)
 		return 0;
-	if (up(db) == -1)
+	for (t = db->tables; t != NULL; t = t->next)
+		if ((b = t->be) != NULL)
+			b->refused = 0;
+	if (pg->streaming != NULL) {
+		/* its transaction is open: only 64-bit tables are streamed */
+		t = pg->streaming;
+		if ((r = stream_end(db)) == -1)
+			goto fail;
+		if (r == 1)
+			done = t;
+	} else if (up(db) == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next)
-		if ((b = t->be) != NULL) {
-			b->refused = 0;
-			if (b->n > 0 && ids_left(db, t) == -1)
-				goto fail;
-		}
-	if (cmd(db, "BEGIN") == -1)
+		if (t != done && (b = t->be) != NULL && b->n > 0 &&
+		    ids_left(db, t) == -1)
+			goto fail;
+	if (PQtransactionStatus(pg->c) == PQTRANS_IDLE &&
+	    cmd(db, "BEGIN") == -1)
 		goto fail;
 	for (t = db->tables; t != NULL; t = t->next) {
-		if ((b = t->be) == NULL || b->n == 0)
+		if (t == done || (b = t->be) == NULL || b->n == 0)
 			continue;
 		k = b->n < b->room ? b->n : b->room;
 		if (k > 0 && copy_rows(db, t, 0, k) == -1)
@@ -838,6 +949,7 @@ flush(struct db *db)
 	batch_clear(db);
 	return 0;
 fail:
+	pg->streaming = NULL;
 	if (pg->c != NULL && PQtransactionStatus(pg->c) != PQTRANS_IDLE)
 		cmd(db, "ROLLBACK");
 	return -1;
@@ -1020,6 +1132,9 @@ begin_locked(struct db *db)
 {
 	PGresult	*res;
 
+	/* a streamed batch holds the connection: commit it first */
+	if (PG(db)->streaming != NULL && flush(db) == -1)
+		return -1;
 	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
 		return -1;
 	if ((res = run(db, "SELECT " LOCK_SCHEMA, 0, NULL,
@@ -1320,6 +1435,14 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	b->ends[b->n++] = b->data.len;
 	pg->backlog += b->data.len - before;
 	pg->batch_rows++;
+	if (b->data.len - b->sent < STREAM_CHUNK || pg->locked ||
+	    pg->c == NULL || b->ids != IDS_64 ||
+	    (pg->streaming != NULL && pg->streaming != t))
+		return 0;
+	if (pg->streaming == NULL && (pg->batch_rows != b->n ||
+	    stream_start(db, t) == -1))
+		return 0;	/* not the batch's only table; or later */
+	stream_more(db, b);	/* a loss is the commit's business */
 	return 0;
 }
 

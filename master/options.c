@@ -219,7 +219,17 @@ defaults(struct options *o)
 	o->cc.max_streams = CONF_MAX_STREAMS;
 	o->cc.max_clients = 4096;
 	o->cc.commit_rows = CONF_COMMIT_ROWS;
+	/*
+	 * A row is visible to readers about 50 ms after it arrives (a WAL
+	 * commit with synchronous=NORMAL is a write, not an fsync), unless
+	 * 10,000 writes or more came in those 50 ms: at such rates the batch
+	 * grows to commit_rows (or for up to a second, as before), so that
+	 * a commit that costs more (PostgreSQL's, with its fsync) stays rare.
+	 */
 	o->cc.commit_ms = CONF_COMMIT_MS;
+	o->cc.commit_busy = CONF_COMMIT_BUSY;
+	o->cc.commit_max_ms = CONF_COMMIT_MAX_MS;
+	o->cc.retry_ms = CONF_RETRY_MS;
 }
 
 static void

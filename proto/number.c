@@ -51,6 +51,22 @@ int_scan(const char *p, size_t len, int base, struct intscan *r)
 
 	r->mag = 0;
 	r->neg = r->ovf = 0;
+	/*
+	 * The common case first: the whole field is up to 18 decimal
+	 * digits, the first not 0 (so no octal or hex prefix either).
+	 */
+	if ((base == 0 || base == 10) && len > 0 && len <= 18 &&
+	    (unsigned char)(p[0] - '1') <= 8) {
+		uint64_t	 m = (uint64_t)(p[0] - '0');
+
+		for (i = 1; i < len && (unsigned char)(p[i] - '0') <= 9; i++)
+			m = m * 10 + (uint64_t)(p[i] - '0');
+		if (i == len) {
+			r->mag = m;
+			return len;
+		}
+		i = 0;
+	}
 	while (i < len && is_ws((unsigned char)p[i]))
 		i++;
 	if (i < len && (p[i] == '+' || p[i] == '-'))

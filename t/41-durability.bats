@@ -50,3 +50,21 @@ committed() {
 	[ "$(sq refuse 'SELECT count(DISTINCT oml_sender_id) FROM gen WHERE n IN (12, 14)')" = 3 ]
 	[ "$(grep -c 'refuse.sq3: insert into gen: not13' "$LOG")" -eq 3 ]
 }
+
+@test "during a long ingest the write-ahead log is copied into the database by the checkpointer, not left to grow" {
+	start_server
+	# about 35 MB of WAL: past the 16 MB at which the checkpointer
+	# thread starts copying, short of the 64 MB at which the writer
+	# would checkpoint itself
+	bg send -b -e ck -n 600000 -H 30000
+	wait_rows ck gen 600000 30
+	# the client still holds the experiment open: no close-time
+	# checkpoint has run; what is in the database file came from the
+	# thread
+	wait_for 20 eval '[ "$(stat -c %s "$DATA/ck.sq3")" -gt $((16 << 20)) ]'
+	local wal
+	wal=$(stat -c %s "$DATA/ck.sq3-wal")
+	echo "database $(stat -c %s "$DATA/ck.sq3") bytes, WAL $wal bytes" >&3
+	[ "$wal" -lt $((64 << 20)) ]
+	[ "$(sq ck 'PRAGMA integrity_check')" = ok ]
+}

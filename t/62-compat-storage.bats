@@ -267,3 +267,24 @@ EOF
 	run sq r_example "SELECT name, id FROM _senders"
 	[ "$output" = "n1|1" ]
 }
+
+@test "4 KiB blobs take fewer bytes a row than in the original's file: they fit in 64 KiB pages" {
+	[ "$BACKEND" = sqlite ] || skip "page sizes are SQLite's"
+	start_server
+	send -b -e blob4k -s '1 blobs n:int32 b:blob' -Z 4096 -n 500
+	wait_closed blob4k
+	[ "$(sq blob4k 'PRAGMA page_size')" = 65536 ]
+	local before=$(stat -c %s "$DATA/blob4k.sq3") size
+	send -b -e blob4k -s '1 blobs n:int32 b:blob' -Z 4096 -n 3000
+	wait_closed blob4k 2
+	[ "$(sq blob4k "SELECT count(*), sum(length(b) = 4096) FROM blobs")" = "3500|3500" ]
+	# the original's layout (SQLite's default 4 KiB pages) needs about
+	# 4,600 bytes a row: each blob spills into an overflow page
+	size=$((($(stat -c %s "$DATA/blob4k.sq3") - before) / 3000))
+	echo "bytes per row: $size" >&3
+	[ "$size" -lt 4500 ]
+	# a schema without blobs keeps 16 KiB pages
+	send -e noblob -n 10
+	wait_closed noblob
+	[ "$(sq noblob 'PRAGMA page_size')" = 16384 ]
+}

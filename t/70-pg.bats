@@ -320,6 +320,20 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_log "database $(uri refuse) closed: 1197 rows stored, 3 dropped"
 }
 
+@test "a row PostgreSQL refuses in a batch streamed while it was read costs only itself" {
+	start_server
+	send -e stream -n 1
+	wait_for 10 closed_after stream 1
+	pg_query stream "ALTER TABLE gen ADD CONSTRAINT not13 CHECK (n <> 13 AND n <> 25000)"
+	# megabytes of rows: the batch's COPY starts while they are read
+	send -b -e stream -n 30000
+	wait_q stream "SELECT count(*) FROM gen" $((1 + 29998))
+	[ "$(q stream "SELECT count(*) FROM gen WHERE n IN (13, 25000)")" = 0 ]
+	[ "$(q stream "SELECT count(DISTINCT n) FROM gen WHERE oml_seq > 0")" = 29998 ]
+	wait_log 'table gen: row from sender omlsend seq 25000 dropped: .*not13'
+	wait_log "database $(uri stream) closed: 29998 rows stored, 2 dropped"
+}
+
 @test "a refused row is counted once when the commit after it is cut off and sent again" {
 	start_server
 	send -e once -n 1

@@ -20,9 +20,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null || exit 1
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing >/dev/null || exit 1
-# The Debian haproxy, postgresql and prometheus packages start system-wide
-# services; the test suite runs its own instances and does not need them.
-for svc in haproxy postgresql prometheus; do
+# The Debian haproxy, postgresql, prometheus, influxdb and victoria-metrics
+# packages start system-wide services; the tests and the benchmark run
+# their own instances and do not need them.
+for svc in haproxy postgresql prometheus influxdb victoria-metrics; do
 	case "$missing" in *"$svc"*)
 		(systemctl stop "$svc" || service "$svc" stop) >/dev/null 2>&1 ;;
 	esac

@@ -76,6 +76,7 @@ static const char usage_text[] =
 "  -C BYTES   write in chunks of at most BYTES bytes\n"
 "  -d MS      delay between chunks in milliseconds (with -C)\n"
 "  -l ADDR    connect from local address ADDR (e.g. 127.0.0.2)\n"
+"  -Z BYTES   blobs of BYTES bytes: the 4 above, then 'z's\n"
 "  -q         quiet (no summary)\n"
 "  -h         this help\n"
 "Row r (1..ROWS) of each stream: integers and guid r, double r + 0.25,\n"
@@ -115,6 +116,7 @@ struct opts {
 	unsigned long	  delay_ms;
 	const char	 *local;
 	int		  quiet;
+	unsigned long	  blob_len;
 };
 
 enum dkind { D_TCP, D_FILE, D_STDOUT };
@@ -244,9 +246,10 @@ parse_opts(int argc, char **argv)
 	opt.start_time = (long)time(NULL);
 	opt.pause_ms = 100;
 	opt.wait_s = 10;
+	opt.blob_len = 4;
 	opt.schemas = xcalloc((size_t)argc, sizeof(*opt.schemas));
 	while ((ch = getopt(argc, argv,
-	    "e:E:s:n:c:btLS:a:P:T:G:B:p:H:Ww:r:C:d:l:qh"))
+	    "e:E:s:n:c:btLS:a:P:T:G:B:p:H:Ww:r:C:d:l:qZ:h"))
 	    != -1) {
 		switch (ch) {
 		case 'e': opt.expid = optarg; break;
@@ -273,6 +276,7 @@ parse_opts(int argc, char **argv)
 		case 'd': opt.delay_ms = num(optarg, 0, 86400000, ch); break;
 		case 'l': opt.local = optarg; break;
 		case 'q': opt.quiet = 1; break;
+		case 'Z': opt.blob_len = num(optarg, 4, 1 << 24, ch); break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(EX_OK);
@@ -379,7 +383,7 @@ build_header(struct buf *b, int i)
 /* Storage for one row's values that are not held in struct oml_value. */
 struct rowstore {
 	char		 str[32];
-	char		 blob[4];
+	char		*blob;		/* opt.blob_len bytes, at least 4 */
 	int32_t		 i32[3];
 	uint32_t	 u32[3];
 	int64_t		 i64[3];
@@ -451,7 +455,7 @@ gen_row(const struct oml_schema *sc, unsigned long r, struct rowstore *rs,
 			break;
 		case OML_BLOB:
 			v[i].u.s.p = rs->blob;
-			v[i].u.s.len = 4;
+			v[i].u.s.len = opt.blob_len;
 			break;
 		default:
 			gen_vector(&v[i], rs);
@@ -501,6 +505,8 @@ build_rows(void)
 	for (k = 0; k < n; k++)
 		maxf = sc[k].nfields > maxf ? sc[k].nfields : maxf;
 	v = xcalloc((size_t)maxf, sizeof(*v));
+	rs.blob = xcalloc(1, opt.blob_len);
+	memset(rs.blob, 'z', opt.blob_len);
 	if (opt.burst > 0)
 		pl.bursts = xcalloc(opt.rows * (size_t)n / opt.burst + 1,
 		    sizeof(*pl.bursts));
@@ -527,6 +533,7 @@ build_rows(void)
 		schema_free(&sc[k]);
 	free(sc);
 	free(v);
+	free(rs.blob);
 }
 
 static void
