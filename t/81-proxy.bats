@@ -292,6 +292,11 @@ refused_count() {
 	from 127.0.0.1 -C 1 -d 2 -- "$V2$HDR"
 	wait_rows px gen 2
 	[ "$(count 'exp/px: client 192\.0\.2\.7 port 5000 connected$' "$LOG")" -eq 2 ]
+	# an IPv6 client, 2001:db8::7 port 5001, through the IPv4 proxy
+	from 127.0.0.1 -- "$V2SIG"'\x21\x21\x00\x24\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x07\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x13\x89\x0b\xbb'"$HDR"
+	wait_rows px gen 3
+	wait_log 'exp/px: client 2001:db8::7 port 5001 connected$'
+	log_has 'master: client 2001:db8::7 port 5001 \(via 127\.0\.0\.1 port [0-9]+\)$'
 	# a proxy's own connections (health checks): v2 LOCAL, v1 UNKNOWN,
 	# v2 UNSPEC, and nothing at all
 	from 127.0.0.1 -- "$V2SIG"'\x20\x00\x00\x00'
@@ -302,9 +307,9 @@ refused_count() {
 	wait_for 10 eval '[ "$(count "a connection of its own" "$LOG")" -eq 3 ]'
 	# a LOCAL connection with a header is its proxy's
 	from 127.0.0.1 -- "$V2SIG"'\x20\x00\x00\x00'"$HDR"
-	wait_rows px gen 3
+	wait_rows px gen 4
 	log_has 'exp/px: client 127\.0\.0\.1 port [0-9]+ connected$'
-	[ "$("$OML2CTL" -s "$sock" --json status | jq -r '[.connections_accepted, .connections_refused.proxy_preamble] | join(" ")')" = "7 0" ]
+	[ "$("$OML2CTL" -s "$sock" --json status | jq -r '[.connections_accepted, .connections_refused.proxy_preamble] | join(" ")')" = "8 0" ]
 	stop_server
 	[ -z "$(warnings "$LOG")" ]
 }
