@@ -10,12 +10,13 @@
  *
  * The preamble is required from those addresses, as the specification
  * asks of a receiver (it must not guess whether one is there), and refused
- * from everyone else: an address not named could otherwise pass itself off
- * as any other.  A proxy's own connection (v2 LOCAL, v1 UNKNOWN: HAProxy's
- * health checks) keeps the proxy's address, and is only counted as a
- * client once it sends a byte of header; one that closes before sending
- * anything at all (HAProxy's plain TCP check) closes without a word, as
- * any connection that never spoke.
+ * from everyone else, the clients behind a proxy included: an address not
+ * named could otherwise pass itself off as any other.  A proxy's own
+ * connection (v2 LOCAL or UNSPEC, v1 UNKNOWN or naming the connection
+ * itself: HAProxy's health checks) keeps the proxy's address, and is only
+ * counted as a client once it sends a byte of header; one that closes
+ * before sending anything at all (HAProxy's plain TCP check) closes
+ * without a word, as any connection that never spoke.
  */
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -199,7 +200,7 @@ adopt(struct pending *p, const struct sockaddr_storage *src)
 	source_add_pending(s, p);
 	strlcpy(p->peer, host, sizeof(p->peer));
 	p->port = port;
-	p->px = PX_NONE;
+	p->px = PX_CHECK;
 	pending_connected(p);
 	/* trimmed when pending_expire() next runs, at once */
 	if (!stopping && opts.max_source_pending != 0 &&
@@ -272,17 +273,18 @@ preamble(struct pending *p, const char **why)
 int
 proxy_read(struct pending *p, const char **why)
 {
-	int	 r = 1;
+	int	 r;
 
 	*why = NULL;
-	if (p->px == PX_CHECK)
-		r = untrusted(p, why);
-	else if (p->px == PX_WANT)
-		r = preamble(p, why);
+	if (p->px == PX_WANT && (r = preamble(p, why)) != 1)
+		return r;
 	/* a proxy's own connection that goes on to send a header */
-	if (r == 1 && p->px == PX_LOCAL && p->data.len > 0) {
-		p->px = PX_NONE;
+	if (p->px == PX_LOCAL && p->data.len > 0) {
+		p->px = PX_CHECK;
 		pending_connected(p);
 	}
-	return r;
+	/* (behind a proxy too: a client's own preamble is no more trusted) */
+	if (p->px == PX_CHECK)
+		return untrusted(p, why);
+	return 1;
 }

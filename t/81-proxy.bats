@@ -254,6 +254,10 @@ refused_count() {
 	log_lacks '192\.0\.2\.7'
 	[ ! -e "$DATA/px.sq3" ]
 	[ "$(refused_count)" = 3 ]
+	# nor is a client's own, behind a proxy (a second preamble)
+	refused_from 127.0.0.1 "$V1$V2$HDR"
+	wait_log 'client 192\.0\.2\.7 port 5000: sent a PROXY preamble, but its address is not one of --proxy-from; connection closed'
+	[ "$(refused_count)" = 4 ]
 	# its header alone is served
 	from 127.0.0.2 -- "$HDR"
 	wait_rows px gen 1
