@@ -33,6 +33,7 @@ const char *const refuse_name[REF_MAX] = {
 	[REF_MAX_SOURCE_PENDING] = "max_source_pending",
 	[REF_MAX_SOURCE_EXPERIMENTS] = "max_source_experiments",
 	[REF_QUEUE_FULL] = "queue_full",
+	[REF_PROXY] = "proxy_preamble",
 };
 const char *const stall_name[STALL_MAX] = {
 	[STALL_NONE] = "no", [STALL_RETRYING] = "retrying",

@@ -308,7 +308,8 @@ listen_accept(struct ev *ev)
 		}
 		addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
 		fig_accepted();
-		pending_new(fd, host, port);
+		pending_new(fd, host, port,
+		    proxy_trusted((struct sockaddr *)&ss));
 	}
 }
 
@@ -344,7 +345,8 @@ accept_all(int fd)
 		}
 		addr_string((struct sockaddr *)&ss, host, sizeof(host), &port);
 		fig_accepted();
-		pending_new(cfd, host, port);
+		pending_new(cfd, host, port,
+		    proxy_trusted((struct sockaddr *)&ss));
 	}
 }
 

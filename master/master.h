@@ -58,6 +58,14 @@ struct ev {
 struct source;
 struct expent;
 
+/* Where a connection is with its PROXY preamble (proxy.c). */
+enum px_state {
+	PX_NONE,	/* past it, or never to have one */
+	PX_CHECK,	/* of no --proxy-from address: a preamble is refused */
+	PX_WANT,	/* of a --proxy-from address: a preamble must come */
+	PX_LOCAL,	/* the proxy's own (LOCAL): a client once it speaks */
+};
+
 /*
  * A connection whose header is still being read, or that has named its
  * experiment and waits for that experiment's process (sniff.c).
@@ -76,6 +84,9 @@ struct pending {
 	struct buf	 data;
 	struct sniff	 sn;
 	int		 waiting;	/* named, waiting for a child */
+	enum px_state	 px;		/* the PROXY preamble (proxy.c) */
+	size_t		 pre;		/* its bytes, stripped from data */
+	int		 reported;	/* its Connect is (report.c) */
 };
 
 /* A peer address and what it holds (source.c). */
@@ -152,7 +163,8 @@ unsigned fd_limit(void);
 /* sniff.c */
 int	 pending_full(void);
 int	 pending_room(uint64_t now, uint64_t *retry);
-void	 pending_new(int fd, const char *peer, uint16_t port);
+void	 pending_new(int fd, const char *peer, uint16_t port, int trusted);
+void	 pending_connected(struct pending *);
 void	 pending_read(struct pending *);
 void	 pending_expire(uint64_t now);
 void	 pending_handed(struct pending *);
@@ -161,6 +173,11 @@ void	 pending_stop(uint64_t now);
 unsigned pending_count(void);
 unsigned pending_waiting(void);
 uint64_t pending_next_deadline(void);
+
+/* proxy.c -- --proxy-from and the PROXY preamble */
+int	 proxy_from_add(const char *spec, const char **why);
+int	 proxy_trusted(const struct sockaddr *);
+int	 proxy_read(struct pending *, const char **why);
 
 /* source.c */
 struct source *source_get(const char *addr);
@@ -209,7 +226,7 @@ enum refuse {
 	REF_HEADER_TIMEOUT, REF_HEADER_LIMIT, REF_BAD_HEADER, REF_CLOSED_EARLY,
 	REF_MAX_PENDING, REF_MAX_EXPERIMENTS, REF_NO_PROCESS, REF_SHUTDOWN,
 	REF_MAX_SOURCE_PENDING, REF_MAX_SOURCE_EXPERIMENTS, REF_QUEUE_FULL,
-	REF_MAX
+	REF_PROXY, REF_MAX
 };
 
 struct expfig {

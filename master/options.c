@@ -26,6 +26,7 @@ enum {
 	O_OML_NOOP, O_OML_BUFSIZE, O_ALLOW_ROOT, O_MAX_HEADER, O_MAX_BUFFERED,
 	O_MAX_BUFFERED_EXP, O_CONTROL, O_METRICS_LISTEN, O_KEEP_ENDED,
 	O_HOOK_TIMEOUT, O_MAX_SOURCE_PENDING, O_MAX_SOURCE_EXPERIMENTS,
+	O_PROXY_FROM,
 };
 
 static const struct option longopts[] = {
@@ -54,6 +55,7 @@ static const struct option longopts[] = {
 	{ "max-source-pending",	required_argument, NULL, O_MAX_SOURCE_PENDING },
 	{ "max-source-experiments", required_argument, NULL,
 	    O_MAX_SOURCE_EXPERIMENTS },
+	{ "proxy-from",		required_argument, NULL, O_PROXY_FROM },
 	{ "max-clients",	required_argument, NULL, O_MAX_CLIENTS },
 	{ "max-header",		required_argument, NULL, O_MAX_HEADER },
 	{ "max-line",		required_argument, NULL, O_MAX_LINE },
@@ -83,10 +85,11 @@ static const struct option longopts[] = {
 static const char usage_text[] =
 "usage: oml2-server [-D dir] [-H hook] [-l [addr:]port] [--user=name]\n"
 "                   [--group=name] [--allow-root] [-t seconds] [-d level]\n"
-"                   [--logfile=file] [-b sqlite|postgresql] [--pg-host=host]\n"
-"                   [--pg-port=port] [--pg-user=user] [--pg-pass=pass]\n"
-"                   [--pg-connect=conninfo] [--oml-collect=uri]\n"
-"                   [--control=path] [--metrics-listen=[addr:]port] [limits...]\n"
+"                   [--proxy-from=addr[/prefix]] [--logfile=file]\n"
+"                   [-b sqlite|postgresql] [--pg-host=host] [--pg-port=port]\n"
+"                   [--pg-user=user] [--pg-pass=pass] [--pg-connect=conninfo]\n"
+"                   [--oml-collect=uri] [--control=path]\n"
+"                   [--metrics-listen=[addr:]port] [limits...]\n"
 "                   [--usage] [-v] [-?]\n";
 
 static const char help_text[] =
@@ -96,6 +99,9 @@ static const char help_text[] =
 "                            else " DEFAULT_DATADIR "); one server per DIR\n"
 "  -l, --listen=[ADDR:]PORT  listen on PORT (number or service; default 3003),\n"
 "                            on all addresses unless ADDR is given\n"
+"      --proxy-from=ADDR[/PREFIX]  connections from ADDR (a load balancer)\n"
+"                            begin with a PROXY preamble naming the client;\n"
+"                            required from ADDR, refused from others; repeatable\n"
 "  -t, --timeout=SECONDS     reap clients idle this long (default 60; 0 = never)\n"
 "      --user=NAME           run experiment processes as this user\n"
 "      --group=NAME          ... and this group (default: the user's group)\n"
@@ -132,8 +138,8 @@ static const char help_text[] =
 "      --spares=N            idle pre-forked experiment processes (default 2)\n"
 "      --linger=SECONDS      keep an experiment's process this long after its\n"
 "                            last client (default 60)\n"
-"      --header-limit=BYTES  header bytes allowed before the experiment id\n"
-"                            (default 16384)\n"
+"      --header-limit=BYTES  header bytes allowed before the experiment id,\n"
+"                            a PROXY preamble included (default 16384)\n"
 "      --header-timeout=SECONDS  time allowed to name the experiment (default 10)\n"
 "      --max-pending=N       connections still naming their experiment (1024)\n"
 "      --max-source-pending=N  ... of them from one address (default 256;\n"
@@ -235,6 +241,8 @@ defaults(struct options *o)
 static void
 one(struct options *o, int c, const char *arg, char **datadir)
 {
+	const char	*why;
+
 	switch (c) {
 	case 'D':	setstr(datadir, arg); break;
 	case 'H':	setstr(&o->cc.hook, arg); break;
@@ -283,6 +291,10 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_MAX_SOURCE_EXPERIMENTS:
 		o->max_source_experiments = num("--max-source-experiments",
 		    arg, 0, 100000);
+		break;
+	case O_PROXY_FROM:
+		if (proxy_from_add(arg, &why) == -1)
+			bad("--proxy-from %s: %s", arg, why);
 		break;
 	case O_MAX_CLIENTS:
 		o->cc.max_clients = num("--max-clients", arg, 1, 1000000);

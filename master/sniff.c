@@ -78,8 +78,9 @@ pending_end(struct pending *p, const char *why, const char *message)
 {
 	if (stopping && strcmp(message, "SOCKET_CONN_CLOSED") != 0)
 		unserved++;
-	report_event(REPORT_DISCONNECT, p->peer, p->port,
-	    p->waiting ? p->sn.name : NULL, message);
+	if (p->reported)
+		report_event(REPORT_DISCONNECT, p->peer, p->port,
+		    p->waiting ? p->sn.name : NULL, message);
 	pending_free(p, why);
 }
 
@@ -170,8 +171,22 @@ source_trim(struct source *s, uint64_t now)
 	source_put(s);
 }
 
+/* p is a client, at its (real) address: report its Connect. */
 void
-pending_new(int fd, const char *peer, uint16_t port)
+pending_connected(struct pending *p)
+{
+	report_event(REPORT_CONNECT, p->peer, p->port, NULL, NULL);
+	p->reported = 1;
+}
+
+/*
+ * A new connection; trusted if its address is one of --proxy-from, whose
+ * connections are counted for the proxy's address until their preamble
+ * names the client, and are not trimmed for it (the proxy's address
+ * stands for many clients).
+ */
+void
+pending_new(int fd, const char *peer, uint16_t port, int trusted)
 {
 	struct pending	*p;
 	struct source	*s;
@@ -192,8 +207,10 @@ pending_new(int fd, const char *peer, uint16_t port)
 	source_add_pending(s, p);
 	ev_add(&p->ev, EPOLLIN | EPOLLRDHUP);
 	log_debug("connection from %s port %u", peer, port);
-	report_event(REPORT_CONNECT, peer, port, NULL, NULL);
-	if (!stopping && opts.max_source_pending != 0 &&
+	p->px = trusted ? PX_WANT : PX_CHECK;
+	if (!trusted)
+		pending_connected(p);
+	if (!stopping && !trusted && opts.max_source_pending != 0 &&
 	    s->npending > opts.max_source_pending)
 		source_trim(s, now);
 	/* A client usually sends its header at once: route it now. */
@@ -276,7 +293,7 @@ pending_fill(struct pending *p)
 	size_t	 room;
 
 	for (;;) {
-		room = opts.header_limit - p->data.len;
+		room = opts.header_limit - p->pre - p->data.len;
 		if (room == 0)
 			return 0;
 		/* most headers are short: grow the buffer as they come */
@@ -313,6 +330,14 @@ pending_read(struct pending *p)
 	if (p->waiting)
 		return;
 	eof = pending_fill(p) == -1;
+	switch (proxy_read(p, &why)) {
+	case -1:
+		fig_refused(REF_PROXY);
+		pending_end(p, why, "C_PROTOCOL_ERROR");
+		return;
+	case 0:
+		goto more;	/* more of a preamble to come */
+	}
 	switch (sniff_expid(&p->sn, p->data.p, p->data.len, &why)) {
 	case SNIFF_FOUND:
 		log_debug("client %s port %u names experiment %s", p->peer,
@@ -326,11 +351,12 @@ pending_read(struct pending *p)
 	case SNIFF_MORE:
 		break;
 	}
+more:
 	if (eof) {
 		fig_refused(REF_CLOSED_EARLY);
 		pending_end(p, p->data.len ? "closed before naming its "
 		    "experiment" : NULL, "SOCKET_CONN_CLOSED");
-	} else if (p->data.len >= opts.header_limit) {
+	} else if (p->pre + p->data.len >= opts.header_limit) {
 		fig_refused(REF_HEADER_LIMIT);
 		pending_end(p, "no experiment id in the first "
 		    "--header-limit bytes", "C_PROTOCOL_ERROR");

@@ -63,16 +63,28 @@ source_put(struct source *s)
 	free(s);
 }
 
+/*
+ * In order of age: a connection that a proxy's preamble brings here may
+ * be older than the last one of this address (nearly always the newest,
+ * so the walk is short).
+ */
 void
 source_add_pending(struct source *s, struct pending *p)
 {
-	p->onext = NULL;
-	p->oprev = s->tail;
-	if (s->tail != NULL)
-		s->tail->onext = p;
+	struct pending	*after = s->tail;
+
+	while (after != NULL && after->born > p->born)
+		after = after->oprev;
+	p->oprev = after;
+	p->onext = after != NULL ? after->onext : s->head;
+	if (p->onext != NULL)
+		p->onext->oprev = p;
+	else
+		s->tail = p;
+	if (after != NULL)
+		after->onext = p;
 	else
 		s->head = p;
-	s->tail = p;
 	s->npending++;
 }
 

@@ -42,13 +42,15 @@ same_options() {
 BINS="oml2-server oml2-import oml2-merge oml2ctl"
 
 
-# A server of its own in $T/$1 (data dir $T/$1/data, log $T/$1/log); its
-# port is left in $NPORT, its pid in $NPID.
+# A server of its own in $T/$1 (data dir $T/$1/data, log $T/$1/log), with
+# any further options; its port is left in $NPORT, its pid in $NPID:
+# start_named NAME [OPTION...]
 start_named() {
 	local d=$T/$1
+	shift
 	mkdir -p "$d/data"
 	bg "$OML2_SERVER" -l 127.0.0.1:0 -D "$d/data" --logfile="$d/log" -d 4 \
-	    >>"$d/log.out" 2>&1
+	    "$@" >>"$d/log.out" 2>&1
 	NPID=$BG
 	wait_for 10 grep -qs ' ready: ' "$d/log" || return 1
 	NPORT=$(log_port "$d/log")
@@ -255,11 +257,12 @@ port_listening() {
 }
 
 @test "HAProxy with the shipped configuration spreads clients over three servers, storing every row" {
-	local a b c hport cfg=$T/haproxy.cfg s i total=0 n
+	local a b c hport cfg=$T/haproxy.cfg s i total=0 n clients=0
 	local -A pid
-	start_named a && a=$NPORT && pid[a]=$NPID
-	start_named b && b=$NPORT && pid[b]=$NPID
-	start_named c && c=$NPORT && pid[c]=$NPID
+	# (the shipped file has HAProxy send a PROXY preamble)
+	start_named a --proxy-from=127.0.0.1 && a=$NPORT && pid[a]=$NPID
+	start_named b --proxy-from=127.0.0.1 && b=$NPORT && pid[b]=$NPID
+	start_named c --proxy-from=127.0.0.1 && c=$NPORT && pid[c]=$NPID
 	# The shipped file with this test's ports, logging to its output,
 	# health checks included.
 	hport=$(free_port)
@@ -280,8 +283,10 @@ port_listening() {
 		wait_for 10 grep -q "server oml2-server/oml2-$s succeeded" "$T/haproxy.out" ||
 			{ cat "$T/haproxy.out" >&2; return 1; }
 	done
+	# (from an address of their own, which the servers learn from
+	# HAProxy's PROXY preamble)
 	for i in 1 2 3 4 5 6; do
-		"$OMLSEND" -q -e lb -S "node$i" -n 50 "127.0.0.1:$hport"
+		"$OMLSEND" -q -e lb -S "node$i" -n 50 -l 127.0.0.2 "127.0.0.1:$hport"
 	done
 	for s in a b c; do
 		wait_for 10 eval "[ -f $T/$s/data/lb.sq3 ]" ||
@@ -296,8 +301,14 @@ port_listening() {
 		# (but the one about running as root).
 		! grep -E ' (WARN|ERROR) ' "$T/$s/log" | grep -v 'running as root' ||
 			return 1
+		# every client by its own address, none by HAProxy's
+		n=$(grep -c 'exp/lb: client 127\.0\.0\.2 port [0-9]* connected' "$T/$s/log")
+		[ "$n" -ge 1 ]
+		clients=$((clients + n))
+		! grep 'exp/lb: client 127\.0\.0\.1 ' "$T/$s/log" || return 1
 	done
 	[ "$total" -eq 6 ]
+	[ "$clients" -eq 6 ]
 	for s in a b c; do
 		kill -TERM "${pid[$s]}"
 		wait "${pid[$s]}"

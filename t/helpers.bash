@@ -103,6 +103,22 @@ bg() {
 	BG_PIDS+=("$BG")
 }
 
+# A TCP port nobody on this host uses now, below the ephemeral range so
+# that no outgoing connection takes it before the test binds it.
+free_port() {
+	local p i lo
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	[ "${lo:-0}" -gt 11000 ] || lo=32768
+	for i in $(seq 100); do
+		p=$((10000 + RANDOM % (lo - 10000)))
+		if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # The port a server's log says it listens on: log_port [LOGFILE]
 log_port() {
 	sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "${1:-$LOG}" | head -n 1
