@@ -1,4 +1,4 @@
-# A throwaway PostgreSQL cluster for the tests (PostgreSQL 15 binaries).
+# A throwaway PostgreSQL cluster for the tests (Debian 12: PostgreSQL 15).
 #
 # Loaded by t/helpers.bash when OML2_BACKEND=postgresql.  The cluster runs
 # on loopback on a free port, as the unprivileged user omlpg (when the
@@ -13,7 +13,15 @@
 # Before each test every experiment database is dropped, so that each test
 # starts from an empty cluster, as it does from an empty data directory.
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# The newest installed server binaries, wherever Debian put them.
+if [ -z "${PG_BIN:-}" ]; then
+	for PG_BIN in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r) ""; do
+		[ -x "$PG_BIN/initdb" ] && break
+	done
+	: "${PG_BIN:=/usr/lib/postgresql/15/bin}"
+fi
+# useradd and runuser are in sbin, which a user's PATH lacks.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
 PG_OSUSER=omlpg
 PG_ADMIN=omlpg			# the bootstrap superuser
 PG_ROLE=oml2test		# what the server logs in as
