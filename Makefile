@@ -54,7 +54,7 @@ MANS		 = $(patsubst %,man1/%.1,$(BINS))
 TOOLS		 = t/omlsend t/unit_proto
 
 .PHONY: all deps deps-build deps-run run test test-unit test-bats test-pg test-asan bench \
-	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
+	fuzz fuzz-build fuzz-bins test-fuzz test-fresh install uninstall clean lint-man check-clang
 
 all: $(BINS) $(TOOLS)
 
@@ -206,6 +206,11 @@ test-fuzz: fuzz-build
 		$$d/log) runs in $(FUZZ_SHORT) s, no findings"; \
 	    rm -rf $$d; \
 	done
+
+# README's two commands on a freshly bootstrapped Debian 12, as root and
+# as a user, in a chroot (not part of `make test`; root; see t/fresh.sh).
+test-fresh:
+	bash t/fresh.sh
 
 # Throughput and memory figures (not a test): see README, Performance.
 bench: all t/baseline
