@@ -178,11 +178,20 @@ inside_root_run() {
 }
 
 inside_root_test() {
-	cd /root/oml2-server && make test || return 1
-	# the system's services are as the packages left them: running
+	local rc=0
+	cd /root/oml2-server && make test || rc=1
+	# whatever the tests said, the system's services are as the packages
+	# left them: running
 	pg_lsclusters
-	pg_lsclusters -h | grep -q ' online ' || { echo "the system's postgresql is not running"; return 1; }
-	pgrep -x haproxy >/dev/null || { echo "the system's haproxy is not running"; return 1; }
+	pg_lsclusters -h | grep -q ' online ' ||
+		{ echo "the system's postgresql is not running"; rc=1; }
+	if pgrep -x haproxy >/dev/null; then
+		echo "the system's haproxy is running"
+	else
+		echo "the system's haproxy is not running"
+		rc=1
+	fi
+	return "$rc"
 }
 
 inside_user_test() {
