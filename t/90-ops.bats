@@ -55,16 +55,6 @@ start_named() {
 	[ -n "$NPORT" ]
 }
 
-# A TCP port nobody on this host uses right now.
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		ss -Htan "( sport = :$p )" | grep -q . || break
-	done
-	echo "$p"
-}
-
 # Rows of experiment lb over the three servers' databases.
 lb_rows() {
 	local s n sum=0

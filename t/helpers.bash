@@ -157,6 +157,22 @@ bg() {
 	BG_PIDS+=("$BG")
 }
 
+# A TCP port nobody on this host uses now, for a program that cannot be
+# given port 0: below the kernel's range of ephemeral ports, so that no
+# server bound to port 0 and no outgoing connection (of the test files
+# running beside this one) takes it before the program binds it: free_port
+free_port() {
+	local lo p i
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+	[ "$lo" -gt 20000 ] || lo=32768
+	for i in $(seq 100); do
+		p=$((10000 + RANDOM % (lo - 10000)))
+		[ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
+	done
+	echo "no free port below $lo in 100 tries" >&2
+	return 1
+}
+
 # The port a server's log says it listens on: log_port [LOGFILE]
 log_port() {
 	sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "${1:-$LOG}" | head -n 1

@@ -35,13 +35,18 @@ pg_as() {
 	fi
 }
 
+# As free_port in helpers.bash (this file also runs alone): a port below
+# the range of ephemeral ports that nobody uses now.
 pg_free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 30000))
-		[ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && break
+	local lo p i
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+	[ "$lo" -gt 20000 ] || lo=32768
+	for i in $(seq 100); do
+		p=$((10000 + RANDOM % (lo - 10000)))
+		[ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
 	done
-	echo "$p"
+	echo "no free port below $lo in 100 tries" >&2
+	return 1
 }
 
 # Start a cluster and export OML2_PG_DIR, OML2_PG_PORT and OML2_PG_PASS.
