@@ -15,8 +15,8 @@
 #      cache) and serves on port 3003: a client's rows must be there in
 #      data/*.sq3, read with sqlite3, after Ctrl-C (SIGINT) stops it;
 #   3. root runs `make test`, which must install the rest and pass, and
-#      leave running the system's postgresql and haproxy services that
-#      their packages started (as on a booted machine: see setup_root);
+#      leave running the system's postgresql, haproxy and prometheus
+#      services that their packages started (as on a booted machine: see setup_root);
 #   4. `fresh` runs `make test` again: it must pass now that root has
 #      installed the packages (the tests that need root skip).
 # Each step's output is in $FRESH_DIR/*.log; the root is removed at the
@@ -178,19 +178,21 @@ inside_root_run() {
 }
 
 inside_root_test() {
-	local rc=0
+	local rc=0 svc
 	cd /root/oml2-server && make test || rc=1
 	# whatever the tests said, the system's services are as the packages
 	# left them: running
 	pg_lsclusters
 	pg_lsclusters -h | grep -q ' online ' ||
 		{ echo "the system's postgresql is not running"; rc=1; }
-	if pgrep -x haproxy >/dev/null; then
-		echo "the system's haproxy is running"
-	else
-		echo "the system's haproxy is not running"
-		rc=1
-	fi
+	for svc in haproxy prometheus; do
+		if pgrep -x "$svc" >/dev/null; then
+			echo "the system's $svc is running"
+		else
+			echo "the system's $svc is not running"
+			rc=1
+		fi
+	done
 	return "$rc"
 }
 
