@@ -18,10 +18,14 @@ XCPPFLAGS	 = -I. $(PG_INC) -D_GNU_SOURCE \
 		   -DSHAREDIR='"$(SHAREDIR)"'
 LDLIBS		 = -lsqlite3 -lbsd -lm -ldl -lpthread
 
-# Debian packages: what building needs, and what the test suite, the
-# benchmarks and the fuzzers need on top.
+# Debian packages: what building needs, what `make run` needs on top (the
+# sqlite3 shell, to read what it stored), and what the test suite, the
+# benchmarks and the fuzzers need on top of that.  Installing postgresql,
+# haproxy and prometheus starts the system's own services; the suite
+# leaves them be and runs its own instances on free ports.
 DEPS_BUILD	 = make gcc libc6-dev pkg-config libsqlite3-dev libpq-dev libbsd-dev
-DEPS_TEST	 = clang jq libclang-rt-14-dev sqlite3 bats postgresql postgresql-client \
+DEPS_RUN	 = sqlite3
+DEPS_TEST	 = clang jq libclang-rt-14-dev bats parallel postgresql postgresql-client \
 		   haproxy mandoc procps iproute2 util-linux passwd coreutils \
 		   systemd prometheus curl
 # ... and what `make bench` compares with, beyond SQLite and PostgreSQL.
@@ -51,8 +55,9 @@ BINS		 = oml2-server oml2-import oml2-merge oml2ctl
 MANS		 = $(patsubst %,man1/%.1,$(BINS))
 TOOLS		 = t/omlsend t/unit_proto
 
-.PHONY: all deps deps-build deps-bench run test test-unit test-bats test-pg test-asan bench \
-	fuzz fuzz-build fuzz-bins test-fuzz install uninstall clean lint-man check-clang
+.PHONY: all deps deps-build deps-run deps-bench run test test-unit test-bats test-pg \
+	test-asan bench fuzz fuzz-build fuzz-bins test-fuzz test-fresh install uninstall \
+	clean lint-man check-clang
 
 all: $(BINS) $(TOOLS)
 
@@ -93,35 +98,59 @@ t/ceiling: $(O)/t/ceiling.o
 deps-build:
 	@sh t/deps.sh $(DEPS_BUILD)
 
+deps-run:
+	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_RUN)
+
 deps:
-	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_TEST)
+	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST)
 
 deps-bench:
-	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH)
+	@sh t/deps.sh $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST) $(DEPS_BENCH)
 
-run: deps-build
+run: deps-run
 	@$(MAKE) --no-print-directory all
 	@mkdir -p data
 	./oml2-server -l 3003 -D ./data --logfile=-
 
-# The whole suite: unit tests, then the bats suite against the normal
-# build, the compatibility tests against PostgreSQL (test-pg), then the bats
-# suite again against an ASan+UBSan build (any report fails it).
+# The whole suite: build with gcc, then every stage: a build with clang,
+# unit tests, a short pass of each fuzzer, the bats suite against the
+# normal build, its compatibility tests against PostgreSQL (test-pg), and
+# the bats suite again against an ASan+UBSan build (any report fails it).
+# A stage that fails does not keep the others from running; the last lines
+# say how long each took and which failed.
+TEST_STAGES	 = check-clang test-unit test-fuzz test-bats test-pg test-asan
+
 test: deps
-	@$(MAKE) --no-print-directory all check-clang
-	@$(MAKE) --no-print-directory test-unit test-fuzz test-bats test-pg
-	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory all
+	@failed=; times=; start=$$(date +%s); \
+	for s in $(TEST_STAGES); do \
+	    t=$$(date +%s); \
+	    $(MAKE) --no-print-directory $$s || failed="$$failed $$s"; \
+	    times="$$times $$s $$(($$(date +%s) - t)) s,"; \
+	done; \
+	echo "make test:$${times%,}; $$(($$(date +%s) - start)) s in all"; \
+	set -- $$failed; \
+	echo "stages: $$(($(words $(TEST_STAGES)) - $$#)) passed, $$# failed"; \
+	[ -z "$$failed" ] || { echo "make test: failed:$$failed" >&2; exit 1; }
 
 test-unit: $(TOOLS)
 	./t/unit_proto
 
-test-bats: all
-	bats --timing t/
+# Bats files run BATS_JOBS at a time (GNU parallel), each file's tests in
+# order.  The suite mostly waits (on timers, on its servers), so on 2 cores
+# 4 files at a time take a third of the time of one at a time.
+BATS_JOBS	?= $(if $(shell command -v parallel),4,1)
+BATS		 = bats --timing $(if $(filter-out 1,$(BATS_JOBS)),--jobs $(BATS_JOBS) \
+		   --no-parallelize-within-files)
 
-# The compatibility tests again, against a throwaway PostgreSQL cluster.
+test-bats: all
+	$(BATS) t/
+
+# The compatibility tests again, against throwaway PostgreSQL clusters (one
+# per file, see t/pg.bash).
 test-pg: all
-	OML2_BACKEND=postgresql bash t/pg.bash run bats --timing \
-	    t/20-serve.bats $(wildcard t/5*.bats t/6*.bats) t/92-import.bats
+	OML2_BACKEND=postgresql $(BATS) t/20-serve.bats $(wildcard t/5*.bats t/6*.bats) \
+	    t/92-import.bats
 
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	     -fno-sanitize-recover=all
@@ -130,7 +159,7 @@ test-asan:
 	@$(MAKE) --no-print-directory O=obj-asan CFLAGS="$(ASAN_FLAGS)" \
 	    LDFLAGS="$(ASAN_FLAGS)" SUFFIX=-asan asan-build
 	./t/asan/unit_proto
-	OML2_SERVER=$(CURDIR)/t/asan/oml2-server OML2_SANITIZED=1 bats --timing t/
+	OML2_SERVER=$(CURDIR)/t/asan/oml2-server OML2_SANITIZED=1 $(BATS) t/
 
 # (the tests take oml2-import and oml2-merge from beside OML2_SERVER)
 asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ) $(O)/t/unit_proto.o
@@ -191,6 +220,11 @@ test-fuzz: fuzz-build
 		$$d/log) runs in $(FUZZ_SHORT) s, no findings"; \
 	    rm -rf $$d; \
 	done
+
+# README's two commands on a freshly bootstrapped Debian 12, as root and
+# as a user, in a chroot (not part of `make test`; root; see t/fresh.sh).
+test-fresh:
+	bash t/fresh.sh
 
 # Throughput and memory figures (not a test): see README, Performance.
 bench: all t/baseline t/ceiling t/decode

@@ -151,13 +151,15 @@ load helpers
 @test "without root the server runs as the invoking user" {
 	need_root
 	ensure_test_user
+	local server
+	server=$(user_copy "$OML2_SERVER")
 	chown "$T_USER" "$DATA" "$T"
-	run_server runuser -u "$T_USER" -- "$OML2_SERVER" -l 127.0.0.1:0 \
+	run_server runuser -u "$T_USER" -- "$server" -l 127.0.0.1:0 \
 	    -D "$DATA" --logfile="$LOG"
 	send -e mine -n 2
 	wait_rows mine gen 2
 	[ "$(stat -c %U "$DATA/mine.sq3")" = "$T_USER" ]
-	run runuser -u "$T_USER" -- "$OML2_SERVER" -l 127.0.0.1:0 -D "$DATA" \
+	run runuser -u "$T_USER" -- "$server" -l 127.0.0.1:0 -D "$DATA" \
 	    --user root
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"only root can change user"* ]]

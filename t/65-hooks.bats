@@ -147,7 +147,7 @@ EXIT"
 	ensure_test_user
 	hook_setup
 	chown "$T_USER" "$DATA"
-	start_server -H "$HOOKS/record" --user "$T_USER"
+	start_server -H "$(user_copy "$HOOKS/record")" --user "$T_USER"
 	send -e asuser -n 3
 	wait_told asuser "DBCREATED URI
 DBCLOSED URI"

@@ -55,19 +55,6 @@ events_sql() {
 	    ORDER BY oml_seq)"
 }
 
-# A loopback port nobody listens on.
-free_port() {
-	local p i
-	for i in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
-		if ! ss -Htan "sport = :$p" | grep -q .; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
 @test "a second server stores Connect, Ready and Disconnect of clients of two experiments" {
 	start_collector
 	start_server -t 1 --header-timeout=1 --oml-collect "tcp:127.0.0.1:$CPORT" \

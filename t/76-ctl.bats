@@ -158,7 +158,7 @@ ask_raw() {
 	[ "$(q shut 'SELECT count(*) FROM gen')" = "$stored" ]
 	[ "$stored" -lt 50000 ]
 	wait_gone "$pid" 10
-	log_has "master: experiment shut: closed by uid 0; retiring process $pid"
+	log_has "master: experiment shut: closed by uid $UID; retiring process $pid"
 	log_has "exp/shut: client 127.0.0.1 port [0-9]+ closed by the operator: $stored rows stored, 0 dropped"
 	[ "$(cj '.experiments[0] | [.state, .rows_stored, .clients] | join(" ")' list)" = "ended $stored 0" ]
 	# Closing it again says why not.
@@ -179,14 +179,14 @@ ask_raw() {
 	[ "$status" -eq 0 ]
 	[ "$output" = "log reopened" ]
 	wait_log 'master: log reopened'
-	grep -q 'control: uid 0 pid [0-9]*: reopen-log' "$LOG.1"
+	grep -q "control: uid $UID pid [0-9]*: reopen-log" "$LOG.1"
 	run ctl stop
 	[ "$status" -eq 0 ]
 	[ "$output" = "server stopping" ]
 	wait "$SERVER_PID" || rc=$?
 	SERVER_PID=
 	[ "$rc" -eq 0 ]
-	log_has 'master: control: uid 0 pid [0-9]+: stop'
+	log_has "master: control: uid $UID pid [0-9]+: stop"
 	log_has 'master: stopped'
 	# the socket went with the server; oml2ctl says so
 	[ ! -e "$sock" ]
@@ -256,9 +256,9 @@ ask_raw() {
 	echo "# 200000 rows: ${base} ms alone, ${with} ms beside stuck control clients; status in ${status_ms} ms" >&3
 	[ "$with" -le $((base * 2 + 500)) ]
 	[ "$status_ms" -lt 2000 ]
-	log_has 'control: uid 0 pid [0-9]+: bad request ".*GARBAGE": not printable ASCII'
-	log_has 'control: uid 0 pid [0-9]+: bad request "list extra": unknown request'
-	wait_log 'control: uid 0 pid [0-9]+: sent no request in time; connection closed' 10
-	wait_log 'control: uid 0 pid [0-9]+: did not read its reply in time; connection closed' 10
+	log_has "control: uid $UID pid [0-9]+: bad request \".*GARBAGE\": not printable ASCII"
+	log_has "control: uid $UID pid [0-9]+: bad request \"list extra\": unknown request"
+	wait_log "control: uid $UID pid [0-9]+: sent no request in time; connection closed" 10
+	wait_log "control: uid $UID pid [0-9]+: did not read its reply in time; connection closed" 10
 	[ "$(q pace 'SELECT count(*) FROM gen')" = 400000 ]
 }

@@ -33,15 +33,6 @@ wait_metric() {
 	}
 }
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		ss -Htan "( sport = :$p )" | grep -q . || break
-	done
-	echo "$p"
-}
-
 # A Prometheus query's first value: promq EXPR
 promq() {
 	curl -sS --max-time 5 -G "http://127.0.0.1:$PPORT/api/v1/query" \

@@ -73,8 +73,7 @@ teardown() {
 	local l
 	if [ -z "${BATS_TEST_COMPLETED:-}" ]; then
 		for l in "${LOGS[@]}"; do
-			echo "### $l" >&2
-			tail -n 40 "$l" >&2
+			show_log "$l"
 		done
 	fi
 	for l in "${BG_PIDS[@]}"; do
@@ -84,14 +83,10 @@ teardown() {
 		wait_gone "$l" 20 || kill -KILL "$l" 2>/dev/null || true
 	done
 	BG_PIDS=()
-	for l in "$T"/asan* "$T"/ubsan*; do
-		[ -e "$l" ] || continue
-		echo "### sanitizer report $l" >&2
-		cat "$l" >&2
-		rm -rf "$T"
-		return 1
-	done
+	l=0
+	sanitizer_reports || l=1
 	rm -rf "$T"
+	return "$l"
 }
 
 @test "a dozen clients of one experiment through three servers create each table once" {

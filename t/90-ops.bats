@@ -57,16 +57,6 @@ start_named() {
 	[ -n "$NPORT" ]
 }
 
-# A TCP port nobody on this host uses right now.
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		ss -Htan "( sport = :$p )" | grep -q . || break
-	done
-	echo "$p"
-}
-
 # Rows of experiment lb over the three servers' databases.
 lb_rows() {
 	local s n sum=0
@@ -164,6 +154,9 @@ port_listening() {
 
 @test "the installed systemd unit passes systemd-analyze verify" {
 	local prefix=$T/usr unit
+	# as a user, it needs the /run/systemd of a machine booted with systemd
+	[ "$(id -u)" -eq 0 ] || [ -d /run/systemd ] ||
+		skip "systemd-analyze verify as a user needs /run/systemd"
 	# No DESTDIR: the unit's ExecStart names the binary installed here.
 	inst install PREFIX="$prefix"
 	unit=$prefix/lib/systemd/system/oml2-server.service
@@ -171,8 +164,7 @@ port_listening() {
 	# (--man=no: man-db is not among the test dependencies; the page
 	# itself is linted above.)
 	run systemd-analyze verify --man=no "$unit"
-	[ "$status" -eq 0 ]
-	[ -z "$output" ]
+	[ "$status" -eq 0 ] && [ -z "$output" ] || { echo "$output" >&2; return 1; }
 	# A unit that names a missing binary does not pass.
 	rm "$prefix/bin/oml2-server"
 	run systemd-analyze verify --man=no "$unit"

@@ -53,15 +53,6 @@ start_farm() {
 	wait_for 10 eval '[ -n "$(ss -Htln "sport = :$HP")" ]'
 }
 
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		ss -Htan "( sport = :$p )" | grep -q . || break
-	done
-	echo "$p"
-}
-
 # Clients that have finished, by the logs: ended LOG...
 ended() {
 	cat "$@" | grep -c 'closed by the client: '

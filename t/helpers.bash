@@ -10,10 +10,16 @@ OML2_IMPORT=${OML2_IMPORT:-$(dirname "$OML2_SERVER")/oml2-import}
 OML2_MERGE=${OML2_MERGE:-$(dirname "$OML2_SERVER")/oml2-merge}
 T_USER=omltest
 
+# The tools the suite runs live where Debian puts them, some in sbin
+# (haproxy, useradd, runuser), which a user's PATH lacks.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin ;; esac
+case ":$PATH:" in *:/sbin:*) ;; *) PATH=$PATH:/sbin ;; esac
+
 setup() {
-	# World-traversable, so that an unprivileged server user can work here.
+	# Open to every user, sticky as /tmp is, so that an unprivileged
+	# server user can work here and its sanitizer reports land here too.
 	T=$(mktemp -d /tmp/oml2t.XXXXXX)
-	chmod 755 "$T"
+	chmod 1777 "$T"
 	DATA=$T/data
 	mkdir -p "$DATA"
 	LOG=$T/server.log
@@ -34,33 +40,81 @@ teardown() {
 		kill -TERM "$SERVER_PID" 2>/dev/null
 		wait_gone "$SERVER_PID" 20 || kill -KILL "$SERVER_PID" 2>/dev/null
 	fi
+	sanitizer_reports || rc=1
+	if [ "$rc" -ne 0 ] || [ -z "${BATS_TEST_COMPLETED:-}" ]; then
+		show_log "$LOG"
+		for f in "$T"/*.log "$T"/*/log; do
+			[ "$f" = "$LOG" ] || show_log "$f"
+		done
+	fi
+	rm -rf "$T"
+	return "$rc"
+}
+
+# Print any sanitizer report of this test's processes; fail if there is one.
+sanitizer_reports() {
+	local f rc=0
 	for f in "$T"/asan* "$T"/ubsan*; do
 		[ -e "$f" ] || continue
 		echo "### sanitizer report $f" >&2
 		cat "$f" >&2
 		rc=1
 	done
-	if [ "$rc" -ne 0 ] || [ -z "${BATS_TEST_COMPLETED:-}" ]; then
-		echo "### server log ($LOG)" >&2
-		[ -f "$LOG" ] && tail -n 200 "$LOG" >&2
-	fi
-	rm -rf "$T"
 	return "$rc"
 }
 
-# Wait until a command succeeds: wait_for SECONDS CMD...
-wait_for() {
-	local limit=$1 i=0
+# What a failed test shows of a server log: every line at WARN and above
+# (the first 100), then the last 40 lines.  show_log FILE
+show_log() {
+	local n
+	[ -s "$1" ] || return 0
+	n=$(grep -c -E '^[0-9-]+ [0-9:.]+ (ERROR|WARN) ' "$1")
+	echo "### $1: $n lines at WARN and above" >&2
+	grep -E '^[0-9-]+ [0-9:.]+ (ERROR|WARN) ' "$1" | head -n 100 >&2
+	[ "$n" -le 100 ] || echo "### ($((n - 100)) more)" >&2
+	echo "### $1: its last 40 lines" >&2
+	tail -n 40 "$1" >&2
+}
+
+# Try a command every 50 ms until it succeeds, at most SECONDS * 20
+# times (a slow command on a loaded machine gets more time, not fewer
+# tries); quiet, leaving in $WAITED how long it tried: wait_try SECONDS CMD...
+wait_try() {
+	# (odd names: a command given as an eval string sees these locals)
+	local _wt_n=$(($1 * 20)) _wt_i=1 _wt_t0=${EPOCHREALTIME/[.,]/}
 	shift
+	WAITED=
 	while ! "$@"; do
-		i=$((i + 1))
-		[ "$i" -ge $((limit * 20)) ] && return 1
+		if [ "$_wt_i" -ge "$_wt_n" ]; then
+			_wt_i=$(( (${EPOCHREALTIME/[.,]/} - _wt_t0) / 100000 ))
+			WAITED="$((_wt_n / 20)) s ($((_wt_i / 10)).$((_wt_i % 10)) s of wall time)"
+			return 1
+		fi
+		_wt_i=$((_wt_i + 1))
 		sleep 0.05
 	done
 }
 
+# Wait until a command succeeds, saying what it waited for if it never
+# does: wait_for SECONDS CMD...
+wait_for() {
+	wait_try "$@" || {
+		shift
+		echo "waited $WAITED for: $*" >&2
+		return 1
+	}
+}
+
+proc_gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# Wait until process $1 is gone: wait_gone PID [SECONDS]
 wait_gone() {
-	wait_for "${2:-10}" eval "! kill -0 $1 2>/dev/null"
+	wait_try "${2:-10}" proc_gone "$1" || {
+		echo "process $1 still there after $WAITED" >&2
+		return 1
+	}
 }
 
 # Run a command with a time limit and check its exit status:
@@ -89,8 +143,8 @@ log_lacks() {
 }
 
 wait_log() {
-	wait_for "${2:-10}" log_has "$1" || {
-		echo "log never matched: $1" >&2
+	wait_try "${2:-10}" log_has "$1" || {
+		echo "waited $WAITED for a log line matching: $1" >&2
 		return 1
 	}
 }
@@ -103,19 +157,19 @@ bg() {
 	BG_PIDS+=("$BG")
 }
 
-# A TCP port nobody on this host uses now, below the ephemeral range so
-# that no outgoing connection takes it before the test binds it.
+# A TCP port nobody on this host uses now, for a program that cannot be
+# given port 0: below the kernel's range of ephemeral ports, so that no
+# server bound to port 0 and no outgoing connection (of the test files
+# running beside this one) takes it before the program binds it: free_port
 free_port() {
-	local p i lo
-	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-	[ "${lo:-0}" -gt 11000 ] || lo=32768
+	local lo p i
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+	[ "$lo" -gt 20000 ] || lo=32768
 	for i in $(seq 100); do
 		p=$((10000 + RANDOM % (lo - 10000)))
-		if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ]; then
-			echo "$p"
-			return 0
-		fi
+		[ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
 	done
+	echo "no free port below $lo in 100 tries" >&2
 	return 1
 }
 
@@ -185,9 +239,9 @@ sql_is() {
 # (not through eval: inside wait_for, $1... would be wait_for's own)
 wait_sql() {
 	local got
-	wait_for "${4:-10}" sql_is "$1" "$2" "$3" || {
+	wait_try "${4:-10}" sql_is "$1" "$2" "$3" || {
 		got=$(sq "$1" "$2" 2>&1)
-		echo "sql: $2: wanted '$3', got '$got'" >&2
+		echo "waited $WAITED for sql: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
 }
@@ -208,6 +262,19 @@ exp_pid() {
 
 need_root() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
+# A copy of each FILE in $T/u, for what a test runs as $T_USER: the
+# checkout may be under a home of mode 0700 that no other user can enter,
+# and a user's umask may have left it unreadable to others.  Prints the
+# path of the last copy: user_copy FILE...
+user_copy() {
+	local f
+	mkdir -p "$T/u" && chmod 755 "$T/u" || return 1
+	for f; do
+		cp "$f" "$T/u/" && chmod a+rX "$T/u/${f##*/}" || return 1
+	done
+	echo "$T/u/${f##*/}"
 }
 
 # The unprivileged user the privilege tests run the server as.
@@ -311,9 +378,9 @@ q_admin() {
 # Wait until q EXP SQL prints WANT: wait_q EXP SQL WANT [SECS]
 wait_q() {
 	local got
-	wait_for "${4:-10}" q_is "$1" "$2" "$3" || {
+	wait_try "${4:-10}" q_is "$1" "$2" "$3" || {
 		got=$(q "$1" "$2" 2>&1)
-		echo "query on $1: $2: wanted '$3', got '$got'" >&2
+		echo "waited $WAITED for a query on $1: $2: wanted '$3', got '$got'" >&2
 		return 1
 	}
 }

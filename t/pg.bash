@@ -1,4 +1,4 @@
-# A throwaway PostgreSQL cluster for the tests (PostgreSQL 15 binaries).
+# A throwaway PostgreSQL cluster for the tests (Debian 12: PostgreSQL 15).
 #
 # Loaded by t/helpers.bash when OML2_BACKEND=postgresql.  The cluster runs
 # on loopback on a free port, as the unprivileged user omlpg (when the
@@ -13,7 +13,15 @@
 # Before each test every experiment database is dropped, so that each test
 # starts from an empty cluster, as it does from an empty data directory.
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# The newest installed server binaries, wherever Debian put them.
+if [ -z "${PG_BIN:-}" ]; then
+	for PG_BIN in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r) ""; do
+		[ -x "$PG_BIN/initdb" ] && break
+	done
+	: "${PG_BIN:=/usr/lib/postgresql/15/bin}"
+fi
+# useradd and runuser are in sbin, which a user's PATH lacks.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
 PG_OSUSER=omlpg
 PG_ADMIN=omlpg			# the bootstrap superuser
 PG_ROLE=oml2test		# what the server logs in as
@@ -27,13 +35,18 @@ pg_as() {
 	fi
 }
 
+# As free_port in helpers.bash (this file also runs alone): a port below
+# the range of ephemeral ports that nobody uses now.
 pg_free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 30000))
-		[ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && break
+	local lo p i
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+	[ "$lo" -gt 20000 ] || lo=32768
+	for i in $(seq 100); do
+		p=$((10000 + RANDOM % (lo - 10000)))
+		[ -n "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || { echo "$p"; return 0; }
 	done
-	echo "$p"
+	echo "no free port below $lo in 100 tries" >&2
+	return 1
 }
 
 # Start a cluster and export OML2_PG_DIR, OML2_PG_PORT and OML2_PG_PASS.
