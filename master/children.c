@@ -153,6 +153,45 @@ qmsg_free(struct child *c, struct qmsg *q, const char *lost)
 }
 
 /*
+ * Without root, the kernel lets a process have only as many descriptors
+ * in flight (sent, not yet received) as its RLIMIT_NOFILE: past that,
+ * sendmsg() fails with ETOOMANYREFS although the socket is writable.
+ * The queue then waits for the child to take some, retried on a timer
+ * (EPOLLOUT would fire at once, again and again).
+ */
+#define INFLIGHT_RETRY_MS	10
+
+static void
+inflight_wait(struct child *c)
+{
+	c->retry_at = now_mono_ms() + INFLIGHT_RETRY_MS;
+	if (c->wantout) {
+		ev_mod(&c->ev, EPOLLIN);
+		c->wantout = 0;
+	}
+}
+
+/* Children whose queue waits for descriptors in flight: try them. */
+uint64_t
+children_tick(uint64_t now)
+{
+	struct child	*c;
+	uint64_t	 next = 0;
+
+	for (c = children; c != NULL; c = c->next) {
+		if (c->retry_at == 0)
+			continue;
+		if (now >= c->retry_at && c->ev.fd != -1) {
+			c->retry_at = 0;
+			child_flush(c);
+		}
+		if (c->retry_at != 0 && (next == 0 || c->retry_at < next))
+			next = c->retry_at;
+	}
+	return next;
+}
+
+/*
  * Send (or queue) a message.  Ownership of fd passes to this function: it
  * is closed once sent, or if the child has gone.
  */
@@ -161,6 +200,7 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
     size_t len)
 {
 	struct qmsg	*q;
+	int		 inflight = 0;
 
 	if (c->qhead == NULL && c->ev.fd != -1) {
 		if (msg_send(c->ev.fd, type, fd, data, len) == 0) {
@@ -168,7 +208,8 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 				close(fd);
 			return;
 		}
-		if (errno != EAGAIN) {
+		inflight = errno == ETOOMANYREFS;
+		if (errno != EAGAIN && !inflight) {
 			log_warn("%s message to process %d", msg_name(type),
 			    (int)c->pid);
 			if (type == MSG_CLIENT)
@@ -193,7 +234,9 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 	}
 	*c->qtail = q;
 	c->qtail = &q->next;
-	if (!c->wantout && c->ev.fd != -1) {
+	if (inflight)
+		inflight_wait(c);
+	else if (!c->wantout && c->retry_at == 0 && c->ev.fd != -1) {
 		ev_mod(&c->ev, EPOLLIN | EPOLLOUT);
 		c->wantout = 1;
 	}
@@ -210,6 +253,10 @@ child_flush(struct child *c)
 		if (msg_send(c->ev.fd, q->type, q->fd, q->data, q->len) == -1) {
 			if (errno == EAGAIN)
 				return;
+			if (errno == ETOOMANYREFS) {
+				inflight_wait(c);
+				return;
+			}
 			log_warn("%s message to process %d",
 			    msg_name(q->type), (int)c->pid);
 			lost = "its experiment process is not reachable";

@@ -304,7 +304,7 @@ signal_read(void)
 static int
 next_timeout(uint64_t now)
 {
-	uint64_t	 d[8], t = now + 1000;
+	uint64_t	 d[9], t = now + 1000;
 	size_t		 i;
 
 	d[0] = pending_next_deadline();
@@ -315,6 +315,7 @@ next_timeout(uint64_t now)
 	d[5] = ctl_tick(now);
 	d[6] = metrics_tick(now);
 	d[7] = fig_tick(now);
+	d[8] = children_tick(now);
 	for (i = 0; i < nitems(d); i++)
 		if (d[i] != 0 && d[i] < t)
 			t = d[i];

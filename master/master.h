@@ -130,6 +130,7 @@ struct child {
 	uint64_t	 born;		/* monotonic ms */
 	struct qmsg	*qhead, **qtail;
 	int		 wantout;	/* EPOLLOUT registered */
+	uint64_t	 retry_at;	/* descriptors in flight: send then */
 	struct msg_status status;
 	int		 status_pending;
 	struct expfig	*fig;		/* its experiment's figures */
@@ -196,6 +197,7 @@ struct child *child_spawn(void);
 void	 child_state(struct child *, enum child_state);
 void	 child_send(struct child *, uint32_t, int fd, const void *, size_t);
 void	 child_flush(struct child *);
+uint64_t children_tick(uint64_t now);
 void	 child_readable(struct child *);
 void	 children_reap(void);
 void	 children_signal(int);

@@ -189,6 +189,37 @@ server_holds() {
 	[ "$refused" -gt 0 ]
 }
 
+@test "without root, sockets past the descriptors a user may have in flight wait for their experiment process instead of being dropped" {
+	need_root
+	ensure_test_user
+	local srv pid refused
+	srv=$(user_copy "$OML2_SERVER")
+	chown "$T_USER" "$DATA"
+	# The kernel lets an unprivileged sender have as many descriptors in
+	# flight as its RLIMIT_NOFILE: 64 here, fewer than the clients.
+	# (prlimit and setpriv exec the server itself: $SERVER_PID is it.)
+	run_server prlimit --nofile=64:64 setpriv --reuid="$T_USER" \
+	    --regid="$T_USER" --init-groups -- "$srv" -l 127.0.0.1:0 \
+	    -D "$DATA" --logfile="$LOG" -d 4
+	send -e stuck -n 1
+	wait_rows stuck gen 1
+	pid=$(exp_pid stuck)
+	kill -STOP "$pid"
+	wait_for 10 stopped "$pid"
+	bg "$OMLSEND" -q -c 150 -e stuck -n 1 -S many "127.0.0.1:$PORT"
+	# more sockets for it than may be in flight have left the master
+	wait_for 20 eval '[ "$(grep -c "names experiment stuck" "$LOG")" -gt 80 ]'
+	kill -CONT "$pid"
+	# every one of the 150 was served or refused by name
+	wait_for 30 eval '[ $(( $(grep -c "ready: stuck:many-" "$LOG") + $(grep -c -- "--max-clients (32) reached" "$LOG") )) -eq 150 ]'
+	# (the process, at the same limit, serves 32 clients at once: the
+	# rest of the burst it refuses by name, a limit doing its job)
+	refused=$(grep -c 'client 127.0.0.1 port [0-9]*: --max-clients (32) reached; connection closed' "$LOG" || true)
+	wait_rows stuck gen $((151 - refused)) 30
+	echo "150 clients, at most 64 descriptors in flight: $((150 - refused)) stored, $refused refused by --max-clients, none dropped" >&3
+	log_lacks 'not reachable|connection dropped'
+}
+
 @test "one address cannot start more than --max-source-experiments experiments, and another still can" {
 	start_server --max-source-experiments 3
 	local i
