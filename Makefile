@@ -133,7 +133,9 @@ test: deps
 	echo "stages: $$(($(words $(TEST_STAGES)) - $$#)) passed, $$# failed"; \
 	[ -z "$$failed" ] || { echo "make test: failed:$$failed" >&2; exit 1; }
 
-test-unit: $(TOOLS)
+# (the benchmark's programs are built too, so that a change that breaks
+# them fails here rather than in the next make bench)
+test-unit: $(TOOLS) t/baseline t/ceiling t/decode
 	./t/unit_proto
 
 # Bats files run BATS_JOBS at a time (GNU parallel), each file's tests in

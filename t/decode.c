@@ -64,7 +64,8 @@ pass_text(char *p, size_t len, const enum oml_type *types)
 
 	while ((n = line_next(p + off, len - off, &used)) >= 0) {
 		if (text_split(p + off, (size_t)n, &tl, &ts, &index, &seq) ==
-		    0 && text_values(&tl, types, 3, v, &scratch, &why) == 0)
+		    0 && text_values(&tl, types, 3, v, &scratch, SIZE_MAX,
+		    &why) == 0)
 			rows++;
 		off += used;
 	}
@@ -83,7 +84,7 @@ pass_bin(const char *p, size_t len, const enum oml_type *types)
 
 	while (off < len && bin_next((const uint8_t *)p + off, len - off,
 	    1 << 20, &pkt, &used, &why) != BIN_NEED) {
-		if (bin_values(&pkt, types, 3, v, &scratch, &why) == 0)
+		if (bin_values(&pkt, types, 3, v, &scratch, SIZE_MAX, &why) == 0)
 			rows++;
 		off += used;
 	}
