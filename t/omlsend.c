@@ -85,6 +85,7 @@ static const char usage_text[] =
 "gets no rows.  Summary on stderr:\n"
 "  omlsend: ROWS rows on CONNS connections in SECS s (RATE rows/s)\n"
 "  omlsend: ACKED of CONNS connections acknowledged\n"
+"  omlsend: first byte at EPOCH-SECONDS (wall clock, for timing readers)\n"
 "A connection is acknowledged once all its bytes are written and the\n"
 "server's TCP has acknowledged them, before the server closed it; one the\n"
 "server closed or reset earlier is named on stderr (\"connection N: ...\").\n"
@@ -163,6 +164,7 @@ static struct dest	 dst;
 static struct payload	 pl;
 static struct conn	*conns;
 static double		 t_first = -1, t_last;
+static double		 t_first_wall;	/* the first write, wall clock */
 
 static __dead void
 usage(void)
@@ -816,8 +818,10 @@ conn_send(struct conn *c)
 			return;
 		}
 		len = conn_span(c, &p);
-		if (t_first < 0)
+		if (t_first < 0) {
 			t_first = mono();	/* the first write's own time counts */
+			t_first_wall = now_real();
+		}
 		if ((n = write(c->fd, p, len)) == -1) {
 			if (errno == EINTR)
 				continue;
@@ -978,6 +982,8 @@ summary(void)
 	if (dst.kind == D_TCP && !opt.waitclose)
 		fprintf(stderr, "omlsend: %lu of %lu connections "
 		    "acknowledged\n", acked, opt.conns);
+	if (t_first >= 0)
+		fprintf(stderr, "omlsend: first byte at %.6f\n", t_first_wall);
 }
 
 int
