@@ -171,6 +171,18 @@ inflight_wait(struct child *c)
 	}
 }
 
+/*
+ * Is the child reading its control socket?  It is if a message went out
+ * recently, or if nothing waits to go out.
+ */
+#define TAKING_MS	1000
+
+int
+child_taking(const struct child *c, uint64_t now)
+{
+	return c->qhead == NULL || now - c->sent_at < TAKING_MS;
+}
+
 /* Children whose queue waits for descriptors in flight: try them. */
 uint64_t
 children_tick(uint64_t now)
@@ -204,6 +216,7 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 
 	if (c->qhead == NULL && c->ev.fd != -1) {
 		if (msg_send(c->ev.fd, type, fd, data, len) == 0) {
+			c->sent_at = now_mono_ms();
 			if (fd != -1)
 				close(fd);
 			return;
@@ -260,8 +273,10 @@ child_flush(struct child *c)
 			log_warn("%s message to process %d",
 			    msg_name(q->type), (int)c->pid);
 			lost = "its experiment process is not reachable";
-		} else
+		} else {
 			lost = NULL;
+			c->sent_at = now_mono_ms();
+		}
 		c->qhead = q->next;
 		if (c->qhead == NULL)
 			c->qtail = &c->qhead;

@@ -131,6 +131,7 @@ struct child {
 	struct qmsg	*qhead, **qtail;
 	int		 wantout;	/* EPOLLOUT registered */
 	uint64_t	 retry_at;	/* descriptors in flight: send then */
+	uint64_t	 sent_at;	/* a message last went out (monotonic ms) */
 	struct msg_status status;
 	int		 status_pending;
 	struct expfig	*fig;		/* its experiment's figures */
@@ -198,6 +199,7 @@ void	 child_state(struct child *, enum child_state);
 void	 child_send(struct child *, uint32_t, int fd, const void *, size_t);
 void	 child_flush(struct child *);
 uint64_t children_tick(uint64_t now);
+int	 child_taking(const struct child *, uint64_t now);
 void	 child_readable(struct child *);
 void	 children_reap(void);
 void	 children_signal(int);

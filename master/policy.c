@@ -168,11 +168,19 @@ exp_held(const struct expent *e)
 	return e->nq + (e->c != NULL ? e->c->nq : 0);
 }
 
-/* May e hold one more connection?  If not, say why. */
+/*
+ * May e hold one more connection?  If not, say why.  A process that is
+ * taking its sockets (one went out within TAKING_MS) is only slower than
+ * a burst of its clients, not stuck: it may hold more while three
+ * quarters of the budget leave room for everyone else.
+ */
 static int
 room_for(const struct expent *e, const struct pending *p)
 {
 	if (exp_held(e) < held_per_exp())
+		return 1;
+	if (e->c != NULL && child_taking(e->c, now_mono_ms()) &&
+	    children_queued + pending_waiting() < held_budget() / 4 * 3)
 		return 1;
 	log_warnx("client %s port %u: experiment %s already has %u "
 	    "connections waiting for its process%s; connection closed",

@@ -228,6 +228,17 @@ server_holds() {
 	log_lacks 'not reachable|connection dropped'
 }
 
+@test "a burst of clients larger than one experiment's queue is served whole while its process takes them" {
+	start_server -d 3
+	# 1024 descriptors: 512 for held sockets, 128 of them for one
+	# experiment whose process does not take its sockets, three quarters
+	# of them (more than the burst) for one that does
+	prlimit --pid "$SERVER_PID" --nofile=1024:1024
+	send -e burst -c 360 -n 2
+	wait_rows burst gen 720 30
+	log_lacks 'connections waiting for its process'
+}
+
 @test "one address cannot start more than --max-source-experiments experiments, and another still can" {
 	start_server --max-source-experiments 3
 	local i
