@@ -5,6 +5,8 @@
  * one epoll loop, owns the experiment's database (opened while it has
  * clients), commits on a timer, reaps idle clients, and reports IDLE after
  * --linger seconds without clients so that the master can retire it.
+ * Everything it tells the master goes through its channel (common/chan.c),
+ * in order, queued while the master is busy.
  *
  * It takes no signal: the master forks it with every signal an operator
  * may send to the whole group ignored (children.c, common/util.c), and
@@ -24,9 +26,16 @@
 
 #include "child/child.h"
 
+/*
+ * What it may queue for the master: the replies to "oml2ctl show" take up
+ * to 16 MiB (stats.c), client events 1 MiB (report.c), and the few
+ * messages of its own life (READY, IDLE, STATUS, STATS) the rest.
+ */
+#define CHAN_QMAX	(32 * 1024 * 1024)
+#define FINAL_MS	1000	/* at exit, for the master to take the rest */
+
 static struct {
-	struct cev		 ctl;
-	int			 epfd;
+	struct chan		 ctl;
 	const struct child_conf	*conf;
 	char			 name[EXPNAME_MAX + 1];
 	int			 assigned;
@@ -43,9 +52,6 @@ static struct {
 	uint64_t		 dropped;
 	uint64_t		 next_sweep;
 	int			 paused;	/* not reading clients: db away */
-	struct conn		**grave;	/* freed after the batch */
-	unsigned		 ngrave;
-	unsigned		 gravecap;
 	int			 slot;		/* in the shared budget */
 	uint64_t		 held;		/* unfinished input, all clients */
 	unsigned		 nwaiting;	/* clients waiting for room */
@@ -86,11 +92,11 @@ exp_conf(void)
 	return exp.conf;
 }
 
-/* The control socket, for self-reports (report.c). */
-int
-exp_ctl(void)
+/* The channel to the master, for self-reports and figures. */
+struct chan *
+exp_chan(void)
 {
-	return exp.ctl.fd;
+	return &exp.ctl;
 }
 
 static void
@@ -101,24 +107,6 @@ title(void)
 	else
 		title_set("exp %s (%u client%s)", exp.name, exp.nconns,
 		    exp.nconns == 1 ? "" : "s");
-}
-
-/* Event sources join, change and leave the loop through these two. */
-void
-exp_watch(struct cev *e, uint32_t events)
-{
-	struct epoll_event	 ee = { .events = events, .data.ptr = e };
-
-	if (epoll_ctl(exp.epfd, EPOLL_CTL_MOD, e->fd, &ee) == -1 &&
-	    (errno != ENOENT ||
-	    epoll_ctl(exp.epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1))
-		fatal("epoll_ctl");
-}
-
-void
-exp_unwatch(struct cev *e)
-{
-	epoll_ctl(exp.epfd, EPOLL_CTL_DEL, e->fd, NULL);
 }
 
 /*
@@ -133,7 +121,7 @@ pause_clients(int on)
 
 	exp.paused = on;
 	for (i = 0; i < exp.nconns; i++)
-		exp_watch((struct cev *)exp.conns[i], on ? 0 : EPOLLIN);
+		ev_set((struct ev *)exp.conns[i], on ? 0 : EPOLLIN);
 	if (on)
 		log_warnx("the database cannot take rows now: not reading "
 		    "from %u client%s until it can", exp.nconns,
@@ -196,21 +184,16 @@ client_end(struct conn *c, enum conn_end why)
 
 	if (conn_waiting(c))
 		exp.nwaiting--;
-	exp_unwatch((struct cev *)c);
+	ev_del((struct ev *)c);
 	exp_report(c, REPORT_DISCONNECT, end_message[why]);
 	stats_ended(end_stat[why]);
 	conn_close(c, why);
-	((struct cev *)c)->kind = CEV_DEAD;
 	for (i = 0; i < exp.nconns; i++)
 		if (exp.conns[i] == c) {
 			exp.conns[i] = exp.conns[--exp.nconns];
 			break;
 		}
-	if (exp.ngrave == exp.gravecap) {
-		exp.gravecap = exp.gravecap ? exp.gravecap * 2 : 16;
-		exp.grave = xreallocarray(exp.grave, exp.gravecap, sizeof(c));
-	}
-	exp.grave[exp.ngrave++] = c;
+	ev_free_later((struct ev *)c);
 	if (exp.nconns == 0) {
 		exp.idle_since = now_mono_ms();
 		exp.idle_sent = 0;
@@ -308,7 +291,7 @@ mem_wait(struct conn *c, size_t n)
 		conn_set_waiting(c, 1);
 		exp.nwaiting++;
 	}
-	exp_watch((struct cev *)c, 0);
+	ev_set((struct ev *)c, 0);
 }
 
 int
@@ -374,7 +357,7 @@ mem_retry(void)
 			conn_set_waiting(exp.conns[i], 0);
 			exp.nwaiting--;
 			if (!exp.paused)
-				exp_watch((struct cev *)exp.conns[i], EPOLLIN);
+				ev_set((struct ev *)exp.conns[i], EPOLLIN);
 		}
 }
 
@@ -433,7 +416,7 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 		exp.conns = xreallocarray(exp.conns, exp.cap, sizeof(c));
 	}
 	exp.conns[exp.nconns++] = c;
-	exp_watch((struct cev *)c, exp.paused ? 0 : EPOLLIN);
+	ev_set((struct ev *)c, exp.paused ? 0 : EPOLLIN);
 	title();
 	log_info("client %s port %u connected", mc->peer, mc->port);
 	if (conn_feed(c, bytes, mc->nbytes) == -1)
@@ -456,7 +439,7 @@ figures(uint64_t now, int final)
 	b.stall = exp.db == NULL ? STALL_NONE : db_stalled(exp.db) ?
 	    STALL_STALLED : exp.db->failing ? STALL_RETRYING : STALL_NONE;
 	b.hook = hook_status();
-	return stats_tick(exp.ctl.fd, now, &b, final);
+	return stats_tick(&exp.ctl, now, &b, final);
 }
 
 /*
@@ -478,10 +461,25 @@ finish(const char *why, enum conn_end end)
 	if (exp.db != NULL)	/* kept open while it could not be written */
 		exp_db_close();
 	figures(now_mono_ms(), 1);
-	exp_report_flush(now_mono_ms(), 1);
+	if (chan_drain(&exp.ctl, FINAL_MS) == -1)
+		log_warnx("%u messages to the master not delivered at exit "
+		    "(%zu bytes of them client events)", exp.ctl.nq,
+		    chan_queued(&exp.ctl, MSG_REPORT));
 	budget_leave(exp.conf->budget, exp.slot);
 	hook_exit();
 	exit(0);
+}
+
+/*
+ * A message of this process's own (not a client event): the channel
+ * queues it while the master is busy; only a master gone for good, or a
+ * queue grown past any reason, loses it.
+ */
+static void
+to_master(uint32_t type, const void *data, size_t len)
+{
+	if (chan_send(&exp.ctl, type, -1, data, len) == -1 && errno != EPIPE)
+		log_warn("%s message to the master", msg_name(type));
 }
 
 static void
@@ -494,7 +492,7 @@ send_status(void)
 	s.rows = exp.rows + (exp.db ? exp.db->rows : 0);
 	s.rows_dropped = exp.dropped + (exp.db ? exp.db->dropped : 0);
 	s.rss_kb = (uint64_t)rss_kb();
-	msg_send(exp.ctl.fd, MSG_STATUS, -1, &s, sizeof(s));
+	to_master(MSG_STATUS, &s, sizeof(s));
 }
 
 static void
@@ -524,7 +522,7 @@ show(uint32_t id)
 	f = xcalloc(exp.nconns + 1, sizeof(*f));
 	for (i = 0; i < exp.nconns; i++)
 		conn_figures(exp.conns[i], &f[i]);
-	stats_show(exp.ctl.fd, id, f, exp.nconns);
+	stats_show(&exp.ctl, id, f, exp.nconns);
 	free(f);
 }
 
@@ -540,12 +538,11 @@ ctl_message(struct msg *m, size_t len)
 		return;
 	case MSG_CLIENT:
 		exp.received++;		/* as the master counted it */
-		if ((m->fd == -1 && !m->fd_lost) || len < sizeof(mc))
-			break;
 		memcpy(&mc, m->data, sizeof(mc));
 		mc.peer[sizeof(mc.peer) - 1] = '\0';
 		if (mc.nbytes != len - sizeof(mc))
-			break;
+			fatalx("client message of %zu bytes for %u", len,
+			    mc.nbytes);
 		client_add(m->fd, &mc, m->data + sizeof(mc));
 		return;
 	case MSG_RETIRE:
@@ -557,8 +554,6 @@ ctl_message(struct msg *m, size_t len)
 	case MSG_CLOSE:
 		finish("closed by the operator", END_CLOSED);
 	case MSG_SHOW_REQ:
-		if (len != sizeof(uint32_t))
-			break;
 		memcpy(&id, m->data, sizeof(id));
 		show(id);
 		return;
@@ -566,34 +561,27 @@ ctl_message(struct msg *m, size_t len)
 		send_status();
 		return;
 	case MSG_LOGREOPEN:
-		if (m->fd == -1)
-			break;
 		dup2(m->fd, log_fd());
 		close(m->fd);
 		return;
 	}
-	log_warnx("unexpected %s message from the master",
+	fatalx("unexpected %s message from the master",
 	    msg_name(m->hdr.type));
-	if (m->fd != -1)
-		close(m->fd);
 }
 
+/* A message against the channel's table from the master is fatal. */
 static void
 ctl_read(void)
 {
 	static struct msg	 m;
-	ssize_t			 n;
+	int			 r;
 
-	for (;;) {
-		n = msg_recv(exp.ctl.fd, &m);
-		if (n == -1 && errno == EBADMSG)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return;
-		if (n <= 0)
-			finish("the master went away", END_SHUTDOWN);
+	while ((r = chan_recv(&exp.ctl, &m)) == CHAN_MSG)
 		ctl_message(&m, m.hdr.len);
-	}
+	if (r == CHAN_BAD)
+		fatalx("the master broke the channel's contract");
+	if (r == CHAN_EOF)
+		finish("the master went away", END_SHUTDOWN);
 }
 
 /* Commits, idle clients and idle reporting.  Returns the next deadline. */
@@ -624,12 +612,10 @@ timers(uint64_t now)
 	    exp.db == NULL) {
 		due = exp.idle_since + exp.conf->linger * 1000ULL;
 		if (now >= due) {
-			/* a socket full of self-reports: try again soon */
-			if (msg_send(exp.ctl.fd, MSG_IDLE, -1, &exp.received,
-			    sizeof(exp.received)) == 0 || errno != EAGAIN)
-				exp.idle_sent = 1;
-			else if (now + 10 < next)
-				next = now + 10;
+			/* behind any client events queued: it goes in order */
+			to_master(MSG_IDLE, &exp.received,
+			    sizeof(exp.received));
+			exp.idle_sent = 1;
 		} else if (due < next)
 			next = due;
 	}
@@ -647,19 +633,21 @@ timers(uint64_t now)
 	}
 	if ((due = figures(now, 0)) != 0 && due < next)
 		next = due;
-	if ((due = stats_flush(exp.ctl.fd, now)) != 0 && due < next)
-		next = due;
+	ev_due(&next, chan_tick(&exp.ctl, now));
 	return next;
 }
 
 static void
-dispatch(struct cev *e)
+dispatch(struct ev *e, uint32_t events)
 {
 	enum conn_end	 r;
 
 	switch (e->kind) {
 	case CEV_CTL:
-		ctl_read();
+		if (events & EPOLLOUT)
+			chan_flush(&exp.ctl);
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			ctl_read();
 		break;
 	case CEV_CONN:
 		if ((r = conn_read((struct conn *)e, 0)) != END_NONE)
@@ -668,50 +656,34 @@ dispatch(struct cev *e)
 	case CEV_HOOK:
 		hook_readable(e);
 		break;
-	case CEV_DEAD:
-		break;
 	}
 }
 
 static __dead void
 loop(void)
 {
-	struct epoll_event	 evs[64];
-	uint64_t		 now, next, due;
-	int			 i, n;
+	uint64_t	 next;
 
 	for (;;) {
-		now = now_mono_ms();
-		next = timers(now);
-		if ((due = exp_report_flush(now, 0)) != 0 && due < next)
-			next = due;
+		next = timers(now_mono_ms());
 		if ((exp.db != NULL && db_stalled(exp.db)) != exp.paused)
 			pause_clients(!exp.paused);
-		n = epoll_wait(exp.epfd, evs, nitems(evs),
-		    next > now ? (int)(next - now) : 0);
-		if (n == -1 && errno != EINTR)
-			fatal("epoll_wait");
-		for (i = 0; i < n; i++)
-			dispatch(evs[i].data.ptr);
-		while (exp.ngrave > 0)
-			free(exp.grave[--exp.ngrave]);
+		ev_wait(next, dispatch);
 	}
 }
 
 void
-child_main(int ctl, const struct child_conf *conf)
+child_main(int ctl, uint32_t gen, const struct child_conf *conf)
 {
 	exp.conf = conf;
 	log_setproc("spare");
 	title_set("spare");
 	priv_drop(&conf->ids);
-	if ((exp.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
-		fatal("epoll_create1");
+	ev_init();
 	set_nonblock(ctl);
-	exp.ctl.kind = CEV_CTL;
-	exp.ctl.fd = ctl;
-	exp_watch(&exp.ctl, EPOLLIN);
-	if (msg_send(ctl, MSG_READY, -1, NULL, 0) == -1)
+	chan_init(&exp.ctl, CEV_CTL, ctl, MSG_TO_CHILD, gen, CHAN_QMAX, 1,
+	    "the master");
+	if (chan_send(&exp.ctl, MSG_READY, -1, NULL, 0) == -1)
 		fatal("ready message");
 	loop();
 }

@@ -70,7 +70,7 @@ struct child_conf {
 #define CHILD_FDS_MIN	16
 
 /* The master forks a spare and calls this in the new process. */
-__dead void	 child_main(int ctl, const struct child_conf *);
+__dead void	 child_main(int ctl, uint32_t gen, const struct child_conf *);
 /*
  * Run by the master in a forked, dropped process: can the backend work?
  * With SQLite, *lock is then the data directory's lock, which the master
@@ -228,12 +228,8 @@ int		 sqlite_probe(const struct child_conf *);
 int		 sqlite_lock(const struct child_conf *);
 int		 pg_probe(const struct child_conf *);
 
-/* Event sources in a child's epoll set: the first member of each. */
-enum cev_kind { CEV_CTL, CEV_CONN, CEV_HOOK, CEV_DEAD };
-struct cev {
-	enum cev_kind	 kind;
-	int		 fd;
-};
+/* The kinds of a child's event sources (struct ev, common/event.c). */
+enum cev_kind { CEV_CTL = 1, CEV_CONN, CEV_HOOK };
 
 /* conn.c -- one client connection */
 enum conn_end {
@@ -274,9 +270,7 @@ struct db	*exp_db_acquire(int blobs);
 void		 exp_db_release(void);
 const char	*exp_name(void);
 const struct child_conf *exp_conf(void);
-void		 exp_watch(struct cev *, uint32_t events);
-void		 exp_unwatch(struct cev *);
-int		 exp_ctl(void);
+struct chan	*exp_chan(void);
 int		 exp_mem_take(struct conn *, size_t, int force);
 void		 exp_mem_give(struct conn *, size_t);
 
@@ -284,7 +278,7 @@ void		 exp_mem_give(struct conn *, size_t);
 void		 hook_start(void);
 void		 hook_event(const char *event, const char *uri);
 void		 hook_exit(void);
-void		 hook_readable(struct cev *);
+void		 hook_readable(struct ev *);
 uint64_t	 hook_tick(uint64_t now);	/* next deadline, or 0 */
 enum stats_hook	 hook_status(void);
 
@@ -310,16 +304,14 @@ void		 stats_tuple(int sender_id, const char *sender,
 void		 stats_stored(const struct table *, const struct oml_value *);
 void		 stats_db_closed(void);
 void		 stats_log_totals(void);
-uint64_t	 stats_tick(int ctl, uint64_t now, const struct stats_base *,
-		    int final);
-void		 stats_show(int ctl, uint32_t id, const struct conn_fig *,
+uint64_t	 stats_tick(struct chan *, uint64_t now,
+		    const struct stats_base *, int final);
+void		 stats_show(struct chan *, uint32_t id, const struct conn_fig *,
 		    unsigned);
-uint64_t	 stats_flush(int ctl, uint64_t now);
 
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, enum report_event,
 		    const char *message);
 void		 exp_report_refused(const char *peer, uint16_t port);
-uint64_t	 exp_report_flush(uint64_t now, int final);
 
 #endif /* CHILD_H */

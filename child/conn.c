@@ -39,7 +39,7 @@ struct hislot {
 };
 
 struct conn {
-	struct cev	 ev;
+	struct ev	 ev;
 	char		 peer[64];
 	uint16_t	 port;
 	enum state	 st;

@@ -52,7 +52,7 @@ enum hook_state {
 
 /* A pipe the hook writes: its stdout or its stderr. */
 struct hook_out {
-	struct cev	 ev;		/* first */
+	struct ev	 ev;		/* first */
 	const char	*name;		/* "stdout", "stderr" */
 	struct buf	 line;		/* a line not yet complete */
 	int		 cut;		/* skipping the rest of a long line */
@@ -63,10 +63,10 @@ static struct {
 	enum hook_state	 state;
 	const char	*prog;
 	pid_t		 pid;		/* -1 once reaped */
-	struct cev	 in;		/* its stdin: our write end */
+	struct ev	 in;		/* its stdin: our write end */
 	int		 in_watched;
 	struct hook_out	 out, err;
-	struct cev	 proc;		/* a pidfd: readable when it exits */
+	struct ev	 proc;		/* a pidfd: readable when it exits */
 	struct buf	 q;		/* commands it has not taken yet */
 	uint64_t	 deadline;	/* for the banner */
 	char		 banner[BANNER_LEN + 2];
@@ -80,10 +80,10 @@ static struct {
 	uint64_t	 dropped;	/* lines not logged */
 } hk = {
 	.pid = -1,
-	.in = { CEV_HOOK, -1 },
-	.out = { { CEV_HOOK, -1 }, "stdout", { NULL, 0, 0 }, 0, 0 },
-	.err = { { CEV_HOOK, -1 }, "stderr", { NULL, 0, 0 }, 0, 0 },
-	.proc = { CEV_HOOK, -1 },
+	.in = { .kind = CEV_HOOK, .fd = -1 },
+	.out = { { .kind = CEV_HOOK, .fd = -1 }, "stdout", { NULL, 0, 0 }, 0, 0 },
+	.err = { { .kind = CEV_HOOK, .fd = -1 }, "stderr", { NULL, 0, 0 }, 0, 0 },
+	.proc = { .kind = CEV_HOOK, .fd = -1 },
 };
 
 static void	 hook_gone(int);
@@ -96,12 +96,12 @@ alive(void)
 }
 
 static void
-fd_close(struct cev *e, int *watched)
+fd_close(struct ev *e, int *watched)
 {
 	if (e->fd == -1)
 		return;
 	if (watched == NULL || *watched)
-		exp_unwatch(e);
+		ev_del(e);
 	if (watched != NULL)
 		*watched = 0;
 	close(e->fd);
@@ -114,9 +114,9 @@ watch_out(struct hook_out *o, int on)
 	if (o->ev.fd == -1 || o->watched == on)
 		return;
 	if (on)
-		exp_watch(&o->ev, EPOLLIN);
+		ev_set(&o->ev, EPOLLIN);
 	else
-		exp_unwatch(&o->ev);
+		ev_del(&o->ev);
 	o->watched = on;
 }
 
@@ -324,7 +324,7 @@ in_flush(void)
 			continue;
 		if (n == -1 && errno == EAGAIN) {
 			if (!hk.in_watched) {
-				exp_watch(&hk.in, EPOLLOUT);
+				ev_set(&hk.in, EPOLLOUT);
 				hk.in_watched = 1;
 			}
 			return;
@@ -335,7 +335,7 @@ in_flush(void)
 		return;
 	}
 	if (hk.in_watched && hk.in.fd != -1) {
-		exp_unwatch(&hk.in);
+		ev_del(&hk.in);
 		hk.in_watched = 0;
 	}
 	/* After EXIT, end of file on its stdin. */
@@ -519,7 +519,7 @@ hook_start(void)
 	if (hk.proc.fd < 0)
 		hk.proc.fd = -1;	/* reaped by hook_tick() instead */
 	else
-		exp_watch(&hk.proc, EPOLLIN);
+		ev_set(&hk.proc, EPOLLIN);
 	watch_out(&hk.out, 1);
 	watch_out(&hk.err, 1);
 	log_debug("hook %s: process %d started", hk.prog, (int)hk.pid);
@@ -576,7 +576,7 @@ hook_status(void)
 }
 
 void
-hook_readable(struct cev *e)
+hook_readable(struct ev *e)
 {
 	if (e->fd == -1)
 		return;		/* closed earlier in this batch */
@@ -594,7 +594,7 @@ static void
 exit_wait(uint64_t end)
 {
 	struct pollfd	 pfd[4];
-	struct cev	*ev[4];
+	struct ev	*ev[4];
 	uint64_t	 now, t;
 	int		 i, n;
 

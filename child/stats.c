@@ -7,10 +7,10 @@
  *
  * The master never asks for these on the ingest path: stats_tick() pushes
  * a small MSG_STATS about every second when something changed (every 10 s
- * otherwise), never waiting (a push the socket refuses is simply made at
- * the next tick, with the newer figures), and stats_show() answers the
- * master's MSG_SHOW_REQ with records queued and sent as the socket takes
- * them.  The per-row work is a hash lookup and a few additions.
+ * otherwise), never waiting (while one still waits in the channel's queue,
+ * the next is made at the next tick, with the newer figures), and
+ * stats_show() answers the master's MSG_SHOW_REQ with records the channel
+ * sends as the socket takes them.  The per-row work is a hash lookup and a few additions.
  *
  * Sequence numbers (PROTOCOL.md §4): a sender's stream starts at 1; a seq
  * above the last + 1 opens a gap of the numbers between; a seq at or
@@ -26,7 +26,6 @@
 #include <sys/time.h>
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,6 @@
 #define PUSH_MS		1000
 #define KEEPALIVE_MS	10000
 #define RATE_SAMPLES	11		/* a sample a second: 10 s of rate */
-#define RETRY_MS	10
 #define INSTR_TABLE	"_client_instrumentation"
 #define LOG_WORST	5		/* streams named in the last-client line */
 
@@ -88,8 +86,7 @@ static struct {
 	uint64_t	 received, gaps, missing, restarts, client_dropped;
 	uint64_t	 untracked;
 	struct track	*cur;		/* the tuple being stored */
-	struct buf	 q;		/* [u32 len][MSG_SHOW payload] ... */
-	size_t		 qoff;
+	struct chan	*ch;		/* where show replies go */
 } st;
 
 /* ---- what conn.c and db.c tell ------------------------------------ */
@@ -503,10 +500,10 @@ ageless(struct msg_stats *s)
  * deadline.
  */
 uint64_t
-stats_tick(int ctl, uint64_t now, const struct stats_base *b, int final)
+stats_tick(struct chan *ch, uint64_t now, const struct stats_base *b,
+    int final)
 {
 	struct msg_stats	 s, a, c;
-	struct pollfd		 pfd;
 
 	if (!final && now < st.next_tick)
 		return st.next_tick;
@@ -523,15 +520,12 @@ stats_tick(int ctl, uint64_t now, const struct stats_base *b, int final)
 	s.last_commit_ms = st.last_commit ? now - st.last_commit : ~0ULL;
 	s.stall_ms = st.stall_since ? now - st.stall_since : 0;
 	s.rss_kb = (uint64_t)rss_kb();
-	if (msg_send(ctl, MSG_STATS, -1, &s, sizeof(s)) == -1 && final &&
-	    errno == EAGAIN) {
-		pfd.fd = ctl;
-		pfd.events = POLLOUT;
-		if (poll(&pfd, 1, 1000) == 1)
-			msg_send(ctl, MSG_STATS, -1, &s, sizeof(s));
+	if (!final && chan_queued(ch, MSG_STATS) > 0)
+		return st.next_tick;	/* the next tick pushes newer ones */
+	if (chan_send(ch, MSG_STATS, -1, &s, sizeof(s)) == -1)
+		return final ? 0 : st.next_tick;
+	if (final)
 		return 0;
-	}
-	/* refused: the next tick pushes newer figures */
 	st.sent = s;
 	st.pushed = 1;
 	st.last_push = now;
@@ -566,8 +560,8 @@ show_end(struct showmsg *sm, uint32_t flags)
 	h.flags = flags;
 	h.nrec = sm->nrec;
 	memcpy(sm->m, &h, sizeof(h));
-	buf_add(&st.q, &n, sizeof(n));
-	buf_add(&st.q, sm->m, sm->len);
+	if (chan_send(st.ch, MSG_SHOW, -1, sm->m, n) == -1)
+		log_warn("show message to the master");
 }
 
 /* Add one record; strings cut to SHOW_STR_MAX bytes. */
@@ -711,16 +705,17 @@ show_streams(struct showmsg *sm, struct track **v)
  * replies the request gets an empty, truncated one.
  */
 void
-stats_show(int ctl, uint32_t id, const struct conn_fig *conns,
+stats_show(struct chan *ch, uint32_t id, const struct conn_fig *conns,
     unsigned nconns)
 {
 	static struct showmsg	 sm;
 	struct track		**v;
 	int			 cut = 0;
 
+	st.ch = ch;
 	sm.id = id;
 	show_begin(&sm);
-	if (st.q.len - st.qoff < SHOWQ_MAX) {
+	if (chan_queued(ch, MSG_SHOW) < SHOWQ_MAX) {
 		cut |= show_clients(&sm, conns, nconns);
 		v = sorted(by_table);
 		cut |= show_tables(&sm, v);
@@ -731,24 +726,4 @@ stats_show(int ctl, uint32_t id, const struct conn_fig *conns,
 	} else
 		cut = 1;
 	show_end(&sm, SHOW_LAST | (cut ? SHOW_TRUNCATED : 0));
-	stats_flush(ctl, now_mono_ms());
-}
-
-/* Send what is queued.  Returns 0 if nothing is left, else a retry time. */
-uint64_t
-stats_flush(int ctl, uint64_t now)
-{
-	uint32_t	 len;
-
-	while (st.qoff < st.q.len) {
-		memcpy(&len, st.q.p + st.qoff, sizeof(len));
-		if (msg_send(ctl, MSG_SHOW, -1, st.q.p + st.qoff +
-		    sizeof(len), len) == -1 && errno == EAGAIN)
-			return now + RETRY_MS;
-		/* sent, or the master is gone: either way, the next */
-		st.qoff += sizeof(len) + len;
-	}
-	buf_free(&st.q);
-	st.qoff = 0;
-	return 0;
 }

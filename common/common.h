@@ -1,7 +1,10 @@
 /*
- * common/ -- what both processes share and that knows nothing of OML:
- * logging, growable buffers, the master<->child message vocabulary with
- * its fd passing, the privilege drop, and a few small utilities.
+ * common/ -- what every process shares: logging, growable buffers, the
+ * event core, the channel between the master and its processes with its
+ * message vocabulary (the one place here that knows of OML: the shapes of
+ * the client events, figures and details the processes exchange), the
+ * privilege drop, and a few small utilities.  It neither parses nor
+ * stores OML.
  */
 #ifndef COMMON_H
 #define COMMON_H
@@ -36,6 +39,12 @@ void		 log_warnx(const char *fmt, ...) PRINTFLIKE(1, 2);
 void		 log_error(const char *fmt, ...) PRINTFLIKE(1, 2);
 void		 log_info(const char *fmt, ...) PRINTFLIKE(1, 2);
 void		 log_debug(const char *fmt, ...) PRINTFLIKE(1, 2);
+struct ratelimit {
+	uint64_t	 last;		/* monotonic ms of the last line */
+	unsigned	 times;		/* since */
+};
+void		 log_warn_limited(struct ratelimit *, const char *fmt, ...)
+		    PRINTFLIKE(2, 3);
 __dead void	 fatal(const char *fmt, ...) PRINTFLIKE(1, 2);
 __dead void	 fatalx(const char *fmt, ...) PRINTFLIKE(1, 2);
 
@@ -66,9 +75,35 @@ char	*xstrndup(const char *, size_t);
 int	 xasprintf(char **, const char *, ...) PRINTFLIKE(2, 3);
 
 /*
- * msg.c -- the one vocabulary between the master and its children.  Each
+ * event.c -- the event core of each process's loop (one epoll set).  An
+ * event source is an object whose first member is a struct ev; kind is
+ * the owner's tag for it (never EV_DEAD, which marks one freed in this
+ * batch, see ev_free_later).
+ */
+#define EV_DEAD		0
+struct ev {
+	int		 kind;
+	int		 fd;
+	uint32_t	 events;	/* as registered */
+	int		 on;		/* registered */
+};
+
+void	 ev_init(void);
+void	 ev_add(struct ev *, uint32_t events);
+void	 ev_mod(struct ev *, uint32_t events);
+void	 ev_set(struct ev *, uint32_t events);
+void	 ev_del(struct ev *);
+void	 ev_free_later(struct ev *);
+void	 ev_wait(uint64_t deadline, void (*)(struct ev *, uint32_t));
+void	 ev_due(uint64_t *next, uint64_t due);
+
+/*
+ * chan.c -- the one channel between the master and each process it forks
+ * (experiment processes and the reporter), and its vocabulary.  Each
  * message is a fixed header plus at most MSG_MAXPAYLOAD bytes, sent as one
- * datagram on a SOCK_SEQPACKET pair, carrying at most one fd.
+ * datagram on a SOCK_SEQPACKET pair, carrying at most one fd.  msg_table
+ * says for each type which way it goes, how long its payload may be and
+ * whether a descriptor comes with it; both ends enforce it.
  */
 enum msg_type {
 	MSG_NONE,
@@ -87,6 +122,8 @@ enum msg_type {
 	MSG_SHOW_REQ,	/* master -> child: send MSG_SHOW records (u32 id) */
 	MSG_SHOW,	/* child -> master: struct msg_show + records */
 	MSG_CLOSE,	/* master -> child: store, close every client, exit */
+	MSG_EVENT,	/* master -> reporter: a client event, as MSG_REPORT */
+	MSG_SINK,	/* master -> reporter: fd of the file to report to */
 	MSG_TYPE_MAX
 };
 
@@ -97,7 +134,7 @@ struct msg_hdr {
 	uint32_t	type;
 	uint32_t	flags;
 	uint32_t	len;
-	uint32_t	pad;
+	uint32_t	gen;	/* the child's generation */
 };
 
 struct msg {
@@ -122,6 +159,59 @@ struct msg_status {
 	uint64_t	rows_dropped;
 	uint64_t	rss_kb;
 };
+
+#define MSG_TO_CHILD	0x1
+#define MSG_TO_MASTER	0x2
+struct msg_spec {
+	const char	*name;
+	uint8_t		 dir;		/* MSG_TO_* */
+	uint32_t	 min, max;	/* payload bytes */
+	uint8_t		 fd;		/* a descriptor comes with it */
+};
+extern const struct msg_spec msg_table[MSG_TYPE_MAX];
+
+/* chan_recv's answers */
+enum { CHAN_BAD = -2, CHAN_EOF = -1, CHAN_EMPTY = 0, CHAN_MSG = 1 };
+
+struct chanq;
+struct chan {
+	struct ev	 ev;		/* first: the socket in the loop */
+	unsigned	 side;		/* what it receives: MSG_TO_* */
+	uint32_t	 gen;
+	int		 watch;		/* in the event loop (ev_*) */
+	int		 keep;		/* queue while it has no socket */
+	size_t		 qmax;		/* bytes queued at most */
+	size_t		 qbytes;
+	size_t		 qtype[MSG_TYPE_MAX];	/* of them, by type */
+	unsigned	 nq;
+	struct chanq	*qhead, **qtail;
+	uint64_t	 retry_at;	/* descriptors in flight: retry then */
+	uint64_t	 sent_at;	/* a message last went out */
+	char		 who[48];	/* the peer, for the log */
+	/* a queued message left the queue: sent (lost NULL) or lost */
+	void		(*dequeued)(struct chan *, uint32_t type,
+			    const char *data, size_t len, const char *lost);
+	void		*arg;		/* the owner's */
+};
+
+const char	*msg_name(uint32_t);
+int		 msg_send(int sock, uint32_t type, int fd, const void *data,
+		    size_t len);
+ssize_t		 msg_recv(int sock, struct msg *);
+void		 chan_init(struct chan *, int kind, int fd, unsigned side,
+		    uint32_t gen, size_t qmax, int watch, const char *who, ...)
+		    PRINTFLIKE(8, 9);
+void		 chan_attach(struct chan *, int fd, uint32_t gen);
+int		 chan_send(struct chan *, uint32_t type, int fd,
+		    const void *data, size_t len);
+void		 chan_flush(struct chan *);
+uint64_t	 chan_tick(struct chan *, uint64_t now);
+int		 chan_taking(const struct chan *, uint64_t now);
+size_t		 chan_queued(const struct chan *, uint32_t type);
+int		 chan_drain(struct chan *, unsigned ms);
+int		 chan_recv(struct chan *, struct msg *);
+void		 chan_detach(struct chan *);
+void		 chan_close(struct chan *, const char *why);
 
 /*
  * A client event for self-reporting.  The strings follow the struct in
@@ -211,11 +301,6 @@ struct msg_rec {
 	uint16_t	len[SHOW_STRS];
 	uint64_t	num[SHOW_NUMS];
 };
-
-const char	*msg_name(uint32_t);
-int		 msg_send(int sock, uint32_t type, int fd, const void *data,
-		    size_t len);
-ssize_t		 msg_recv(int sock, struct msg *);
 
 /*
  * esc.c -- text for other programs: JSON strings, Prometheus label

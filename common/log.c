@@ -310,3 +310,29 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+/*
+ * log_warn at most once a second for what rl counts, saying how often it
+ * happened since the last line: for a condition every event retries (out
+ * of descriptors, out of processes), which would otherwise flood the log.
+ */
+void
+log_warn_limited(struct ratelimit *rl, const char *fmt, ...)
+{
+	char		 m[512];
+	va_list		 ap;
+	uint64_t	 now = now_mono_ms();
+	int		 e = errno;
+
+	rl->times++;
+	if (rl->last != 0 && now - rl->last < 1000)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof(m), fmt, ap);
+	va_end(ap);
+	errno = e;
+	log_warn("%s (%u time%s since the last report)", m, rl->times,
+	    rl->times == 1 ? "" : "s");
+	rl->last = now;
+	rl->times = 0;
+}

@@ -54,63 +54,87 @@ child_state(struct child *c, enum child_state st)
  * every waiting connection retries, so say so at most once a second.
  */
 static void
-spawn_failed(const char *what)
+spawn_failed(const char *what, const char *call)
 {
-	static uint64_t	 last;
-	static unsigned	 times;
-	uint64_t	 now = now_mono_ms();
-	int		 e = errno;
+	static struct ratelimit	 rl;
 
-	times++;
-	if (last != 0 && now - last < 1000)
-		return;
-	errno = e;
-	log_warn("cannot start an experiment process (%s, %u time%s since "
-	    "the last report)", what, times, times == 1 ? "" : "s");
-	last = now;
-	times = 0;
+	log_warn_limited(&rl, "cannot start %s: %s", what, call);
 }
+
+/* The master's generations: one a process, never reused. */
+static uint32_t	 lastgen;
+
+/*
+ * Fork a process with its channel's socketpair.  In the master: its pid,
+ * *sock the master's end (non-blocking) and *gen its generation; in the
+ * new process: 0, *sock its end, and no other descriptor but the log's.
+ * -1 (logged, at most once a second) if the system refuses.
+ */
+pid_t
+proc_fork(const char *what, int *sock, uint32_t *gen)
+{
+	int		 sv[2];
+	pid_t		 pid;
+
+	fd_reserve_release();	/* the descriptors kept for this */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		spawn_failed(what, "socketpair");
+		fd_reserve_fill();
+		return -1;
+	}
+	*gen = ++lastgen;
+	if ((pid = fork()) == -1) {
+		spawn_failed(what, "fork");
+		close(sv[0]);
+		close(sv[1]);
+		fd_reserve_fill();
+		return -1;
+	}
+	if (pid == 0) {
+		child_reset_signals();
+		close_except(sv[1], log_fd());
+		*sock = sv[1];
+		return 0;
+	}
+	close(sv[1]);
+	fd_reserve_fill();
+	set_nonblock(sv[0]);
+	*sock = sv[0];
+	return pid;
+}
+
+static void	 queued_left(struct chan *, uint32_t, const char *, size_t,
+		    const char *);
+static void	 child_kill(struct child *);
+
+/* What may wait for a process: clients' sockets with their first bytes. */
+#define CHILD_QMAX	(64 * 1024 * 1024)
 
 /* Fork a spare.  Returns NULL (logged) if the system refuses. */
 struct child *
 child_spawn(void)
 {
 	struct child	*c;
-	int		 sv[2];
+	uint32_t	 gen;
 	pid_t		 pid;
+	int		 sock;
 
-	fd_reserve_release();	/* the descriptors kept for this */
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		spawn_failed("socketpair");
-		fd_reserve_fill();
+	if ((pid = proc_fork("an experiment process", &sock, &gen)) == -1)
 		return NULL;
-	}
-	if ((pid = fork()) == -1) {
-		spawn_failed("fork");
-		close(sv[0]);
-		close(sv[1]);
-		fd_reserve_fill();
-		return NULL;
-	}
-	if (pid == 0) {
-		child_reset_signals();
-		close_except(sv[1], log_fd());
-		child_main(sv[1], &opts.cc);
-	}
-	close(sv[1]);
-	fd_reserve_fill();
-	set_nonblock(sv[0]);
+	if (pid == 0)
+		child_main(sock, gen, &opts.cc);
 	c = xcalloc(1, sizeof(*c));
-	c->ev.kind = EV_CHILD;
-	c->ev.fd = sv[0];
+	chan_init(&c->ch, EV_CHILD, sock, MSG_TO_MASTER, gen, CHILD_QMAX, 1,
+	    "process %d", (int)pid);
+	c->ch.dequeued = queued_left;
+	c->ch.arg = c;
 	c->pid = pid;
+	c->gen = gen;
 	c->state = CH_STARTING;
 	nstate[CH_STARTING]++;
 	c->born = now_mono_ms();
-	c->qtail = &c->qhead;
 	c->next = children;
 	children = c;
-	ev_add(&c->ev, EPOLLIN);
 	log_debug("forked experiment process %d", (int)pid);
 	return c;
 }
@@ -135,52 +159,26 @@ client_lost(const struct child *c, const char *data, size_t len,
 	    "SOCKET_DROPPED");
 }
 
+/* A message queued in c's channel went out, or was lost. */
 static void
-qmsg_free(struct child *c, struct qmsg *q, const char *lost)
+queued_left(struct chan *ch, uint32_t type, const char *data, size_t len,
+    const char *lost)
 {
-	if (q->type == MSG_CLIENT) {
-		c->nq--;
-		children_queued--;
-		listen_resume();	/* if it waited for this */
-	}
-	if (q->fd != -1) {
-		if (lost != NULL && q->type == MSG_CLIENT)
-			client_lost(c, q->data, q->len, lost);
-		close(q->fd);
-	}
-	free(q->data);
-	free(q);
+	struct child	*c = ch->arg;
+
+	if (type != MSG_CLIENT)
+		return;
+	c->nq--;
+	children_queued--;
+	listen_resume();	/* if it waited for this */
+	if (lost != NULL)
+		client_lost(c, data, len, lost);
 }
-
-/*
- * Without root, the kernel lets a process have only as many descriptors
- * in flight (sent, not yet received) as its RLIMIT_NOFILE: past that,
- * sendmsg() fails with ETOOMANYREFS although the socket is writable.
- * The queue then waits for the child to take some, retried on a timer
- * (EPOLLOUT would fire at once, again and again).
- */
-#define INFLIGHT_RETRY_MS	10
-
-static void
-inflight_wait(struct child *c)
-{
-	c->retry_at = now_mono_ms() + INFLIGHT_RETRY_MS;
-	if (c->wantout) {
-		ev_mod(&c->ev, EPOLLIN);
-		c->wantout = 0;
-	}
-}
-
-/*
- * Is the child reading its control socket?  It is if a message went out
- * recently, or if nothing waits to go out.
- */
-#define TAKING_MS	1000
 
 int
 child_taking(const struct child *c, uint64_t now)
 {
-	return c->qhead == NULL || now - c->sent_at < TAKING_MS;
+	return chan_taking(&c->ch, now);
 }
 
 /* Children whose queue waits for descriptors in flight: try them. */
@@ -190,16 +188,8 @@ children_tick(uint64_t now)
 	struct child	*c;
 	uint64_t	 next = 0;
 
-	for (c = children; c != NULL; c = c->next) {
-		if (c->retry_at == 0)
-			continue;
-		if (now >= c->retry_at && c->ev.fd != -1) {
-			c->retry_at = 0;
-			child_flush(c);
-		}
-		if (c->retry_at != 0 && (next == 0 || c->retry_at < next))
-			next = c->retry_at;
-	}
+	for (c = children; c != NULL; c = c->next)
+		ev_due(&next, chan_tick(&c->ch, now));
 	return next;
 }
 
@@ -211,80 +201,19 @@ void
 child_send(struct child *c, uint32_t type, int fd, const void *data,
     size_t len)
 {
-	struct qmsg	*q;
-	int		 inflight = 0;
+	int	 r;
 
-	if (c->qhead == NULL && c->ev.fd != -1) {
-		if (msg_send(c->ev.fd, type, fd, data, len) == 0) {
-			c->sent_at = now_mono_ms();
-			if (fd != -1)
-				close(fd);
-			return;
-		}
-		inflight = errno == ETOOMANYREFS;
-		if (errno != EAGAIN && !inflight) {
-			log_warn("%s message to process %d", msg_name(type),
-			    (int)c->pid);
-			if (type == MSG_CLIENT)
-				client_lost(c, data, len, "its experiment "
-				    "process is not reachable");
-			if (fd != -1)
-				close(fd);
-			return;
-		}
-	}
-	q = xcalloc(1, sizeof(*q));
-	if (type == MSG_CLIENT) {
+	if ((r = chan_send(&c->ch, type, fd, data, len)) == 1 &&
+	    type == MSG_CLIENT) {
 		c->nq++;
 		children_queued++;
-	}
-	q->type = type;
-	q->fd = fd;
-	q->len = len;
-	if (len > 0) {		/* SHUTDOWN, STATUS_REQ: no payload */
-		q->data = xmalloc(len);
-		memcpy(q->data, data, len);
-	}
-	*c->qtail = q;
-	c->qtail = &q->next;
-	if (inflight)
-		inflight_wait(c);
-	else if (!c->wantout && c->retry_at == 0 && c->ev.fd != -1) {
-		ev_mod(&c->ev, EPOLLIN | EPOLLOUT);
-		c->wantout = 1;
-	}
-}
-
-/* The control socket is writable: send what is queued. */
-void
-child_flush(struct child *c)
-{
-	struct qmsg	*q;
-	const char	*lost;
-
-	while ((q = c->qhead) != NULL) {
-		if (msg_send(c->ev.fd, q->type, q->fd, q->data, q->len) == -1) {
-			if (errno == EAGAIN)
-				return;
-			if (errno == ETOOMANYREFS) {
-				inflight_wait(c);
-				return;
-			}
-			log_warn("%s message to process %d",
-			    msg_name(q->type), (int)c->pid);
-			lost = "its experiment process is not reachable";
-		} else {
-			lost = NULL;
-			c->sent_at = now_mono_ms();
-		}
-		c->qhead = q->next;
-		if (c->qhead == NULL)
-			c->qtail = &c->qhead;
-		qmsg_free(c, q, lost);
-	}
-	if (c->wantout) {
-		ev_mod(&c->ev, EPOLLIN);
-		c->wantout = 0;
+	} else if (r == -1) {
+		if (errno != EPIPE)
+			log_warn("%s message to process %d", msg_name(type),
+			    (int)c->pid);
+		if (type == MSG_CLIENT)
+			client_lost(c, data, len, "its experiment process is "
+			    "not reachable");
 	}
 }
 
@@ -296,60 +225,63 @@ child_message(struct child *c, struct msg *m, size_t len)
 	switch (m->hdr.type) {
 	case MSG_READY:
 		policy_child_ready(c);
-		break;
+		return;
 	case MSG_IDLE:
-		if (len != sizeof(u))
-			goto bad;
 		memcpy(&u, m->data, sizeof(u));
 		policy_child_idle(c, u);
-		break;
+		return;
 	case MSG_STATUS:
-		if (len != sizeof(c->status))
-			goto bad;
 		memcpy(&c->status, m->data, sizeof(c->status));
 		policy_status_reply(c);
-		break;
+		return;
 	case MSG_REPORT:
 		report_child(c->exp, c->pid, m->data, len);
-		break;
+		return;
 	case MSG_STATS:
 		fig_child_stats(c, m->data, len);
-		break;
+		return;
 	case MSG_SHOW:
 		ctl_show_records(c, m->data, len);
-		break;
-	default:
-		goto bad;
+		return;
 	}
-	return;
-bad:
-	log_warnx("unexpected %s message (%zu bytes) from process %d",
-	    msg_name(m->hdr.type), len, (int)c->pid);
+	log_warnx("unexpected %s message from process %d",
+	    msg_name(m->hdr.type), (int)c->pid);
+	child_kill(c);
 }
 
-/* Read every queued message; end of file means the child is exiting. */
+/*
+ * A child that broke the channel's contract is killed (reaping tells
+ * its end); its channel is closed at once, so that nothing more it sent
+ * is read.
+ */
+static void
+child_kill(struct child *c)
+{
+	log_warnx("killing process %d: it broke the channel's contract",
+	    (int)c->pid);
+	kill(c->pid, SIGKILL);
+	chan_close(&c->ch, "its experiment process was killed");
+}
+
+/*
+ * Read every queued message; end of file means the child is exiting, a
+ * message against the table that it is broken.
+ */
 void
 child_readable(struct child *c)
 {
 	static struct msg	 m;
-	ssize_t			 n;
+	int			 r;
 
-	for (;;) {
-		n = msg_recv(c->ev.fd, &m);
-		if (n == -1 && errno == EBADMSG)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return;
-		if (n <= 0)
-			break;
-		if (m.fd != -1)
-			close(m.fd);	/* children never pass descriptors */
+	while ((r = chan_recv(&c->ch, &m)) == CHAN_MSG) {
 		child_message(c, &m, m.hdr.len);
+		if (c->ch.ev.fd == -1)
+			return;
 	}
-	/* Gone: reaping will tell why.  Stop watching the socket. */
-	ev_del(&c->ev);
-	close(c->ev.fd);
-	c->ev.fd = -1;
+	if (r == CHAN_BAD)
+		child_kill(c);
+	else if (r == CHAN_EOF)		/* gone: reaping will tell why */
+		chan_detach(&c->ch);
 }
 
 static void
@@ -368,17 +300,8 @@ child_unlink(struct child *c)
 static void
 child_free(struct child *c)
 {
-	struct qmsg	 *q;
-
-	while ((q = c->qhead) != NULL) {
-		c->qhead = q->next;
-		qmsg_free(c, q, "its experiment process ended");
-	}
-	if (c->ev.fd != -1) {
-		ev_del(&c->ev);
-		close(c->ev.fd);
-	}
-	ev_free_later(&c->ev);
+	chan_close(&c->ch, "its experiment process ended");
+	ev_free_later(&c->ch.ev);
 }
 
 static void
@@ -411,16 +334,8 @@ static void
 drain_reports(struct child *c)
 {
 	static struct msg	 m;
-	ssize_t			 n;
 
-	while (c->ev.fd != -1) {
-		n = msg_recv(c->ev.fd, &m);
-		if (n == -1 && errno == EBADMSG)
-			continue;
-		if (n <= 0)
-			break;
-		if (m.fd != -1)
-			close(m.fd);
+	while (chan_recv(&c->ch, &m) == CHAN_MSG) {
 		if (m.hdr.type == MSG_REPORT)
 			report_child(c->exp, c->pid, m.data, m.hdr.len);
 		else if (m.hdr.type == MSG_STATS)	/* its last figures */
@@ -438,8 +353,12 @@ children_reap(void)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (c = children; c != NULL && c->pid != pid; c = c->next)
 			;
-		if (c == NULL)
-			continue;	/* a datadir probe, say */
+		if (c == NULL) {
+			if (!report_reaped(pid, status))
+				log_error("internal error: reaped process %d, "
+				    "which is not ours", (int)pid);
+			continue;
+		}
 		drain_reports(c);
 		budget_reap(opts.cc.budget, pid);	/* if it died holding */
 		log_exit(c, status);

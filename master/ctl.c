@@ -66,7 +66,7 @@ struct ctlconn {
 	unsigned	 items;		/* in that array */
 };
 
-static struct ev	 lev = { EV_CTL, -1 };
+static struct ev	 lev = { .kind = EV_CTL, .fd = -1 };
 static struct ctlconn	*conns;
 static unsigned		 nconns;
 static char		*sock_path;
@@ -636,7 +636,7 @@ show_start(struct ctlconn *cc, struct expfig *f)
 	exp_members(&cc->out, f, now_mono_ms());
 	buf_adds(&cc->out, ",\"details\":{");
 	cc->kind = -1;
-	if (c == NULL || c->ev.fd == -1) {
+	if (c == NULL || c->ch.ev.fd == -1) {
 		show_done(cc, 0);
 		return;
 	}

@@ -235,21 +235,10 @@ listen_tick(uint64_t now)
 static void
 accept_starved(void)
 {
-	static uint64_t	 last;
-	static unsigned	 times;
-	uint64_t	 now = now_mono_ms();
-	int		 e = errno;
+	static struct ratelimit	 rl;
 
-	times++;
-	if (last == 0 || now - last >= 1000) {
-		errno = e;
-		log_warn("accept: pausing until a descriptor is free (%u "
-		    "time%s since the last report)", times, times == 1 ?
-		    "" : "s");
-		last = now;
-		times = 0;
-	}
-	listen_wait(now + 1000);
+	log_warn_limited(&rl, "accept: pausing until a descriptor is free");
+	listen_wait(now_mono_ms() + 1000);
 }
 
 /* Connections the kernel accepted on a listening socket that we did not. */

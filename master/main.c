@@ -22,67 +22,13 @@
 #define STOP_GRACE_MS	20000	/* on top of --hook-timeout: then SIGKILL */
 
 struct options	 opts;
-int		 epfd = -1;
 int		 stopping;
 unsigned	 unserved;
 
-static struct ev	 sigev = { EV_SIGNAL, -1 };
+static struct ev	 sigev = { .kind = EV_SIGNAL, .fd = -1 };
 static uint64_t		 kill_at;
-static void		**graveyard;
-static size_t		 ngrave, gravecap;
 
 extern char **environ;
-
-void
-ev_add(struct ev *e, uint32_t events)
-{
-	struct epoll_event	 ee = { .events = events, .data.ptr = e };
-
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, e->fd, &ee) == -1)
-		fatal("epoll_ctl add");
-}
-
-void
-ev_mod(struct ev *e, uint32_t events)
-{
-	struct epoll_event	 ee = { .events = events, .data.ptr = e };
-
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, e->fd, &ee) == -1)
-		fatal("epoll_ctl mod");
-}
-
-void
-ev_del(struct ev *e)
-{
-	if (epoll_ctl(epfd, EPOLL_CTL_DEL, e->fd, NULL) == -1 &&
-	    errno != ENOENT && errno != EBADF)
-		log_warn("epoll_ctl del");
-}
-
-/*
- * Objects may be freed while later events of the same epoll batch still
- * point at them: mark them dead and free them after the batch.  One pass
- * of the loop may bury any number (a thousand half-open connections
- * expiring together), so the list grows as needed.
- */
-void
-ev_free_later(struct ev *e)
-{
-	e->kind = EV_DEAD;
-	if (ngrave == gravecap) {
-		gravecap = gravecap ? gravecap * 2 : 256;
-		graveyard = xreallocarray(graveyard, gravecap,
-		    sizeof(*graveyard));
-	}
-	graveyard[ngrave++] = e;
-}
-
-static void
-graveyard_empty(void)
-{
-	while (ngrave > 0)
-		free(graveyard[--ngrave]);
-}
 
 static void
 raise_nofile(void)
@@ -273,6 +219,7 @@ reopen_log(void)
 			continue;
 		child_send(c, MSG_LOGREOPEN, fd, NULL, 0);
 	}
+	report_logreopen();
 	return 0;
 }
 
@@ -301,32 +248,26 @@ signal_read(void)
 	}
 }
 
-static int
-next_timeout(uint64_t now)
+static uint64_t
+next_deadline(uint64_t now)
 {
-	uint64_t	 d[9], t = now + 1000;
-	size_t		 i;
+	uint64_t	 t = 0;
 
-	d[0] = pending_next_deadline();
-	d[1] = policy_next_deadline();
-	d[2] = listen_tick(now);
-	d[3] = kill_at;
-	d[4] = report_tick(now);
-	d[5] = ctl_tick(now);
-	d[6] = metrics_tick(now);
-	d[7] = fig_tick(now);
-	d[8] = children_tick(now);
-	for (i = 0; i < nitems(d); i++)
-		if (d[i] != 0 && d[i] < t)
-			t = d[i];
-	return t > now ? (int)(t - now) : 0;
+	ev_due(&t, pending_next_deadline());
+	ev_due(&t, policy_next_deadline());
+	ev_due(&t, listen_tick(now));
+	ev_due(&t, kill_at);
+	ev_due(&t, report_tick(now));
+	ev_due(&t, ctl_tick(now));
+	ev_due(&t, metrics_tick(now));
+	ev_due(&t, fig_tick(now));
+	ev_due(&t, children_tick(now));
+	return t;
 }
 
 static void
-dispatch(struct epoll_event *ee)
+dispatch(struct ev *e, uint32_t events)
 {
-	struct ev	*e = ee->data.ptr;
-
 	switch (e->kind) {
 	case EV_LISTEN:
 		listen_accept(e);
@@ -335,31 +276,29 @@ dispatch(struct epoll_event *ee)
 		pending_read((struct pending *)e);
 		break;
 	case EV_CHILD:
-		if (ee->events & EPOLLOUT)
-			child_flush((struct child *)e);
+		if (events & EPOLLOUT)
+			chan_flush((struct chan *)e);
 		if (e->kind == EV_CHILD && e->fd != -1 &&
-		    (ee->events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		    (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			child_readable((struct child *)e);
 		break;
 	case EV_SIGNAL:
 		signal_read();
 		break;
 	case EV_REPORT:
-		report_io(ee->events);
+		report_io(events);
 		break;
 	case EV_CTL:
 		ctl_accept();
 		break;
 	case EV_CTLCONN:
-		ctl_io(e, ee->events);
+		ctl_io(e, events);
 		break;
 	case EV_METRICS:
 		metrics_accept();
 		break;
 	case EV_HTTP:
-		metrics_io(e, ee->events);
-		break;
-	case EV_DEAD:
+		metrics_io(e, events);
 		break;
 	}
 }
@@ -367,9 +306,7 @@ dispatch(struct epoll_event *ee)
 static __dead void
 loop(void)
 {
-	struct epoll_event	 evs[64];
-	uint64_t		 now;
-	int			 i, n;
+	uint64_t	 now;
 
 	for (;;) {
 		now = now_mono_ms();
@@ -385,12 +322,7 @@ loop(void)
 			children_signal(SIGKILL);
 			kill_at = 0;
 		}
-		n = epoll_wait(epfd, evs, nitems(evs), next_timeout(now));
-		if (n == -1 && errno != EINTR)
-			fatal("epoll_wait");
-		for (i = 0; i < n; i++)
-			dispatch(&evs[i]);
-		graveyard_empty();
+		ev_wait(next_deadline(now), dispatch);
 	}
 	report_stop();
 	ctl_close();
@@ -418,8 +350,7 @@ main(int argc, char **argv)
 	log_startup(1);
 	raise_nofile();
 	fit_nofile();
-	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
-		fatal("epoll_create1");
+	ev_init();
 	if (listen_open(opts.listen) == -1)
 		return 1;
 	setup_user();

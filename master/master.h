@@ -45,14 +45,10 @@ struct options {
 /* options.c */
 void	 options_parse(int, char **, struct options *);
 
-/* An event source registered with epoll: the first member of each. */
+/* The kinds of the master's event sources (struct ev, common/event.c). */
 enum ev_kind {
-	EV_LISTEN, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_REPORT, EV_DEAD,
+	EV_LISTEN = 1, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_REPORT,
 	EV_CTL, EV_CTLCONN, EV_METRICS, EV_HTTP
-};
-struct ev {
-	enum ev_kind	 kind;
-	int		 fd;
 };
 
 struct source;
@@ -101,15 +97,6 @@ struct source {
 	struct source	*tnext, *tprev;
 };
 
-/* A queued message to a child that could not be sent yet. */
-struct qmsg {
-	struct qmsg	*next;
-	uint32_t	 type;
-	int		 fd;
-	size_t		 len;
-	char		*data;
-};
-
 enum child_state {
 	CH_STARTING,	/* forked, not yet READY */
 	CH_SPARE,	/* ready, no experiment */
@@ -118,9 +105,10 @@ enum child_state {
 };
 
 struct child {
-	struct ev	 ev;		/* fd: the control socket */
+	struct chan	 ch;		/* first: its channel (common/chan.c) */
 	struct child	*next;
 	pid_t		 pid;
+	uint32_t	 gen;		/* its generation */
 	enum child_state state;
 	char		 exp[EXPNAME_MAX + 1];
 	struct expent	*e;		/* its experiment, or the one it starts
@@ -128,10 +116,6 @@ struct child {
 	uint32_t	 sent;		/* clients handed over */
 	unsigned	 nq;		/* of those, queued here, not yet sent */
 	uint64_t	 born;		/* monotonic ms */
-	struct qmsg	*qhead, **qtail;
-	int		 wantout;	/* EPOLLOUT registered */
-	uint64_t	 retry_at;	/* descriptors in flight: send then */
-	uint64_t	 sent_at;	/* a message last went out (monotonic ms) */
 	struct msg_status status;
 	int		 status_pending;
 	struct expfig	*fig;		/* its experiment's figures */
@@ -141,13 +125,8 @@ struct child {
 
 /* main.c */
 extern struct options	 opts;
-extern int		 epfd;
 extern int		 stopping;
 extern unsigned		 unserved;	/* connections shutdown could not serve */
-void	 ev_add(struct ev *, uint32_t);
-void	 ev_mod(struct ev *, uint32_t);
-void	 ev_del(struct ev *);
-void	 ev_free_later(struct ev *);
 void	 begin_shutdown(int sig);
 int	 reopen_log(void);
 
@@ -197,8 +176,8 @@ extern unsigned		 children_queued;	/* clients queued, all children */
 struct child *child_spawn(void);
 void	 child_state(struct child *, enum child_state);
 void	 child_send(struct child *, uint32_t, int fd, const void *, size_t);
-void	 child_flush(struct child *);
 uint64_t children_tick(uint64_t now);
+pid_t	 proc_fork(const char *what, int *sock, uint32_t *gen);
 int	 child_taking(const struct child *, uint64_t now);
 void	 child_readable(struct child *);
 void	 children_reap(void);
@@ -296,5 +275,7 @@ void	 report_event(enum report_event, const char *address, uint16_t port,
 void	 report_child(const char *exp, pid_t, const char *, size_t);
 void	 report_io(uint32_t events);
 uint64_t report_tick(uint64_t now);
+void	 report_logreopen(void);
+int	 report_reaped(pid_t, int status);
 
 #endif /* MASTER_H */

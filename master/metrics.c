@@ -47,7 +47,7 @@ struct http {
 	uint64_t	 deadline;
 };
 
-static struct ev	 lev = { EV_METRICS, -1 };
+static struct ev	 lev = { .kind = EV_METRICS, .fd = -1 };
 static char		 addr[NI_MAXHOST + 16];
 static struct http	*conns;
 static unsigned		 nconns;

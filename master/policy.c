@@ -364,7 +364,7 @@ policy_route(struct pending *p)
 	    (c = first_child(CH_SPARE, 0)) != NULL)
 		serve(c, e);
 	c = e->c;
-	if (c != NULL && c->state == CH_SERVING && c->ev.fd != -1 &&
+	if (c != NULL && c->state == CH_SERVING && c->ch.ev.fd != -1 &&
 	    e->qhead == NULL) {
 		/* a process that does not read gets only so many */
 		if (c->nq > 0 && !room_for(e, p))

@@ -86,7 +86,7 @@ static struct {
 	size_t		 ehead, nends, endcap;
 	struct buf	 row;
 	uint64_t	 written, dropped, run;
-} r = { .ev = { EV_REPORT, -1 } };
+} r = { .ev = { .kind = EV_REPORT, .fd = -1 } };
 
 /* ---- destination ------------------------------------------------------ */
 
@@ -759,4 +759,17 @@ report_stop(void)
 	} else
 		sock_close();
 	r.on = 0;
+}
+
+void
+report_logreopen(void)
+{
+}
+
+int
+report_reaped(pid_t pid, int status)
+{
+	(void)pid;
+	(void)status;
+	return 0;
 }
