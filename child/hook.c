@@ -120,18 +120,6 @@ watch_out(struct hook_out *o, int on)
 	o->watched = on;
 }
 
-static void
-describe(int status, char *s, size_t len)
-{
-	if (WIFEXITED(status))
-		snprintf(s, len, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(s, len, "killed by signal %d (%s)", WTERMSIG(status),
-		    strsignal(WTERMSIG(status)));
-	else
-		snprintf(s, len, "ended (status %#x)", status);
-}
-
 /* Reap the hook if it has ended.  Returns 1 if it had. */
 static int
 try_reap(void)
@@ -399,7 +387,7 @@ hook_gone(int status)
 	char	 how[128];
 	int	 was = hk.state;
 
-	describe(status, how, sizeof(how));
+	exit_describe(status, how, sizeof(how));
 	hk.pid = -1;
 	fd_close(&hk.proc, NULL);
 	/* Its last words (and maybe its banner) are in its pipes. */

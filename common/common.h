@@ -352,6 +352,7 @@ long	 rss_kb(void);
 int	 count_open_fds(void);
 int	 parse_uint(const char *, unsigned long max, unsigned long *);
 void	 close_except(int, int);
+void	 exit_describe(int status, char *, size_t);
 void	 title_init(int, char **, char **);
 void	 title_set(const char *, ...) PRINTFLIKE(1, 2);
 

@@ -3,6 +3,7 @@
  * memory and descriptor accounting, strict number parsing.
  */
 #include <sys/time.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -185,4 +186,23 @@ title_set(const char *fmt, ...)
 	vsnprintf(t, sizeof(t), fmt, ap);
 	va_end(ap);
 	setproctitle("%-*s", (int)title_min, t);
+}
+
+/*
+ * A process's end as waitpid(2) gave it, for the log: "exited", "exited
+ * with status 3", "killed by signal 9 (Killed)", with ", core dumped".
+ */
+void
+exit_describe(int status, char *s, size_t len)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		snprintf(s, len, "exited");
+	else if (WIFEXITED(status))
+		snprintf(s, len, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(s, len, "killed by signal %d (%s)%s", WTERMSIG(status),
+		    strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(s, len, "ended (status %#x)", status);
 }

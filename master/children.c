@@ -307,22 +307,15 @@ child_free(struct child *c)
 static void
 log_exit(const struct child *c, int status)
 {
-	char	 who[128];
+	char	 how[128];
 
+	exit_describe(status, how, sizeof(how));
 	if (c->exp[0] != '\0')
-		snprintf(who, sizeof(who), "experiment %s process %d", c->exp,
-		    (int)c->pid);
+		(status == 0 ? log_info : log_warnx)("experiment %s process "
+		    "%d %s", c->exp, (int)c->pid, how);
 	else
-		snprintf(who, sizeof(who), "spare process %d", (int)c->pid);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		log_info("%s exited", who);
-	else if (WIFEXITED(status))
-		log_warnx("%s exited with status %d", who,
-		    WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		log_warnx("%s killed by signal %d (%s)%s", who,
-		    WTERMSIG(status), strsignal(WTERMSIG(status)),
-		    WCOREDUMP(status) ? ", core dumped" : "");
+		(status == 0 ? log_info : log_warnx)("spare process %d %s",
+		    (int)c->pid, how);
 }
 
 /*

@@ -263,11 +263,10 @@ uint64_t metrics_tick(uint64_t now);
 const char *metrics_address(void);
 
 /*
- * report.c -- self-reporting over OML (§10.9): the master alone talks to
- * the collector, without ever waiting for it.  Every call is a no-op when
- * reporting is off.  report_dest_check() validates --oml-collect.
+ * report.c -- self-reporting over OML (§10.9): the master starts and
+ * supervises the reporter process (child/reporter.c) and forwards it
+ * every client event.  Every call is a no-op when reporting is off.
  */
-int	 report_dest_check(const char *uri, const char **why);
 int	 report_start(void);
 void	 report_stop(void);
 void	 report_event(enum report_event, const char *address, uint16_t port,

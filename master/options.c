@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "master/master.h"
+#include "child/reporter.h"
 
 enum {
 	O_USER = 256, O_GROUP, O_LOGFILE, O_USAGE, O_PG_HOST, O_PG_PORT,

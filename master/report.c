@@ -1,59 +1,49 @@
 /*
- * Self-reporting over OML (PROTOCOL.md §10.9): the server is an OML
- * application "server" whose MP "clients" records every client's Connect,
- * Ready and Disconnect.  The master sees Connect and the connections it
- * closes itself; children send the rest as MSG_REPORT.
- *
- * The master alone talks to the collector, and never waits for it: rows go
- * into a buffer bounded by --oml-bufsize and are written when the socket
- * takes them.  When the buffer is full, new rows are dropped and counted
- * until half of it has been written (their sequence numbers are skipped,
- * so the gaps show at the collector).  The socket's own kernel buffer is
- * held small too, so that the bound means what it says.
- * A lost connection is retried with a growing delay; each new connection
- * starts with the header again and resumes at the first row not completely
- * written.  A file destination is written the same way, without epoll.
+ * Self-reporting, the master's half: it starts the reporter process
+ * (child/reporter.c), which alone talks to the collector, supervises it
+ * like its other processes (restarted when it dies, after a delay that
+ * grows while it keeps dying), and forwards it every client event as
+ * MSG_EVENT: its own (Connect, the connections it closes itself) and the
+ * MSG_REPORTs of experiment processes, which it checks first.  Events
+ * wait in the channel's queue while the reporter is busy or being
+ * restarted, up to EVENTQ_MAX bytes; past that they are dropped and
+ * counted.  A file destination is opened here, with the master's rights,
+ * so that a bad one is an error at start, and passed to each reporter.
+ * Every call is a no-op when reporting is off: then no reporter exists.
  */
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <netdb.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "master/master.h"
+#include "child/reporter.h"
 
-#define DEFAULT_PORT	"3003"
-#define BACKOFF_MIN_MS	250
-#define BACKOFF_MAX_MS	10000
-#define STABLE_MS	10000	/* a connection this old resets the backoff */
-#define CONNECT_MS	10000	/* give up on a connection attempt */
-#define FILE_RETRY_MS	250
-#define COMPACT_MIN	65536
-#define SNDBUF_MAX	65536	/* the collector socket's kernel buffer */
-#define CLIENTS_STREAM	2
+#define EVENTQ_MAX	(4 * 1024 * 1024)
+#define RESTART_MIN_MS	100
+#define RESTART_MAX_MS	10000
+#define STABLE_MS	10000	/* a reporter this old resets the delay */
+#define STOP_MS		5000	/* at exit, for its last write */
 
-/* As liboml2 declared them for the original (§10.9). */
-static const char *const schema_text[] = {
-	"0 _experiment_metadata subject:string key:string value:string",
-	("1 _client_instrumentation measurements_injected:uint32 "
-	    "measurements_dropped:uint32 bytes_allocated:uint64 "
-	    "bytes_freed:uint64 bytes_in_use:uint64 bytes_max:uint64"),
-	("2 server_clients address:string port:int32 node_id:string "
-	    "domain:string appname:string event:string message:string"),
-};
-
-static const char *const event_name[REPORT_EVENT_MAX] = {
-	[REPORT_CONNECT] = "Connect",
-	[REPORT_READY] = "Ready",
-	[REPORT_DISCONNECT] = "Disconnect",
-};
+static struct {
+	int			 on;
+	struct report_conf	 rc;
+	struct chan		 ch;	/* kept across restarts, with its queue */
+	pid_t			 pid;	/* 0: none running */
+	int			 sink;	/* a file destination, or -1 */
+	uint64_t		 born, restart_at;
+	unsigned		 delay;
+	uint64_t		 dropped, run;
+} rp = { .sink = -1 };
 
 /* The Disconnect messages of §10.9. */
 static const char *const disconnect_message[] = {
@@ -61,494 +51,262 @@ static const char *const disconnect_message[] = {
 	"SOCKET_UNKNOWN", "SOCKET_CONN_REFUSED", "SOCKET_DROPPED",
 };
 
-enum rstate { ST_WAIT, ST_CONNECTING, ST_UP };
-
-static struct {
-	int		 on;
-	int		 file;		/* a file destination, else TCP */
-	char		*host, *port, *path;
-	struct addrinfo	*addrs, *cur;
-	struct ev	 ev;
-	uint32_t	 events;	/* registered with epoll, 0 if not */
-	enum rstate	 st;
-	uint64_t	 retry_at;	/* monotonic ms, 0 if none */
-	unsigned	 backoff;
-	uint64_t	 up_since;
-	int		 complained;	/* the current outage is logged */
-	long		 start;
-	int32_t		 seq;
-	struct buf	 hdr;
-	size_t		 hdr_off;	/* header bytes written */
-	struct buf	 q;		/* rows not yet completely written */
-	size_t		 head;		/* start of the first of them */
-	size_t		 wr;		/* next byte to write */
-	size_t		*ends;		/* end offset of each queued row */
-	size_t		 ehead, nends, endcap;
-	struct buf	 row;
-	uint64_t	 written, dropped, run;
-} r = { .ev = { .kind = EV_REPORT, .fd = -1 } };
-
-/* ---- destination ------------------------------------------------------ */
-
-static int
-port_ok(const char *s)
+static void
+spawn(void)
 {
-	unsigned long	 v;
+	uint32_t	 gen;
+	pid_t		 pid;
+	int		 sock, fd;
 
-	return parse_uint(s, 65535, &v) == 0 && v > 0;
+	rp.restart_at = 0;
+	if ((pid = proc_fork("the reporter", &sock, &gen)) == -1) {
+		rp.restart_at = now_mono_ms() + RESTART_MAX_MS;
+		return;
+	}
+	if (pid == 0)
+		reporter_main(sock, gen, &rp.rc, &opts.cc.ids);
+	rp.pid = pid;
+	rp.born = now_mono_ms();
+	chan_attach(&rp.ch, sock, gen);
+	snprintf(rp.ch.who, sizeof(rp.ch.who), "the reporter (process %d)",
+	    (int)pid);
+	if (rp.sink != -1) {
+		if ((fd = fcntl(rp.sink, F_DUPFD_CLOEXEC, 0)) == -1)
+			fatal("self-report: dup");
+		/* first, before any event the queue held */
+		if (chan_send(&rp.ch, MSG_SINK, fd, NULL, 0) == -1)
+			log_warn("self-report: sink message");
+	}
+	log_debug("forked the reporter, process %d", (int)pid);
 }
 
 /*
- * file:PATH (or flush:PATH), or [tcp:][//]HOST[:PORT] with IPv6 literals
- * in brackets.  Fills the malloc'd parts, or returns -1 with *why.
+ * Standard output, for file:-.  A pipe or terminal is opened again, as a
+ * description of our own made non-blocking: O_NONBLOCK on descriptor 1
+ * itself would reach whoever shares it (a shell's terminal).  A regular
+ * file never blocks and is shared as it is, so that lines written to it
+ * through stderr keep their place; so is what cannot be opened again (a
+ * socket).
  */
 static int
-dest_parse(const char *uri, char **host, char **port, char **path,
-    const char **why)
+open_stdout(void)
 {
-	const char	*s = uri, *c, *e;
+	struct stat	 st;
+	int		 fd;
 
-	*host = *port = *path = NULL;
-	if (strncmp(s, "file:", 5) == 0 || strncmp(s, "flush:", 6) == 0) {
-		s = strchr(s, ':') + 1;
-		if (*s == '\0') {
-			*why = "no file name";
+	if (fstat(STDOUT_FILENO, &st) == 0 && !S_ISREG(st.st_mode) &&
+	    (fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK |
+	    O_CLOEXEC)) != -1)
+		return fd;
+	return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+}
+
+/* The destination is usable: the file opens, the host resolves. */
+static int
+dest_open(const char *path, const char *host, const char *port)
+{
+	struct addrinfo	 hints, *ai;
+	int		 e;
+
+	if (path != NULL) {
+		if (strcmp(path, "-") == 0)
+			rp.sink = open_stdout();
+		else
+			rp.sink = open(path, O_WRONLY | O_CREAT | O_APPEND |
+			    O_NONBLOCK | O_CLOEXEC, 0644);
+		if (rp.sink == -1) {
+			log_error("self-report: %s: %s", path,
+			    strerror(errno));
 			return -1;
 		}
-		*path = xstrdup(s);
 		return 0;
 	}
-	if (strncmp(s, "tcp:", 4) == 0)
-		s += 4;
-	if (strncmp(s, "//", 2) == 0)
-		s += 2;
-	if (*s == '[') {
-		if ((e = strchr(s, ']')) == NULL || e == s + 1 ||
-		    (e[1] != '\0' && e[1] != ':')) {
-			*why = "bad bracketed address";
-			return -1;
-		}
-		*host = xstrndup(s + 1, (size_t)(e - s - 1));
-		c = e[1] == ':' ? e + 1 : NULL;
-	} else {
-		c = strchr(s, ':');
-		if (c != NULL && strchr(c + 1, ':') != NULL) {
-			*why = "expected HOST:PORT (IPv6 addresses go in [])";
-			return -1;
-		}
-		*host = c ? xstrndup(s, (size_t)(c - s)) : xstrdup(s);
-	}
-	*port = xstrdup(c ? c + 1 : DEFAULT_PORT);
-	if (**host == '\0' || !port_ok(*port)) {
-		*why = **host == '\0' ? "no host" : "the port must be a number "
-		    "from 1 to 65535";
-		free(*host);
-		free(*port);
-		*host = *port = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((e = getaddrinfo(host, port, &hints, &ai)) != 0) {
+		log_error("self-report: cannot resolve %s: %s", host,
+		    gai_strerror(e));
 		return -1;
 	}
+	freeaddrinfo(ai);
 	return 0;
 }
 
+/* Start reporting if a destination was given.  -1: logged, exit. */
 int
-report_dest_check(const char *uri, const char **why)
+report_start(void)
 {
-	char	*h, *p, *f;
+	const char	*why;
+	char		*host, *port, *path;
+	int		 rv;
 
-	if (dest_parse(uri, &h, &p, &f, why) == -1)
+	if (opts.oml_collect == NULL)
+		return 0;
+	if (report_dest_parse(opts.oml_collect, &host, &port, &path, &why)
+	    == -1)
+		fatalx("self-report: %s: %s", opts.oml_collect, why);
+	rv = dest_open(path, host, port);
+	free(host);
+	free(port);
+	free(path);
+	if (rv == -1)
 		return -1;
-	free(h);
-	free(p);
-	free(f);
+	rp.rc.collect = opts.oml_collect;
+	rp.rc.id = opts.oml_id;
+	rp.rc.domain = opts.oml_domain;
+	rp.rc.binary = opts.oml_binary;
+	rp.rc.bufsize = opts.oml_bufsize;
+	rp.rc.start = (long)now_real();
+	chan_init(&rp.ch, EV_REPORT, -1, MSG_TO_MASTER, 0, EVENTQ_MAX, 1,
+	    "the reporter");
+	rp.ch.keep = 1;
+	rp.delay = RESTART_MIN_MS;
+	rp.on = 1;
+	log_info("self-report: client events go to %s as %s in experiment "
+	    "%s (%s)", opts.oml_collect, opts.oml_id, opts.oml_domain,
+	    opts.oml_binary ? "binary" : "text");
+	spawn();
 	return 0;
 }
 
-/* ---- epoll and the row queue ------------------------------------------ */
-
-/* The destination, for the log. */
-static const char *
-dest(void)
-{
-	static char	 s[300];
-
-	if (r.file)
-		return r.path;
-	snprintf(s, sizeof(s), "%s%s%s:%s", strchr(r.host, ':') ? "[" : "",
-	    r.host, strchr(r.host, ':') ? "]" : "", r.port);
-	return s;
-}
-
-
 static void
-want(uint32_t events)
+reporter_kill(void)
 {
-	if (r.file || events == r.events)
-		return;
-	if (r.events == 0)
-		ev_add(&r.ev, events);
-	else
-		ev_mod(&r.ev, events);
-	r.events = events;
+	log_warnx("killing the reporter, process %d: it broke the "
+	    "channel's contract", (int)rp.pid);
+	kill(rp.pid, SIGKILL);
+	chan_detach(&rp.ch);
 }
 
-static void
-sock_close(void)
-{
-	if (r.ev.fd == -1)
-		return;
-	if (r.events != 0)
-		ev_del(&r.ev);
-	r.events = 0;
-	close(r.ev.fd);
-	r.ev.fd = -1;
-}
-
-/* Forget rows already written, moving the rest to the front when it pays. */
-static void
-compact(void)
-{
-	size_t	 i;
-
-	if (r.head == r.q.len) {
-		r.q.len = r.head = r.wr = 0;
-		r.ehead = r.nends = 0;
-		return;
-	}
-	if (r.head < COMPACT_MIN || r.head < r.q.len / 2)
-		return;
-	buf_drop(&r.q, r.head);
-	for (i = r.ehead; i < r.nends; i++)
-		r.ends[i - r.ehead] = r.ends[i] - r.head;
-	r.nends -= r.ehead;
-	r.ehead = 0;
-	r.wr -= r.head;
-	r.head = 0;
-}
-
-/* n more bytes written: rows written completely leave the queue. */
-static void
-advance(size_t n)
-{
-	r.wr += n;
-	while (r.ehead < r.nends && r.ends[r.ehead] <= r.wr) {
-		r.head = r.ends[r.ehead++];
-		r.written++;
-	}
-}
-
-static void	 lost(const char *why);
-
-/* Write the header, then queued rows, until done or the socket is full. */
-static void
-flush(void)
-{
-	const char	*p;
-	size_t		 len;
-	ssize_t		 n;
-
-	while (r.st == ST_UP) {
-		if (r.hdr_off < r.hdr.len) {
-			p = r.hdr.p + r.hdr_off;
-			len = r.hdr.len - r.hdr_off;
-		} else if (r.wr < r.q.len) {
-			p = r.q.p + r.wr;
-			len = r.q.len - r.wr;
-		} else
-			break;
-		n = write(r.ev.fd, p, len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN && !r.file) {
-			want(EPOLLIN | EPOLLRDHUP | EPOLLOUT);
-			return;
-		}
-		if (n <= 0) {
-			lost(n == 0 ? "nothing written" : strerror(errno));
-			return;
-		}
-		if (r.hdr_off < r.hdr.len)
-			r.hdr_off += (size_t)n;
-		else
-			advance((size_t)n);
-	}
-	compact();
-	if (r.file && r.complained) {
-		log_info("self-report: %s: writing again", dest());
-		r.complained = 0;
-	}
-	if (r.st == ST_UP)
-		want(EPOLLIN | EPOLLRDHUP);
-}
-
-/* ---- connection ------------------------------------------------------- */
-
-/* The next attempt, after a delay that grows while attempts fail. */
-static void
-retry_later(void)
-{
-	uint64_t	 now = now_mono_ms();
-
-	r.st = ST_WAIT;
-	if (r.up_since != 0 && now - r.up_since >= STABLE_MS)
-		r.backoff = BACKOFF_MIN_MS;
-	r.up_since = 0;
-	r.retry_at = now + r.backoff;
-	r.backoff = r.backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-	    r.backoff * 2;
-}
-
-/*
- * Lost or failed: a file is retried as it is, a socket reconnects.  A
- * collector that closes a connection with nothing left to send has most
- * likely reaped it as idle: as liboml2 did, reconnect with the next report.
- */
-static void
-lost(const char *why)
-{
-	if (!r.file && r.st == ST_UP && r.nends == r.ehead &&
-	    r.hdr_off == r.hdr.len) {
-		log_info("self-report: %s: %s; reconnecting with the next "
-		    "report", dest(), why);
-		sock_close();
-		r.hdr_off = 0;
-		r.st = ST_WAIT;
-		r.retry_at = 0;
-		r.up_since = 0;
-		r.backoff = BACKOFF_MIN_MS;
-		return;
-	}
-	if (!r.complained)
-		log_warnx("self-report: %s: %s; %s", dest(), why,
-		    r.file ? "retrying" : "reconnecting");
-	r.complained = 1;
-	if (r.file) {
-		r.retry_at = now_mono_ms() + FILE_RETRY_MS;
-		return;
-	}
-	sock_close();
-	r.wr = r.head;	/* a row cut short is sent again, whole */
-	r.hdr_off = 0;
-	retry_later();
-}
-
-static void
-up(void)
-{
-	r.st = ST_UP;
-	r.up_since = now_mono_ms();
-	r.retry_at = 0;
-	r.hdr_off = 0;
-	r.wr = r.head;
-	if (r.complained)
-		log_info("self-report: connected to %s again", dest());
-	else
-		log_info("self-report: connected to %s", dest());
-	r.complained = 0;
-	want(EPOLLIN | EPOLLRDHUP);
-	flush();
-}
-
-/* Try r.cur and the addresses after it; on failure, retry later. */
-static void
-try_connect(void)
-{
-	const char	*why = "no address";
-	int		 fd, sndbuf;
-
-	/* Keep the kernel from holding megabytes for a stalled collector. */
-	sndbuf = opts.oml_bufsize < SNDBUF_MAX ? (int)opts.oml_bufsize :
-	    SNDBUF_MAX;
-
-	for (; r.cur != NULL; r.cur = r.cur->ai_next) {
-		fd = socket(r.cur->ai_family, r.cur->ai_socktype |
-		    SOCK_NONBLOCK | SOCK_CLOEXEC, r.cur->ai_protocol);
-		if (fd == -1) {
-			why = strerror(errno);
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-		if (connect(fd, r.cur->ai_addr, r.cur->ai_addrlen) == 0 ||
-		    errno == EINPROGRESS) {
-			r.ev.fd = fd;
-			r.st = ST_CONNECTING;
-			r.retry_at = now_mono_ms() + CONNECT_MS;
-			want(EPOLLOUT);
-			return;
-		}
-		why = strerror(errno);
-		close(fd);
-	}
-	if (!r.complained)
-		log_warnx("self-report: cannot connect to %s: %s; retrying",
-		    dest(), why);
-	r.complained = 1;
-	retry_later();
-}
-
-static void
-connect_done(void)
-{
-	socklen_t	 sl = sizeof(int);
-	int		 err = 0;
-
-	if (getsockopt(r.ev.fd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1)
-		err = errno;
-	if (err == 0) {
-		up();
-		return;
-	}
-	sock_close();
-	r.cur = r.cur->ai_next;
-	if (r.cur == NULL) {
-		if (!r.complained)
-			log_warnx("self-report: cannot connect to %s: %s; "
-			    "retrying", dest(), strerror(err));
-		r.complained = 1;
-		retry_later();
-		return;
-	}
-	try_connect();
-}
-
-/* The collector has nothing to say; its end of file means it has gone. */
-static void
-drain(void)
-{
-	char	 b[512];
-	ssize_t	 n;
-
-	for (;;) {
-		n = read(r.ev.fd, b, sizeof(b));
-		if (n > 0)
-			continue;
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return;
-		lost(n == 0 ? "closed by the collector" : strerror(errno));
-		return;
-	}
-}
-
+/* The reporter's channel is readable or writable. */
 void
 report_io(uint32_t events)
 {
-	if (r.st == ST_CONNECTING) {
-		connect_done();
+	static struct msg	 m;
+	int			 r;
+
+	if (events & EPOLLOUT)
+		chan_flush(&rp.ch);
+	if (rp.ch.ev.fd == -1 || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
+	while ((r = chan_recv(&rp.ch, &m)) == CHAN_MSG)
+		if (m.hdr.type != MSG_READY) {
+			log_warnx("unexpected %s message from the reporter",
+			    msg_name(m.hdr.type));
+			reporter_kill();
+			return;
+		}
+	if (r == CHAN_BAD)
+		reporter_kill();
+	else if (r == CHAN_EOF)		/* gone: reaping will tell why */
+		chan_detach(&rp.ch);
+}
+
+/* Reaped pid: if it was the reporter, a new one starts after a delay. */
+int
+report_reaped(pid_t pid, int status)
+{
+	uint64_t	 now = now_mono_ms();
+	char		 how[128];
+
+	if (!rp.on || pid != rp.pid)
+		return 0;
+	rp.pid = 0;
+	chan_detach(&rp.ch);	/* the queue waits for the next one */
+	exit_describe(status, how, sizeof(how));
+	if (stopping)
+		log_debug("the reporter, process %d, %s", (int)pid, how);
+	else {
+		if (now - rp.born >= STABLE_MS)
+			rp.delay = RESTART_MIN_MS;
+		log_warnx("the reporter, process %d, %s; restarting it in "
+		    "%.1f s", (int)pid, how, rp.delay / 1000.0);
+		rp.restart_at = now + rp.delay;
+		rp.delay = rp.delay * 2 > RESTART_MAX_MS ? RESTART_MAX_MS :
+		    rp.delay * 2;
 	}
-	if (r.st != ST_UP)
-		return;
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		drain();
-	if (r.st == ST_UP && (events & EPOLLOUT))
-		flush();
+	return 1;
 }
 
 uint64_t
 report_tick(uint64_t now)
 {
-	if (!r.on || r.retry_at == 0)
+	if (!rp.on)
 		return 0;
-	if (now < r.retry_at)
-		return r.retry_at;
-	r.retry_at = 0;
-	switch (r.st) {
-	case ST_WAIT:
-		r.cur = r.addrs;
-		try_connect();
-		break;
-	case ST_CONNECTING:
-		sock_close();
-		if (!r.complained)
-			log_warnx("self-report: cannot connect to %s: timed "
-			    "out; retrying", dest());
-		r.complained = 1;
-		retry_later();
-		break;
-	case ST_UP:
-		flush();	/* a file that refused a write */
-		break;
-	}
-	return r.retry_at;
+	if (rp.restart_at != 0 && now >= rp.restart_at && !stopping)
+		spawn();
+	if (rp.restart_at != 0)
+		return rp.restart_at;
+	return chan_tick(&rp.ch, now);
 }
 
-/* ---- rows ------------------------------------------------------------- */
-
-static void
-str(struct oml_value *v, const char *s)
+void
+report_logreopen(void)
 {
-	v->type = OML_STRING;
-	v->null = 0;
-	v->u.s.p = s;
-	v->u.s.len = strlen(s);
+	int	 fd;
+
+	if (rp.on && rp.pid != 0 && (fd = dup(log_fd())) != -1)
+		chan_send(&rp.ch, MSG_LOGREOPEN, fd, NULL, 0);
 }
 
+/* Forward one event; past EVENTQ_MAX waiting, it is dropped. */
 static void
-emit(enum report_event ev, const char *address, uint16_t port,
-    const char *node, const char *domain, const char *app,
-    const char *message)
+forward(const char *data, size_t len)
 {
-	struct oml_value	 v[7];
-	double			 ts;
-	size_t			 pending;
-
-	/* microseconds are plenty, and print short in text */
-	ts = (double)llround((now_real() - (double)r.start) * 1e6) / 1e6;
-
-	str(&v[0], address);
-	v[1].type = OML_INT32;
-	v[1].null = 0;
-	v[1].u.i32 = port;
-	str(&v[2], node);
-	str(&v[3], domain);
-	str(&v[4], app);
-	str(&v[5], event_name[ev]);
-	str(&v[6], message);
-	r.seq++;
-	r.row.len = 0;
-	if (opts.oml_binary)
-		enc_bin_row(&r.row, CLIENTS_STREAM, r.seq, ts, v, 7, 0);
-	else
-		enc_text_row(&r.row, CLIENTS_STREAM, r.seq, ts, v, 7);
-	/* Once full, drop until half of it has gone: fewer, longer runs. */
-	pending = r.q.len - r.head + r.row.len;
-	if (pending > opts.oml_bufsize ||
-	    (r.run > 0 && pending > opts.oml_bufsize / 2)) {
-		if (r.run++ == 0)
-			log_warnx("self-report: %s is not taking reports and "
-			    "--oml-bufsize (%zu bytes) is full; dropping "
-			    "client events", dest(), opts.oml_bufsize);
-		r.dropped++;
+	if (chan_queued(&rp.ch, MSG_EVENT) + len > EVENTQ_MAX / 2 ||
+	    chan_send(&rp.ch, MSG_EVENT, -1, data, len) == -1) {
+		if (rp.run++ == 0)
+			log_warnx("self-report: the reporter is not taking "
+			    "events; dropping client events");
+		rp.dropped++;
 		return;
 	}
-	if (r.run > 0)
-		log_warnx("self-report: %llu client events dropped (%llu in "
-		    "all)", (unsigned long long)r.run,
-		    (unsigned long long)r.dropped);
-	r.run = 0;
-	buf_add(&r.q, r.row.p, r.row.len);
-	if (r.nends == r.endcap) {
-		r.endcap = r.endcap ? r.endcap * 2 : 64;
-		r.ends = xreallocarray(r.ends, r.endcap, sizeof(*r.ends));
-	}
-	r.ends[r.nends++] = r.q.len;
-	if (r.st == ST_UP && r.retry_at == 0 && !(r.events & EPOLLOUT))
-		flush();
-	else if (r.st == ST_WAIT && r.retry_at == 0) {
-		r.cur = r.addrs;	/* idle since the collector closed */
-		try_connect();
-	}
+	if (rp.run > 0)
+		log_warnx("self-report: %llu client events dropped before the "
+		    "reporter (%llu in all)", (unsigned long long)rp.run,
+		    (unsigned long long)rp.dropped);
+	rp.run = 0;
 }
 
+/* Append s, cut to max bytes, and record its length. */
+static size_t
+put(char *p, struct msg_report *m, enum report_str i, const char *s,
+    size_t max)
+{
+	size_t	 n = strlen(s);
+
+	if (n > max)
+		n = max;
+	memcpy(p, s, n);
+	m->len[i] = (uint16_t)n;
+	return n;
+}
+
+/* One of the master's own events. */
 void
 report_event(enum report_event ev, const char *address, uint16_t port,
     const char *domain, const char *message)
 {
-	if (!r.on)
+	char			 d[sizeof(struct msg_report) +
+				    REPORT_MAX_ADDRESS + REPORT_MAX_DOMAIN +
+				    REPORT_MAX_MESSAGE];
+	struct msg_report	 m;
+	size_t			 n = sizeof(m);
+
+	if (!rp.on)
 		return;
-	emit(ev, address, port, "", domain ? domain : "",
-	    "", message ? message : "");
+	memset(&m, 0, sizeof(m));
+	m.event = ev;
+	m.port = port;
+	n += put(d + n, &m, RS_ADDRESS, address, REPORT_MAX_ADDRESS);
+	n += put(d + n, &m, RS_DOMAIN, domain ? domain : "",
+	    REPORT_MAX_DOMAIN);
+	n += put(d + n, &m, RS_MESSAGE, message ? message : "",
+	    REPORT_MAX_MESSAGE);
+	/* the strings go in the order of len[]: node and app are empty */
+	memcpy(d, &m, sizeof(m));
+	forward(d, n);
 }
 
 static int
@@ -614,162 +372,53 @@ report_child(const char *exp, pid_t pid, const char *data, size_t len)
 		why = "bad message";
 	if (why != NULL)
 		goto bad;
-	if (r.on)
-		emit(m.event, s[RS_ADDRESS], m.port, s[RS_NODE], s[RS_DOMAIN],
-		    s[RS_APP], s[RS_MESSAGE]);
+	if (rp.on)
+		forward(data, len);
 	return;
 bad:
 	log_warnx("bad report message (%zu bytes) from process %d: %s", len,
 	    (int)pid, why);
 }
 
-/* ---- start and stop --------------------------------------------------- */
-
-static void
-make_header(void)
-{
-	struct oml_schema	 s[nitems(schema_text)];
-	struct enc_header	 h;
-	char			 err[160];
-	size_t			 i;
-
-	for (i = 0; i < nitems(schema_text); i++)
-		if (schema_parse(schema_text[i], strlen(schema_text[i]), 0,
-		    &s[i], err, sizeof(err)) == -1)
-			fatalx("self-report schema: %s", err);
-	memset(&h, 0, sizeof(h));
-	h.protocol = 5;
-	h.domain = opts.oml_domain;
-	h.start_time = r.start;
-	h.sender = opts.oml_id;
-	h.app = "server";
-	h.schemas = s;
-	h.nschemas = (int)nitems(s);
-	h.binary = opts.oml_binary;
-	enc_header(&r.hdr, &h);
-	for (i = 0; i < nitems(s); i++)
-		schema_free(&s[i]);
-}
-
 /*
- * Standard output, for file:-.  A pipe or terminal is opened again, as a
- * description of our own made non-blocking: O_NONBLOCK on descriptor 1
- * itself would reach whoever shares it (a shell's terminal).  A regular
- * file never blocks and is shared as it is, so that lines written to it
- * through stderr keep their place; so is what cannot be opened again (a
- * socket).
+ * At exit, once every experiment process has ended (their last events
+ * are forwarded): the reporter writes what it holds and exits; it has
+ * STOP_MS to do so.
  */
-static int
-open_stdout(void)
-{
-	struct stat	 st;
-	int		 fd;
-
-	if (fstat(STDOUT_FILENO, &st) == 0 && !S_ISREG(st.st_mode) &&
-	    (fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK |
-	    O_CLOEXEC)) != -1)
-		return fd;
-	return fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
-}
-
-static int
-open_file(void)
-{
-	if (strcmp(r.path, "-") == 0)
-		r.ev.fd = open_stdout();
-	else
-		r.ev.fd = open(r.path, O_WRONLY | O_CREAT | O_APPEND |
-		    O_NONBLOCK | O_CLOEXEC, 0644);
-	if (r.ev.fd == -1) {
-		log_error("self-report: %s: %s", r.path, strerror(errno));
-		return -1;
-	}
-	r.st = ST_UP;
-	return 0;
-}
-
-static int
-resolve(void)
-{
-	struct addrinfo	 hints;
-	int		 e;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((e = getaddrinfo(r.host, r.port, &hints, &r.addrs)) != 0) {
-		log_error("self-report: cannot resolve %s: %s", r.host,
-		    gai_strerror(e));
-		return -1;
-	}
-	return 0;
-}
-
-/* Start reporting if a destination was given.  -1: logged, exit. */
-int
-report_start(void)
-{
-	const char	*why;
-
-	if (opts.oml_collect == NULL)
-		return 0;
-	if (dest_parse(opts.oml_collect, &r.host, &r.port, &r.path, &why)
-	    == -1)
-		fatalx("self-report: %s: %s", opts.oml_collect, why);
-	r.file = r.path != NULL;
-	r.start = (long)now_real();
-	r.backoff = BACKOFF_MIN_MS;
-	buf_init(&r.hdr);
-	buf_init(&r.q);
-	buf_init(&r.row);
-	make_header();
-	if ((r.file ? open_file() : resolve()) == -1)
-		return -1;
-	r.on = 1;
-	log_info("self-report: client events go to %s as %s in experiment "
-	    "%s (%s)", dest(), opts.oml_id, opts.oml_domain,
-	    opts.oml_binary ? "binary" : "text");
-	if (r.file)
-		flush();
-	else {
-		r.cur = r.addrs;
-		try_connect();
-	}
-	return 0;
-}
-
-/* At exit: one last write of what is queued, and the totals. */
 void
 report_stop(void)
 {
-	if (!r.on)
+	struct pollfd	 pfd;
+	uint64_t	 end = now_mono_ms() + STOP_MS, now;
+	int		 status;
+	pid_t		 pid;
+
+	if (!rp.on)
 		return;
-	if (r.st == ST_UP)
-		flush();
-	if (r.dropped > 0 || r.nends > r.ehead)
-		log_warnx("self-report: %llu client events written, %llu "
-		    "dropped, %zu never written", (unsigned long long)r.written,
-		    (unsigned long long)r.dropped, r.nends - r.ehead);
-	else
-		log_info("self-report: %llu client events written",
-		    (unsigned long long)r.written);
-	if (r.file) {
-		close(r.ev.fd);
-		r.ev.fd = -1;
-	} else
-		sock_close();
-	r.on = 0;
-}
+	rp.on = 0;
+	if (rp.pid == 0 || rp.ch.ev.fd == -1)
+		goto reap;
+	chan_send(&rp.ch, MSG_SHUTDOWN, -1, NULL, 0);
+	chan_drain(&rp.ch, STOP_MS);
+	/* its end of the channel closes when it exits */
+	pfd.fd = rp.ch.ev.fd;
+	pfd.events = POLLIN;
+	while ((now = now_mono_ms()) < end) {
+		if (poll(&pfd, 1, (int)(end - now)) == 1) {
+			static struct msg	 m;
 
-void
-report_logreopen(void)
-{
-}
-
-int
-report_reaped(pid_t pid, int status)
-{
-	(void)pid;
-	(void)status;
-	return 0;
+			if (chan_recv(&rp.ch, &m) <= CHAN_EOF)
+				break;
+		}
+	}
+reap:
+	if (rp.pid == 0)
+		return;
+	if ((pid = waitpid(rp.pid, &status, WNOHANG)) == 0) {
+		log_warnx("the reporter, process %d, did not finish: killing "
+		    "it", (int)rp.pid);
+		kill(rp.pid, SIGKILL);
+		pid = waitpid(rp.pid, &status, 0);
+	}
+	chan_close(&rp.ch, NULL);
 }
