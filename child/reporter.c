@@ -8,7 +8,7 @@
  * checked.  The reporter also sends liboml2's own measurement point,
  * _client_instrumentation (stream 1), as liboml2 did for the original:
  * once when a destination takes the stream, then every INSTR_MS while it
- * does.  Its figures are the reporter's own: measurements_injected, the
+ * does, and once more at the end.  Its figures are the reporter's own: measurements_injected, the
  * rows it made (of either stream); measurements_dropped, those it had to
  * drop; bytes_allocated and bytes_freed, the bytes of rows its send queue
  * took and released once written; bytes_in_use their difference, and
@@ -53,7 +53,7 @@ enum { REV_CTL = 1, REV_DEST };
 #define SNDBUF_MAX	65536	/* the collector socket's kernel buffer */
 #define INSTR_STREAM	1
 #define CLIENTS_STREAM	2
-#define INSTR_MS	10000	/* _client_instrumentation, while up */
+#define INSTR_MS	5000	/* _client_instrumentation, while up */
 #define CHAN_QMAX	(64 * 1024)	/* it sends only READY */
 
 /* As liboml2 declared them for the original (§10.9). */
@@ -686,14 +686,16 @@ resolve(void)
 static __dead void
 stop(void)
 {
-	if (r.st == ST_UP)
+	if (r.st == ST_UP) {
+		instrument();		/* the last figures */
 		dest_flush();
+	}
 	if (r.dropped > 0 || r.nends > r.ehead)
-		log_warnx("self-report: %llu client events written, %llu "
+		log_warnx("self-report: %llu rows written, %llu "
 		    "dropped, %zu never written", (unsigned long long)r.written,
 		    (unsigned long long)r.dropped, r.nends - r.ehead);
 	else
-		log_info("self-report: %llu client events written",
+		log_info("self-report: %llu rows written",
 		    (unsigned long long)r.written);
 	exit(0);
 }
@@ -704,6 +706,7 @@ static void
 ctl_read(void)
 {
 	static struct msg	 m;
+	uint32_t		 cont;
 	int			 rv;
 
 	while ((rv = chan_recv(&r.ch, &m)) == CHAN_MSG) {
@@ -716,6 +719,9 @@ ctl_read(void)
 				fatalx("unexpected sink from the master");
 			r.ev.fd = m.fd;
 			r.st = ST_UP;
+			memcpy(&cont, m.data, sizeof(cont));
+			if (cont)	/* a reporter before this one wrote it */
+				r.hdr_off = r.hdr.len;
 			instrument();
 			dest_flush();
 			break;

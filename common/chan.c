@@ -70,7 +70,7 @@ const struct msg_spec msg_table[MSG_TYPE_MAX] = {
 	[MSG_CLOSE] =	   { "close", M2C, 0, 0, 0 },
 	[MSG_EVENT] =	   { "event", M2C, sizeof(struct msg_report),
 			     REPORT_MAX, 0 },
-	[MSG_SINK] =	   { "sink", M2C, 0, 0, 1 },
+	[MSG_SINK] =	   { "sink", M2C, 4, 4, 1 },
 };
 
 /* A message the socket did not take yet. */

@@ -123,7 +123,8 @@ enum msg_type {
 	MSG_SHOW,	/* child -> master: struct msg_show + records */
 	MSG_CLOSE,	/* master -> child: store, close every client, exit */
 	MSG_EVENT,	/* master -> reporter: a client event, as MSG_REPORT */
-	MSG_SINK,	/* master -> reporter: fd of the file to report to */
+	MSG_SINK,	/* master -> reporter: the file to report to (u32: it
+			   has our header already) */
 	MSG_TYPE_MAX
 };
 

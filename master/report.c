@@ -54,6 +54,7 @@ static const char *const disconnect_message[] = {
 static void
 spawn(void)
 {
+	static uint32_t	 started;	/* a reporter wrote the header */
 	uint32_t	 gen;
 	pid_t		 pid;
 	int		 sock, fd;
@@ -74,8 +75,10 @@ spawn(void)
 		if ((fd = fcntl(rp.sink, F_DUPFD_CLOEXEC, 0)) == -1)
 			fatal("self-report: dup");
 		/* first, before any event the queue held */
-		if (chan_send(&rp.ch, MSG_SINK, fd, NULL, 0) == -1)
+		if (chan_send(&rp.ch, MSG_SINK, fd, &started,
+		    sizeof(started)) == -1)
 			log_warn("self-report: sink message");
+		started = 1;
 	}
 	log_debug("forked the reporter, process %d", (int)pid);
 }
@@ -414,11 +417,15 @@ report_stop(void)
 reap:
 	if (rp.pid == 0)
 		return;
-	if ((pid = waitpid(rp.pid, &status, WNOHANG)) == 0) {
+	/* its socket closes a moment before it can be reaped */
+	while ((pid = waitpid(rp.pid, &status, WNOHANG)) == 0 &&
+	    now_mono_ms() < end + 1000)
+		poll(NULL, 0, 10);
+	if (pid == 0) {
 		log_warnx("the reporter, process %d, did not finish: killing "
 		    "it", (int)rp.pid);
 		kill(rp.pid, SIGKILL);
-		pid = waitpid(rp.pid, &status, 0);
+		waitpid(rp.pid, &status, 0);
 	}
 	chan_close(&rp.ch, NULL);
 }

@@ -314,3 +314,69 @@ events_sql() {
 	[ "$output" = 2 ]
 	! grep -q 'WARN.*self-report' "$LOG"
 }
+
+@test "self-reporting runs in a reporter process of its own, unprivileged; without reporting there is none" {
+	local rpid uid
+	need_root
+	ensure_test_user
+	chown "$T_USER" "$DATA"
+	start_collector
+	start_server --user "$T_USER" --oml-collect "tcp:127.0.0.1:$CPORT"
+	wait_log 'self-report: connected to'
+	rpid=$(pgrep -P "$SERVER_PID" -f 'oml2-server: reporter')
+	[ -n "$rpid" ]
+	uid=$(id -u "$T_USER")
+	grep -E "^Uid:\s+$uid\s+$uid\s+$uid\s+$uid$" "/proc/$rpid/status"
+	grep -E "^CapEff:\s+0+$" "/proc/$rpid/status"
+	[ "$(ps -o user= -p "$SERVER_PID")" = root ]
+	# the connection to the collector is the reporter's, not the master's
+	run ss -Htnp state established dst "127.0.0.1:$CPORT"
+	[[ "$output" == *"pid=$rpid,"* ]]
+	[[ "$output" != *"pid=$SERVER_PID,"* ]]
+	log_has 'reporter: self-report: connected to'
+	stop_server
+	LOG=$T/server2.log
+	start_server
+	wait_for 10 eval '[ -n "$(pgrep -P "$SERVER_PID" -f "oml2-server: spare")" ]'
+	[ -z "$(pgrep -P "$SERVER_PID" -f 'oml2-server: reporter')" ]
+}
+
+@test "a reporter that dies is restarted, and reporting resumes" {
+	local old
+	start_collector
+	start_server --oml-collect "tcp:127.0.0.1:$CPORT" --oml-domain mon
+	send -e e1 -S n1 -n 1
+	wait_csql mon "$(events_sql n1)" "Connect: Ready: Disconnect:SOCKET_CONN_CLOSED"
+	old=$(pgrep -P "$SERVER_PID" -f 'oml2-server: reporter')
+	[ -n "$old" ]
+	kill -9 "$old"
+	wait_log "the reporter, process $old, killed by signal 9 \(Killed\); restarting it"
+	wait_for 10 eval 'p=$(pgrep -P "$SERVER_PID" -f "oml2-server: reporter"); [ -n "$p" ] && [ "$p" != "$old" ]'
+	send -e e1 -S n2 -n 1
+	wait_csql mon "$(events_sql n2)" "Connect: Ready: Disconnect:SOCKET_CONN_CLOSED" 20
+	wait_rows e1 gen 2
+	stop_server
+}
+
+@test "_client_instrumentation rows reach a collector with liboml2's columns, types and real figures" {
+	start_collector
+	start_server --oml-collect "tcp:127.0.0.1:$CPORT" --oml-domain mon
+	send -e e1 -S n1 -n 1
+	wait_csql mon "$(events_sql n1)" "Connect: Ready: Disconnect:SOCKET_CONN_CLOSED"
+	run csq mon "SELECT value FROM _experiment_metadata WHERE key = 'table__client_instrumentation'"
+	[ "$output" = "1 _client_instrumentation measurements_injected:uint32 measurements_dropped:uint32 bytes_allocated:uint64 bytes_freed:uint64 bytes_in_use:uint64 bytes_max:uint64" ]
+	run csq mon "SELECT group_concat(name || ':' || type, ' ') FROM pragma_table_info('_client_instrumentation') WHERE name NOT LIKE 'oml_%'"
+	[ "$output" = "measurements_injected:UNSIGNED INTEGER measurements_dropped:UNSIGNED INTEGER bytes_allocated:UNSIGNED BIGINT bytes_freed:UNSIGNED BIGINT bytes_in_use:UNSIGNED BIGINT bytes_max:UNSIGNED BIGINT" ]
+	# one row as the stream starts, then one every few seconds: a later
+	# one counts the three client events and the bytes they took
+	wait_csql mon "SELECT count(*) > 0 FROM _client_instrumentation WHERE measurements_injected >= 4 AND bytes_allocated > 0" 1 20
+	run csq mon "SELECT count(*) FROM _client_instrumentation WHERE bytes_in_use != bytes_allocated - bytes_freed OR bytes_max < bytes_in_use OR measurements_dropped != 0"
+	[ "$output" = 0 ]
+	run csq mon "SELECT min(oml_seq) FROM _client_instrumentation"
+	[ "$output" = 1 ]
+	# and one more as the server stops, with the totals
+	run csq mon "SELECT count(*) FROM _client_instrumentation"
+	local n=$output
+	stop_server
+	wait_csql mon "SELECT count(*) > $n FROM _client_instrumentation" 1
+}
