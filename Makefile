@@ -53,7 +53,7 @@ HEADERS		 = $(wildcard common/*.h proto/*.h master/*.h child/*.h)
 
 BINS		 = oml2-server oml2-import oml2-merge oml2ctl
 MANS		 = $(patsubst %,man1/%.1,$(BINS))
-TOOLS		 = t/omlsend t/unit_proto
+TOOLS		 = t/omlsend t/unit_proto t/unit_chan
 
 .PHONY: all deps deps-build deps-run deps-bench run test test-unit test-bats test-pg \
 	test-asan bench fuzz fuzz-build fuzz-bins test-fuzz test-fresh install uninstall \
@@ -81,6 +81,9 @@ t/omlsend: $(O)/t/omlsend.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
 
 t/unit_proto: $(O)/t/unit_proto.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
+
+t/unit_chan: $(O)/t/unit_chan.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lbsd -lm
 
 # The benchmark's SQLite baseline inserter and its commit watcher.
@@ -137,6 +140,7 @@ test: deps
 # them fails here rather than in the next make bench)
 test-unit: $(TOOLS) t/baseline t/ceiling t/decode
 	./t/unit_proto
+	./t/unit_chan
 
 # Bats files run BATS_JOBS at a time (GNU parallel), each file's tests in
 # order.  The suite mostly waits (on timers, on its servers), so on 2 cores
@@ -161,16 +165,19 @@ test-asan:
 	@$(MAKE) --no-print-directory O=obj-asan CFLAGS="$(ASAN_FLAGS)" \
 	    LDFLAGS="$(ASAN_FLAGS)" SUFFIX=-asan asan-build
 	./t/asan/unit_proto
+	./t/asan/unit_chan
 	OML2_SERVER=$(CURDIR)/t/asan/oml2-server OML2_SANITIZED=1 $(BATS) t/
 
 # (the tests take oml2-import and oml2-merge from beside OML2_SERVER)
-asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ) $(O)/t/unit_proto.o
+asan-build: $(SERVER_OBJ) $(IMPORT_OBJ) $(MERGE_OBJ) $(CTL_OBJ) $(O)/t/unit_proto.o \
+	    $(O)/t/unit_chan.o
 	@mkdir -p t/asan
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-server $(SERVER_OBJ) $(LIB_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-import $(IMPORT_OBJ) $(LDLIBS) -lmd
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2-merge $(MERGE_OBJ) $(LDLIBS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/oml2ctl $(CTL_OBJ) -lbsd -lm
 	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_proto $(O)/t/unit_proto.o $(LIB_OBJ) -lbsd -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o t/asan/unit_chan $(O)/t/unit_chan.o $(LIB_OBJ) -lbsd -lm
 
 # libFuzzer harnesses (t/fuzz/): the header reader, the master's sniffer,
 # the text and the binary decoders, built with clang and ASan+UBSan.
