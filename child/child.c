@@ -9,7 +9,7 @@
  * in order, queued while the master is busy.
  *
  * It takes no signal: the master forks it with every signal an operator
- * may send to the whole group ignored (children.c, common/util.c), and
+ * may send to the whole group ignored (master/procs.c, common/util.c), and
  * only the master's word (or its end) makes it finish, so that a signal
  * meant for the server never costs an experiment its rows.
  */

@@ -58,7 +58,7 @@ struct ctlconn {
 	struct buf	 out;
 	size_t		 off;
 	uint64_t	 deadline;
-	struct child	*child;		/* waited for: show, close */
+	struct proc	*proc;		/* waited for: show, close */
 	char		 exp[EXPNAME_MAX + 1];
 	uint32_t	 show_id;
 	int		 got;		/* records have come */
@@ -310,7 +310,7 @@ cc_reply(struct ctlconn *cc)
 	}
 	buf_addc(&cc->out, '\n');
 	cc->st = CS_WRITE;
-	cc->child = NULL;
+	cc->proc = NULL;
 	cc->deadline = now_mono_ms() + CTL_IO_MS;
 	ev_mod(&cc->ev, EPOLLOUT);
 	cc_write(cc);
@@ -468,9 +468,9 @@ reply_status(struct ctlconn *cc)
 	jnum(b, "clients", t.clients);
 	jnum(b, "pending", pending_count());
 	buf_printf(b, ",\"processes\":{\"starting\":%u,\"spare\":%u,"
-	    "\"serving\":%u,\"retiring\":%u}", children_count(CH_STARTING),
-	    children_count(CH_SPARE), children_count(CH_SERVING),
-	    children_count(CH_RETIRING));
+	    "\"serving\":%u,\"retiring\":%u}", procs_count(CH_STARTING),
+	    procs_count(CH_SPARE), procs_count(CH_SERVING),
+	    procs_count(CH_RETIRING));
 	jnum(b, "connections_accepted", t.accepted);
 	buf_adds(b, ",\"connections_refused\":{");
 	for (i = 0; i < REF_MAX; i++)
@@ -629,7 +629,7 @@ static void
 show_start(struct ctlconn *cc, struct expfig *f)
 {
 	struct ctlconn	*o;
-	struct child	*c = f->live != NULL ? f->live : f->old;
+	struct proc	*c = f->live != NULL ? f->live : f->old;
 	uint32_t	 id;
 
 	buf_addc(&cc->out, '{');
@@ -642,16 +642,16 @@ show_start(struct ctlconn *cc, struct expfig *f)
 	}
 	/* one request in flight per process: join one not yet answering */
 	for (o = conns; o != NULL; o = o->next)
-		if (o != cc && o->st == CS_SHOW && o->child == c && !o->got)
+		if (o != cc && o->st == CS_SHOW && o->proc == c && !o->got)
 			break;
 	if (o != NULL)
 		id = o->show_id;
 	else {
 		id = ++show_seq;
-		child_send(c, MSG_SHOW_REQ, -1, &id, sizeof(id));
+		proc_send(c, MSG_SHOW_REQ, -1, &id, sizeof(id));
 	}
 	cc->st = CS_SHOW;
-	cc->child = c;
+	cc->proc = c;
 	cc->show_id = id;
 	cc->got = 0;
 	cc->deadline = now_mono_ms() + CTL_SHOW_MS;
@@ -712,7 +712,7 @@ show_append(struct ctlconn *cc, const char *p, size_t len, uint32_t nrec)
 
 /* A MSG_SHOW from process c. */
 void
-ctl_show_records(struct child *c, const char *data, size_t len)
+ctl_show_records(struct proc *c, const char *data, size_t len)
 {
 	struct msg_show	 h;
 	struct ctlconn	*cc, *next;
@@ -724,7 +724,7 @@ ctl_show_records(struct child *c, const char *data, size_t len)
 	memcpy(&h, data, sizeof(h));
 	for (cc = conns; cc != NULL; cc = next) {
 		next = cc->next;
-		if (cc->st != CS_SHOW || cc->child != c || cc->show_id != h.id)
+		if (cc->st != CS_SHOW || cc->proc != c || cc->show_id != h.id)
 			continue;
 		cc->got = 1;
 		if (show_append(cc, data + sizeof(h), len - sizeof(h),
@@ -753,10 +753,10 @@ close_start(struct ctlconn *cc, struct expfig *f)
 		    f->name);
 		return;
 	}
-	cc->child = f->live != NULL ? f->live : f->old;
-	if (cc->child->state == CH_SERVING) {
+	cc->proc = f->live != NULL ? f->live : f->old;
+	if (cc->proc->state == CH_SERVING) {
 		snprintf(who, sizeof(who), "uid %d", (int)cc->uid);
-		policy_close(cc->child, who);
+		policy_close(cc->proc, who);
 	}
 	cc->st = CS_CLOSE;
 	cc->deadline = now_mono_ms() + CTL_CLOSE_MS;
@@ -765,14 +765,14 @@ close_start(struct ctlconn *cc, struct expfig *f)
 
 /* Process c has been reaped: answer whoever waited for it. */
 void
-ctl_child_gone(struct child *c)
+ctl_proc_gone(struct proc *c)
 {
 	struct ctlconn	*cc, *next;
 	struct expfig	*f;
 
 	for (cc = conns; cc != NULL; cc = next) {
 		next = cc->next;
-		if (cc->child != c)
+		if (cc->proc != c)
 			continue;
 		if (cc->st == CS_SHOW) {
 			cc_error(cc, "experiment %s: its process ended before "
@@ -783,7 +783,7 @@ ctl_child_gone(struct child *c)
 		if ((f = fig_find(cc->exp)) != NULL &&
 		    (f->live != NULL || f->old != NULL)) {
 			/* another process, still finishing: wait for it */
-			cc->child = f->live != NULL ? f->live : f->old;
+			cc->proc = f->live != NULL ? f->live : f->old;
 			continue;
 		}
 		buf_adds(&cc->out, "{\"closed\":true,");

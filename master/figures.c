@@ -111,7 +111,7 @@ add_counters(struct msg_stats *d, const struct msg_stats *s)
 
 /* A spare now serves c->exp: its figures join the experiment's. */
 void
-fig_child_assigned(struct child *c)
+fig_proc_assigned(struct proc *c)
 {
 	struct expfig	*f;
 
@@ -137,7 +137,7 @@ fig_child_assigned(struct child *c)
 }
 
 void
-fig_child_stats(struct child *c, const void *data, size_t len)
+fig_proc_stats(struct proc *c, const void *data, size_t len)
 {
 	struct msg_stats	 s;
 
@@ -157,7 +157,7 @@ fig_child_stats(struct child *c, const void *data, size_t len)
 
 /* The process is gone: its last figures join the experiment's base. */
 void
-fig_child_gone(struct child *c)
+fig_proc_gone(struct proc *c)
 {
 	struct expfig	*f = c->fig;
 
@@ -188,7 +188,7 @@ aged(uint64_t raw, uint64_t at, uint64_t now)
 }
 
 static void
-add_live(struct msg_stats *o, const struct child *c, uint64_t now,
+add_live(struct msg_stats *o, const struct proc *c, uint64_t now,
     int first)
 {
 	const struct msg_stats	*s = &c->figs;

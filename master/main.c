@@ -143,7 +143,7 @@ probe_backend(void)
 /*
  * The master reads its signals through a signalfd; the others an operator
  * may send to the whole group are ignored, here and (inherited) in every
- * experiment process, which also ignores these five (children.c).
+ * experiment process, which also ignores these five (procs.c).
  */
 static void
 setup_signals(void)
@@ -205,7 +205,7 @@ stop_tick(uint64_t now)
 int
 reopen_log(void)
 {
-	struct child	*c;
+	struct proc	*c;
 	int		 fd;
 
 	if (log_reopen() == -1) {
@@ -214,10 +214,10 @@ reopen_log(void)
 		return -1;
 	}
 	log_info("log reopened");
-	for (c = children; c != NULL; c = c->next) {
+	for (c = procs; c != NULL; c = c->next) {
 		if (c->state == CH_STARTING || (fd = dup(log_fd())) == -1)
 			continue;
-		child_send(c, MSG_LOGREOPEN, fd, NULL, 0);
+		proc_send(c, MSG_LOGREOPEN, fd, NULL, 0);
 	}
 	report_logreopen();
 	return 0;
@@ -231,7 +231,7 @@ signal_read(void)
 	while (read(sigev.fd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGCHLD:
-			children_reap();
+			procs_reap();
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -261,7 +261,7 @@ next_deadline(uint64_t now)
 	ev_due(&t, ctl_tick(now));
 	ev_due(&t, metrics_tick(now));
 	ev_due(&t, fig_tick(now));
-	ev_due(&t, children_tick(now));
+	ev_due(&t, procs_tick(now));
 	return t;
 }
 
@@ -275,12 +275,12 @@ dispatch(struct ev *e, uint32_t events)
 	case EV_PENDING:
 		pending_read((struct pending *)e);
 		break;
-	case EV_CHILD:
+	case EV_PROC:
 		if (events & EPOLLOUT)
 			chan_flush((struct chan *)e);
-		if (e->kind == EV_CHILD && e->fd != -1 &&
+		if (e->kind == EV_PROC && e->fd != -1 &&
 		    (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-			child_readable((struct child *)e);
+			proc_readable((struct proc *)e);
 		break;
 	case EV_SIGNAL:
 		signal_read();
@@ -313,13 +313,13 @@ loop(void)
 		pending_expire(now);
 		policy_tick(now);
 		stop_tick(now);
-		if (stopping && children == NULL && pending_count() == 0)
+		if (stopping && procs == NULL && pending_count() == 0)
 			break;
 		if (kill_at != 0 && now >= kill_at) {
 			log_warnx("children still running %u s after being told "
 			    "to finish: killing", STOP_GRACE_MS / 1000 +
 			    opts.cc.hook_timeout);
-			children_signal(SIGKILL);
+			procs_signal(SIGKILL);
 			kill_at = 0;
 		}
 		ev_wait(next_deadline(now), dispatch);

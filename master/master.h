@@ -47,7 +47,7 @@ void	 options_parse(int, char **, struct options *);
 
 /* The kinds of the master's event sources (struct ev, common/event.c). */
 enum ev_kind {
-	EV_LISTEN = 1, EV_PENDING, EV_CHILD, EV_SIGNAL, EV_REPORT,
+	EV_LISTEN = 1, EV_PENDING, EV_PROC, EV_SIGNAL, EV_REPORT,
 	EV_CTL, EV_CTLCONN, EV_METRICS, EV_HTTP
 };
 
@@ -64,7 +64,7 @@ enum px_state {
 
 /*
  * A connection whose header is still being read, or that has named its
- * experiment and waits for that experiment's process (sniff.c).
+ * experiment and waits for that experiment's process (pending.c).
  */
 struct pending {
 	struct ev	 ev;
@@ -97,19 +97,19 @@ struct source {
 	struct source	*tnext, *tprev;
 };
 
-enum child_state {
+enum proc_state {
 	CH_STARTING,	/* forked, not yet READY */
 	CH_SPARE,	/* ready, no experiment */
 	CH_SERVING,	/* owns an experiment */
 	CH_RETIRING,	/* told to finish */
 };
 
-struct child {
+struct proc {
 	struct chan	 ch;		/* first: its channel (common/chan.c) */
-	struct child	*next;
+	struct proc	*next;
 	pid_t		 pid;
 	uint32_t	 gen;		/* its generation */
-	enum child_state state;
+	enum proc_state state;
 	char		 exp[EXPNAME_MAX + 1];
 	struct expent	*e;		/* its experiment, or the one it starts
 					   for; NULL for a spare */
@@ -141,7 +141,7 @@ void	 listen_accept(struct ev *);
 void	 listen_stop(void);
 unsigned fd_limit(void);
 
-/* sniff.c */
+/* pending.c */
 int	 pending_full(void);
 int	 pending_room(uint64_t now, uint64_t *retry);
 void	 pending_new(int fd, const char *peer, uint16_t port, int trusted);
@@ -170,33 +170,33 @@ void	 source_trim_add(struct source *);
 void	 source_trim_del(struct source *);
 struct source *source_trim_first(void);
 
-/* children.c -- mechanism: fork, messages, reaping */
-extern struct child	*children;
-extern unsigned		 children_queued;	/* clients queued, all children */
-struct child *child_spawn(void);
-void	 child_state(struct child *, enum child_state);
-void	 child_send(struct child *, uint32_t, int fd, const void *, size_t);
-uint64_t children_tick(uint64_t now);
+/* procs.c -- mechanism: fork, messages, reaping */
+extern struct proc	*procs;
+extern unsigned		 procs_queued;	/* clients queued, all children */
+struct proc *proc_spawn(void);
+void	 proc_set_state(struct proc *, enum proc_state);
+void	 proc_send(struct proc *, uint32_t, int fd, const void *, size_t);
+uint64_t procs_tick(uint64_t now);
 pid_t	 proc_fork(const char *what, int *sock, uint32_t *gen);
-int	 child_taking(const struct child *, uint64_t now);
-void	 child_readable(struct child *);
-void	 children_reap(void);
-void	 children_signal(int);
-unsigned children_count(enum child_state);
+int	 proc_taking(const struct proc *, uint64_t now);
+void	 proc_readable(struct proc *);
+void	 procs_reap(void);
+void	 procs_signal(int);
+unsigned procs_count(enum proc_state);
 
 /* policy.c -- when to spawn, route, throttle and retire */
 int	 policy_route(struct pending *);
 void	 policy_unpark(struct pending *);
 int	 policy_held_full(void);
 void	 policy_tick(uint64_t now);
-void	 policy_child_ready(struct child *);
-void	 policy_child_idle(struct child *, uint32_t received);
-void	 policy_child_gone(struct child *, int served);
+void	 policy_proc_ready(struct proc *);
+void	 policy_proc_idle(struct proc *, uint32_t received);
+void	 policy_proc_gone(struct proc *, int served);
 uint64_t policy_next_deadline(void);
 void	 policy_shutdown(void);
 void	 policy_status(void);
-void	 policy_status_reply(struct child *);
-void	 policy_close(struct child *, const char *who);
+void	 policy_status_reply(struct proc *);
+void	 policy_close(struct proc *, const char *who);
 
 /*
  * figures.c -- what the master knows of the server and of each
@@ -215,8 +215,8 @@ enum refuse {
 struct expfig {
 	struct expfig	*next;
 	char		 name[EXPNAME_MAX + 1];
-	struct child	*live;		/* its serving process, or NULL */
-	struct child	*old;		/* one still finishing, or NULL */
+	struct proc	*live;		/* its serving process, or NULL */
+	struct proc	*old;		/* one still finishing, or NULL */
 	struct msg_stats base;		/* of its processes that ended */
 	uint64_t	 ended_at;	/* monotonic ms, 0 while one runs */
 	pid_t		 last_pid;
@@ -230,9 +230,9 @@ extern const char *const end_name[SE_MAX];
 void	 fig_init(void);
 void	 fig_accepted(void);
 void	 fig_refused(enum refuse);
-void	 fig_child_assigned(struct child *);
-void	 fig_child_stats(struct child *, const void *, size_t);
-void	 fig_child_gone(struct child *);
+void	 fig_proc_assigned(struct proc *);
+void	 fig_proc_stats(struct proc *, const void *, size_t);
+void	 fig_proc_gone(struct proc *);
 void	 fig_sum(const struct expfig *, uint64_t now, struct msg_stats *);
 uint64_t fig_tick(uint64_t now);
 struct expfig *fig_find(const char *);
@@ -250,8 +250,8 @@ int	 ctl_open(void);
 void	 ctl_close(void);
 void	 ctl_accept(void);
 void	 ctl_io(struct ev *, uint32_t events);
-void	 ctl_show_records(struct child *, const char *, size_t);
-void	 ctl_child_gone(struct child *);
+void	 ctl_show_records(struct proc *, const char *, size_t);
+void	 ctl_proc_gone(struct proc *);
 uint64_t ctl_tick(uint64_t now);
 
 /* metrics.c -- the Prometheus endpoint (--metrics-listen) */

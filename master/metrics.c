@@ -372,8 +372,8 @@ server(struct buf *b)
 	    "oml2_processes{state=\"spare\"} %u\n"
 	    "oml2_processes{state=\"serving\"} %u\n"
 	    "oml2_processes{state=\"retiring\"} %u\n",
-	    children_count(CH_STARTING), children_count(CH_SPARE),
-	    children_count(CH_SERVING), children_count(CH_RETIRING));
+	    procs_count(CH_STARTING), procs_count(CH_SPARE),
+	    procs_count(CH_SERVING), procs_count(CH_RETIRING));
 	family(b, "oml2_rows_stored_total", "counter",
 	    "Rows stored, every experiment's, since the server started.");
 	buf_printf(b, "oml2_rows_stored_total %llu\n",

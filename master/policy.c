@@ -33,7 +33,7 @@ struct expent {
 	struct expent	*hnext;		/* in its hash bucket */
 	struct expent	*nnext, *nprev;	/* waiting for any process */
 	char		 name[EXPNAME_MAX + 1];
-	struct child	*c;		/* serving, starting for it, retiring */
+	struct proc	*c;		/* serving, starting for it, retiring */
 	struct pending	*qhead, *qtail;	/* connections waiting for c */
 	unsigned	 nq;
 	struct source	*src;		/* which started it */
@@ -151,7 +151,7 @@ held_budget(void)
 int
 policy_held_full(void)
 {
-	return children_queued + pending_waiting() >= held_budget();
+	return procs_queued + pending_waiting() >= held_budget();
 }
 
 static unsigned
@@ -179,8 +179,8 @@ room_for(const struct expent *e, const struct pending *p)
 {
 	if (exp_held(e) < held_per_exp())
 		return 1;
-	if (e->c != NULL && child_taking(e->c, now_mono_ms()) &&
-	    children_queued + pending_waiting() < held_budget() / 4 * 3)
+	if (e->c != NULL && proc_taking(e->c, now_mono_ms()) &&
+	    procs_queued + pending_waiting() < held_budget() / 4 * 3)
 		return 1;
 	log_warnx("client %s port %u: experiment %s already has %u "
 	    "connections waiting for its process%s; connection closed",
@@ -200,22 +200,22 @@ throttled(void)
 static int
 can_spawn(void)
 {
-	return !throttled() && children_count(CH_STARTING) < SPAWN_MAX;
+	return !throttled() && procs_count(CH_STARTING) < SPAWN_MAX;
 }
 
-static struct child *
-first_child(enum child_state st, int reserved)
+static struct proc *
+first_child(enum proc_state st, int reserved)
 {
-	struct child	*c;
+	struct proc	*c;
 
-	for (c = children; c != NULL; c = c->next)
+	for (c = procs; c != NULL; c = c->next)
 		if (c->state == st && (c->e != NULL) == reserved)
 			return c;
 	return NULL;
 }
 
 static void
-reserve(struct child *c, struct expent *e)
+reserve(struct proc *c, struct expent *e)
 {
 	needy_del(e);
 	c->e = e;
@@ -226,7 +226,7 @@ reserve(struct child *c, struct expent *e)
 
 /* Hand p to c: the fd goes with it (queued if the socket is full). */
 static void
-handover(struct child *c, struct pending *p)
+handover(struct proc *c, struct pending *p)
 {
 	struct msg_client	 mc;
 	char			*payload;
@@ -240,7 +240,7 @@ handover(struct child *c, struct pending *p)
 	payload = xmalloc(len);
 	memcpy(payload, &mc, sizeof(mc));
 	memcpy(payload + sizeof(mc), p->data.p, p->data.len);
-	child_send(c, MSG_CLIENT, p->ev.fd, payload, len);
+	proc_send(c, MSG_CLIENT, p->ev.fd, payload, len);
 	free(payload);
 	c->sent++;
 }
@@ -265,7 +265,7 @@ hand_queue(struct expent *e)
 
 /* A ready process takes e. */
 static void
-serve(struct child *c, struct expent *e)
+serve(struct proc *c, struct expent *e)
 {
 	needy_del(e);
 	if (c->state == CH_STARTING)
@@ -273,10 +273,10 @@ serve(struct child *c, struct expent *e)
 	c->e = e;
 	e->c = c;
 	strlcpy(c->exp, e->name, sizeof(c->exp));
-	child_state(c, CH_SERVING);
+	proc_set_state(c, CH_SERVING);
 	startfail = 0;
-	fig_child_assigned(c);
-	child_send(c, MSG_ASSIGN, -1, c->exp, strlen(c->exp));
+	fig_proc_assigned(c);
+	proc_send(c, MSG_ASSIGN, -1, c->exp, strlen(c->exp));
 	log_info("experiment %s: process %d", c->exp, (int)c->pid);
 	hand_queue(e);
 }
@@ -288,19 +288,19 @@ serve(struct child *c, struct expent *e)
 static void
 spawn_more(void)
 {
-	struct child	*c;
+	struct proc	*c;
 	struct expent	*e;
 
 	while ((e = needy_head) != NULL && can_spawn()) {
-		if ((c = child_spawn()) == NULL)
+		if ((c = proc_spawn()) == NULL)
 			return;
 		reserve(c, e);
 	}
 	if (stopping)
 		return;
-	while (children_count(CH_SPARE) + children_count(CH_STARTING) -
+	while (procs_count(CH_SPARE) + procs_count(CH_STARTING) -
 	    nreserved < (unsigned)opts.spares && can_spawn())
-		if (child_spawn() == NULL)
+		if (proc_spawn() == NULL)
 			return;
 }
 
@@ -308,7 +308,7 @@ spawn_more(void)
 static void
 find_process(struct expent *e)
 {
-	struct child	*c;
+	struct proc	*c;
 
 	if (e->c != NULL)
 		return;
@@ -316,7 +316,7 @@ find_process(struct expent *e)
 		serve(c, e);
 	else if ((c = first_child(CH_STARTING, 0)) != NULL)
 		reserve(c, e);
-	else if (can_spawn() && (c = child_spawn()) != NULL)
+	else if (can_spawn() && (c = proc_spawn()) != NULL)
 		reserve(c, e);
 	else if (!e->needy)
 		needy_add(e);
@@ -356,7 +356,7 @@ int
 policy_route(struct pending *p)
 {
 	struct expent	*e;
-	struct child	*c;
+	struct proc	*c;
 
 	if ((e = exp_for(p)) == NULL)
 		return -1;
@@ -420,7 +420,7 @@ policy_unpark(struct pending *p)
 }
 
 void
-policy_child_ready(struct child *c)
+policy_proc_ready(struct proc *c)
 {
 	struct expent	*e;
 
@@ -429,22 +429,22 @@ policy_child_ready(struct child *c)
 	if (c->e != NULL)
 		serve(c, c->e);
 	else {
-		child_state(c, CH_SPARE);
+		proc_set_state(c, CH_SPARE);
 		if ((e = needy_head) != NULL)
 			serve(c, e);
 		else if (shut_sent)
-			child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
+			proc_send(c, MSG_SHUTDOWN, -1, NULL, 0);
 	}
 	spawn_more();
 }
 
 void
-policy_child_idle(struct child *c, uint32_t received)
+policy_proc_idle(struct proc *c, uint32_t received)
 {
 	if (c->state != CH_SERVING || received != c->sent)
 		return;	/* a client is on its way: not idle after all */
-	child_state(c, CH_RETIRING);
-	child_send(c, MSG_RETIRE, -1, NULL, 0);
+	proc_set_state(c, CH_RETIRING);
+	proc_send(c, MSG_RETIRE, -1, NULL, 0);
 	log_info("experiment %s: idle, retiring process %d", c->exp,
 	    (int)c->pid);
 }
@@ -455,25 +455,25 @@ policy_child_idle(struct child *c, uint32_t received)
  * experiment wait for it to end, then get a fresh one).
  */
 void
-policy_close(struct child *c, const char *who)
+policy_close(struct proc *c, const char *who)
 {
-	child_state(c, CH_RETIRING);
-	child_send(c, MSG_CLOSE, -1, NULL, 0);
+	proc_set_state(c, CH_RETIRING);
+	proc_send(c, MSG_CLOSE, -1, NULL, 0);
 	log_info("experiment %s: closed by %s; retiring process %d", c->exp,
 	    who, (int)c->pid);
 }
 
 /* A child has been reaped (and is no longer in the table). */
 void
-policy_child_gone(struct child *c, int status)
+policy_proc_gone(struct proc *c, int status)
 {
 	struct expent	*e = c->e;
 	uint64_t	 delay;
 
 	if (c->status_pending && status_wait > 0)
 		status_wait--;
-	fig_child_gone(c);
-	ctl_child_gone(c);
+	fig_proc_gone(c);
+	ctl_proc_gone(c);
 	if (c->state == CH_STARTING && e != NULL)
 		nreserved--;
 	if ((c->state == CH_STARTING || c->state == CH_SPARE) && !stopping) {
@@ -518,37 +518,37 @@ policy_next_deadline(void)
 void
 policy_shutdown(void)
 {
-	struct child	*c;
+	struct proc	*c;
 
 	shut_sent = 1;
-	for (c = children; c != NULL; c = c->next)
+	for (c = procs; c != NULL; c = c->next)
 		if (c->state != CH_STARTING)
-			child_send(c, MSG_SHUTDOWN, -1, NULL, 0);
+			proc_send(c, MSG_SHUTDOWN, -1, NULL, 0);
 }
 
 /* SIGUSR1: the master's own line, then one per child as they answer. */
 void
 policy_status(void)
 {
-	struct child	*c;
+	struct proc	*c;
 
 	log_info("status: master pid %d, %u experiments, %u spares, "
 	    "%u connections naming their experiment, RSS %ld KiB, %d fds",
-	    (int)getpid(), children_count(CH_SERVING),
-	    children_count(CH_SPARE), pending_count(), rss_kb(),
+	    (int)getpid(), procs_count(CH_SERVING),
+	    procs_count(CH_SPARE), pending_count(), rss_kb(),
 	    count_open_fds());
 	status_wait = 0;
-	for (c = children; c != NULL; c = c->next) {
+	for (c = procs; c != NULL; c = c->next) {
 		if (c->state != CH_SERVING && c->state != CH_SPARE)
 			continue;
 		c->status_pending = 1;
 		status_wait++;
-		child_send(c, MSG_STATUS_REQ, -1, NULL, 0);
+		proc_send(c, MSG_STATUS_REQ, -1, NULL, 0);
 	}
 }
 
 void
-policy_status_reply(struct child *c)
+policy_status_reply(struct proc *c)
 {
 	struct msg_status	*s = &c->status;
 

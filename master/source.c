@@ -6,7 +6,7 @@
  * experiments it started that still have a process or wait for one
  * (--max-source-experiments).  A source is forgotten when nothing refers
  * to it any more.  Sources over --max-source-pending wait on a list to
- * be trimmed as their oldest connections come of age (sniff.c).
+ * be trimmed as their oldest connections come of age (pending.c).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -16,8 +16,8 @@
 
 #include "master/master.h"
 
-struct child	*children;
-unsigned	 children_queued;
+struct proc	*procs;
+unsigned	 procs_queued;
 
 static unsigned	 nstate[CH_RETIRING + 1];
 
@@ -28,7 +28,7 @@ static unsigned	 nstate[CH_RETIRING + 1];
  * action; SIGCHLD gets its default back for the hook's sake.
  */
 static void
-child_reset_signals(void)
+proc_reset_signals(void)
 {
 	sigset_t	 none;
 	int		 sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP };
@@ -42,7 +42,7 @@ child_reset_signals(void)
 }
 
 void
-child_state(struct child *c, enum child_state st)
+proc_set_state(struct proc *c, enum proc_state st)
 {
 	nstate[c->state]--;
 	nstate[st]++;
@@ -91,7 +91,7 @@ proc_fork(const char *what, int *sock, uint32_t *gen)
 		return -1;
 	}
 	if (pid == 0) {
-		child_reset_signals();
+		proc_reset_signals();
 		close_except(sv[1], log_fd());
 		*sock = sv[1];
 		return 0;
@@ -105,16 +105,16 @@ proc_fork(const char *what, int *sock, uint32_t *gen)
 
 static void	 queued_left(struct chan *, uint32_t, const char *, size_t,
 		    const char *);
-static void	 child_kill(struct child *);
+static void	 proc_kill(struct proc *);
 
 /* What may wait for a process: clients' sockets with their first bytes. */
 #define CHILD_QMAX	(64 * 1024 * 1024)
 
 /* Fork a spare.  Returns NULL (logged) if the system refuses. */
-struct child *
-child_spawn(void)
+struct proc *
+proc_spawn(void)
 {
-	struct child	*c;
+	struct proc	*c;
 	uint32_t	 gen;
 	pid_t		 pid;
 	int		 sock;
@@ -124,7 +124,7 @@ child_spawn(void)
 	if (pid == 0)
 		child_main(sock, gen, &opts.cc);
 	c = xcalloc(1, sizeof(*c));
-	chan_init(&c->ch, EV_CHILD, sock, MSG_TO_MASTER, gen, CHILD_QMAX, 1,
+	chan_init(&c->ch, EV_PROC, sock, MSG_TO_MASTER, gen, CHILD_QMAX, 1,
 	    "process %d", (int)pid);
 	c->ch.dequeued = queued_left;
 	c->ch.arg = c;
@@ -133,15 +133,15 @@ child_spawn(void)
 	c->state = CH_STARTING;
 	nstate[CH_STARTING]++;
 	c->born = now_mono_ms();
-	c->next = children;
-	children = c;
+	c->next = procs;
+	procs = c;
 	log_debug("forked experiment process %d", (int)pid);
 	return c;
 }
 
 /* A client socket that never reached its experiment process. */
 static void
-client_lost(const struct child *c, const char *data, size_t len,
+client_lost(const struct proc *c, const char *data, size_t len,
     const char *why)
 {
 	struct msg_client	 mc;
@@ -164,31 +164,31 @@ static void
 queued_left(struct chan *ch, uint32_t type, const char *data, size_t len,
     const char *lost)
 {
-	struct child	*c = ch->arg;
+	struct proc	*c = ch->arg;
 
 	if (type != MSG_CLIENT)
 		return;
 	c->nq--;
-	children_queued--;
+	procs_queued--;
 	listen_resume();	/* if it waited for this */
 	if (lost != NULL)
 		client_lost(c, data, len, lost);
 }
 
 int
-child_taking(const struct child *c, uint64_t now)
+proc_taking(const struct proc *c, uint64_t now)
 {
 	return chan_taking(&c->ch, now);
 }
 
 /* Children whose queue waits for descriptors in flight: try them. */
 uint64_t
-children_tick(uint64_t now)
+procs_tick(uint64_t now)
 {
-	struct child	*c;
+	struct proc	*c;
 	uint64_t	 next = 0;
 
-	for (c = children; c != NULL; c = c->next)
+	for (c = procs; c != NULL; c = c->next)
 		ev_due(&next, chan_tick(&c->ch, now));
 	return next;
 }
@@ -198,7 +198,7 @@ children_tick(uint64_t now)
  * is closed once sent, or if the child has gone.
  */
 void
-child_send(struct child *c, uint32_t type, int fd, const void *data,
+proc_send(struct proc *c, uint32_t type, int fd, const void *data,
     size_t len)
 {
 	int	 r;
@@ -206,7 +206,7 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 	if ((r = chan_send(&c->ch, type, fd, data, len)) == 1 &&
 	    type == MSG_CLIENT) {
 		c->nq++;
-		children_queued++;
+		procs_queued++;
 	} else if (r == -1) {
 		if (errno != EPIPE)
 			log_warn("%s message to process %d", msg_name(type),
@@ -218,17 +218,17 @@ child_send(struct child *c, uint32_t type, int fd, const void *data,
 }
 
 static void
-child_message(struct child *c, struct msg *m, size_t len)
+proc_message(struct proc *c, struct msg *m, size_t len)
 {
 	uint32_t	 u;
 
 	switch (m->hdr.type) {
 	case MSG_READY:
-		policy_child_ready(c);
+		policy_proc_ready(c);
 		return;
 	case MSG_IDLE:
 		memcpy(&u, m->data, sizeof(u));
-		policy_child_idle(c, u);
+		policy_proc_idle(c, u);
 		return;
 	case MSG_STATUS:
 		memcpy(&c->status, m->data, sizeof(c->status));
@@ -238,7 +238,7 @@ child_message(struct child *c, struct msg *m, size_t len)
 		report_child(c->exp, c->pid, m->data, len);
 		return;
 	case MSG_STATS:
-		fig_child_stats(c, m->data, len);
+		fig_proc_stats(c, m->data, len);
 		return;
 	case MSG_SHOW:
 		ctl_show_records(c, m->data, len);
@@ -246,7 +246,7 @@ child_message(struct child *c, struct msg *m, size_t len)
 	}
 	log_warnx("unexpected %s message from process %d",
 	    msg_name(m->hdr.type), (int)c->pid);
-	child_kill(c);
+	proc_kill(c);
 }
 
 /*
@@ -255,7 +255,7 @@ child_message(struct child *c, struct msg *m, size_t len)
  * is read.
  */
 static void
-child_kill(struct child *c)
+proc_kill(struct proc *c)
 {
 	log_warnx("killing process %d: it broke the channel's contract",
 	    (int)c->pid);
@@ -268,28 +268,28 @@ child_kill(struct child *c)
  * message against the table that it is broken.
  */
 void
-child_readable(struct child *c)
+proc_readable(struct proc *c)
 {
 	static struct msg	 m;
 	int			 r;
 
 	while ((r = chan_recv(&c->ch, &m)) == CHAN_MSG) {
-		child_message(c, &m, m.hdr.len);
+		proc_message(c, &m, m.hdr.len);
 		if (c->ch.ev.fd == -1)
 			return;
 	}
 	if (r == CHAN_BAD)
-		child_kill(c);
+		proc_kill(c);
 	else if (r == CHAN_EOF)		/* gone: reaping will tell why */
 		chan_detach(&c->ch);
 }
 
 static void
-child_unlink(struct child *c)
+proc_unlink(struct proc *c)
 {
-	struct child	**pp;
+	struct proc	**pp;
 
-	for (pp = &children; *pp != NULL; pp = &(*pp)->next)
+	for (pp = &procs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			break;
@@ -298,14 +298,14 @@ child_unlink(struct child *c)
 }
 
 static void
-child_free(struct child *c)
+proc_free(struct proc *c)
 {
 	chan_close(&c->ch, "its experiment process ended");
 	ev_free_later(&c->ch.ev);
 }
 
 static void
-log_exit(const struct child *c, int status)
+log_exit(const struct proc *c, int status)
 {
 	char	 how[128];
 
@@ -324,7 +324,7 @@ log_exit(const struct child *c, int status)
  * nothing else, since the process is gone.
  */
 static void
-drain_reports(struct child *c)
+drain_reports(struct proc *c)
 {
 	static struct msg	 m;
 
@@ -332,19 +332,19 @@ drain_reports(struct child *c)
 		if (m.hdr.type == MSG_REPORT)
 			report_child(c->exp, c->pid, m.data, m.hdr.len);
 		else if (m.hdr.type == MSG_STATS)	/* its last figures */
-			fig_child_stats(c, m.data, m.hdr.len);
+			fig_proc_stats(c, m.data, m.hdr.len);
 	}
 }
 
 void
-children_reap(void)
+procs_reap(void)
 {
-	struct child	*c;
+	struct proc	*c;
 	pid_t		 pid;
 	int		 status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (c = children; c != NULL && c->pid != pid; c = c->next)
+		for (c = procs; c != NULL && c->pid != pid; c = c->next)
 			;
 		if (c == NULL) {
 			if (!report_reaped(pid, status))
@@ -355,23 +355,23 @@ children_reap(void)
 		drain_reports(c);
 		budget_reap(opts.cc.budget, pid);	/* if it died holding */
 		log_exit(c, status);
-		child_unlink(c);
-		policy_child_gone(c, status);
-		child_free(c);
+		proc_unlink(c);
+		policy_proc_gone(c, status);
+		proc_free(c);
 	}
 }
 
 void
-children_signal(int sig)
+procs_signal(int sig)
 {
-	struct child	*c;
+	struct proc	*c;
 
-	for (c = children; c != NULL; c = c->next)
+	for (c = procs; c != NULL; c = c->next)
 		kill(c->pid, sig);
 }
 
 unsigned
-children_count(enum child_state st)
+procs_count(enum proc_state st)
 {
 	return nstate[st];
 }
