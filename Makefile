@@ -36,7 +36,7 @@ COMMON_SRC	 = $(wildcard common/*.c)
 PROTO_SRC	 = $(wildcard proto/*.c)
 # child/ also holds the mains of the two tools, experiment-process code:
 # oml2-import links the child's connection and storage code, oml2-merge
-# its storage code, both without child.c, hook.c or report.c.
+# its storage code, both without child.c, hook.c, report.c or reporter.c.
 TOOL_SRC	 = child/import.c child/merge.c
 # master/ also holds oml2ctl's main, the client of the master's control
 # socket, which links nothing of the server but common/ and proto/.
