@@ -128,6 +128,7 @@ proc_spawn(void)
 	    "process %d", (int)pid);
 	c->ch.dequeued = queued_left;
 	c->ch.arg = c;
+	c->ch.keep = 1;		/* its socket gone, messages wait for reaping */
 	c->pid = pid;
 	c->gen = gen;
 	c->state = CH_STARTING;
