@@ -166,6 +166,8 @@ exp_db_close(void)
 {
 	char	*uri;
 
+	if (db_commit(exp.db) == 0)
+		stats_db_closing(exp.db);
 	exp.rows += exp.db->rows;
 	exp.dropped += exp.db->dropped;
 	uri = xstrdup(exp.db->uri);
@@ -455,6 +457,7 @@ figures(uint64_t now, int final)
 	b.db_open = exp.db != NULL;
 	b.stall = exp.db == NULL ? STALL_NONE : db_stalled(exp.db) ?
 	    STALL_STALLED : exp.db->failing ? STALL_RETRYING : STALL_NONE;
+	b.cause = exp.db == NULL ? CAUSE_NONE : db_stall_cause(exp.db);
 	b.hook = hook_status();
 	return stats_tick(exp.ctl.fd, now, &b, final);
 }
@@ -524,7 +527,7 @@ show(uint32_t id)
 	f = xcalloc(exp.nconns + 1, sizeof(*f));
 	for (i = 0; i < exp.nconns; i++)
 		conn_figures(exp.conns[i], &f[i]);
-	stats_show(exp.ctl.fd, id, f, exp.nconns);
+	stats_show(exp.ctl.fd, id, f, exp.nconns, exp.db);
 	free(f);
 }
 

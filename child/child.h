@@ -143,6 +143,14 @@ struct backend {
 	int	(*lock)(struct db *, int on);
 	/* should the child stop reading its clients for now? (may be NULL) */
 	int	(*stalled)(struct db *);
+	/* why it cannot write now, an enum stats_cause (may be NULL) */
+	int	(*stall_cause)(struct db *);
+	/*
+	 * Rows in table t now, as its highest oml_tuple_id (the row count
+	 * unless rows were deleted): -1 if it cannot be told without
+	 * waiting (may be NULL).
+	 */
+	int64_t	(*table_rows)(struct db *, const struct table *);
 };
 
 struct sender {
@@ -211,6 +219,8 @@ int		 db_insert(struct db *, struct table *, const struct row *);
 int		 db_meta_put(struct db *, const char *key, const char *val,
 		    int replace, char **old);
 int		 db_stalled(struct db *);
+int		 db_stall_cause(struct db *);
+int64_t		 db_table_rows(struct db *, const struct table *);
 const char	*db_sender_name(struct db *, int);
 void		 db_walk_senders(struct db *, void (*)(const struct sender *,
 		    void *), void *);
@@ -296,6 +306,7 @@ enum stats_hook	 hook_status(void);
 struct stats_base {		/* what child.c knows */
 	uint32_t	 clients;
 	enum stats_stall stall;
+	int		 cause;		/* enum stats_cause */
 	enum stats_hook	 hook;
 	int		 db_open;
 	uint64_t	 rows, dropped;
@@ -308,12 +319,13 @@ void		 stats_commit(uint64_t started, int ok);
 void		 stats_tuple(int sender_id, const char *sender,
 		    const struct table *, int32_t seq);
 void		 stats_stored(const struct table *, const struct oml_value *);
+void		 stats_db_closing(struct db *);
 void		 stats_db_closed(void);
 void		 stats_log_totals(void);
 uint64_t	 stats_tick(int ctl, uint64_t now, const struct stats_base *,
 		    int final);
 void		 stats_show(int ctl, uint32_t id, const struct conn_fig *,
-		    unsigned);
+		    unsigned, struct db *);
 uint64_t	 stats_flush(int ctl, uint64_t now);
 
 /* report.c -- self-reporting of client events (§10.9) */

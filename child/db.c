@@ -469,6 +469,26 @@ db_stalled(struct db *db)
 	return db->be->stalled != NULL && db->be->stalled(db);
 }
 
+/* Rows in t now, or -1 when the backend cannot tell at once. */
+int64_t
+db_table_rows(struct db *db, const struct table *t)
+{
+	if (db == NULL || t == NULL || db->be->table_rows == NULL)
+		return -1;
+	return db->be->table_rows(db, t);
+}
+
+/* Why the database is stalled or its commits fail: an enum stats_cause. */
+int
+db_stall_cause(struct db *db)
+{
+	if (!db_stalled(db) && !db->failing)
+		return CAUSE_NONE;
+	if (db->be->stall_cause == NULL)
+		return CAUSE_ERROR;
+	return db->be->stall_cause(db);
+}
+
 /*
  * Is a commit due?  Returns the deadline in monotonic ms, or 0.  A batch
  * that grows fast is left to grow (commit_rows commits it).

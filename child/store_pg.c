@@ -1488,6 +1488,40 @@ pg_stalled(struct db *db)
 	return pg != NULL && pg->c == NULL && pg->backlog >= BACKLOG_MAX;
 }
 
+/*
+ * Only between transactions: a streamed batch, the schema lock or an
+ * open transaction is not disturbed for an operator's question.  The
+ * primary key's index makes max() one descent.
+ */
+static int64_t
+pg_table_rows(struct db *db, const struct table *t)
+{
+	struct pg	*pg = PG(db);
+	PGresult	*res;
+	char		*sql;
+	int64_t		 n = -1;
+
+	if (pg == NULL || pg->c == NULL || pg->streaming != NULL ||
+	    pg->locked || PQtransactionStatus(pg->c) != PQTRANS_IDLE)
+		return -1;
+	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
+	    t->schema.name);
+	res = PQexec(pg->c, sql);
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    PQntuples(res) == 1)
+		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	free(sql);
+	return n;
+}
+
+static int
+pg_stall_cause(struct db *db)
+{
+	return PG(db) == NULL || PG(db)->c == NULL ? CAUSE_PG_DOWN :
+	    CAUSE_ERROR;
+}
+
 /* Start-up check, run as the target user (§10): reachable, may CREATEDB. */
 int
 pg_probe(const struct child_conf *conf)
@@ -1537,4 +1571,6 @@ const struct backend backend_pg = {
 	.insert = pg_insert,
 	.lock = pg_lock,
 	.stalled = pg_stalled,
+	.stall_cause = pg_stall_cause,
+	.table_rows = pg_table_rows,
 };

@@ -879,6 +879,47 @@ sq_stalled(struct db *db)
 	return SQ(db) != NULL && SQ(db)->failing;
 }
 
+/* max(rowid) is one descent of the table's B-tree, whatever its size. */
+static int64_t
+sq_table_rows(struct db *db, const struct table *t)
+{
+	sqlite3_stmt	*st;
+	char		*sql;
+	int64_t		 n = -1;
+
+	if (SQ(db) == NULL || SQ(db)->h == NULL || SQ(db)->failing)
+		return -1;
+	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
+	    t->schema.name);
+	if (sqlite3_prepare_v2(SQ(db)->h, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	free(sql);
+	return n;
+}
+
+static int
+sq_stall_cause(struct db *db)
+{
+	if (SQ(db) == NULL)
+		return CAUSE_ERROR;
+	switch (SQ(db)->rc & 0xff) {
+	case SQLITE_FULL:
+		return CAUSE_DISK_FULL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return CAUSE_LOCKED;
+	case SQLITE_IOERR:
+		return CAUSE_IO;
+	case SQLITE_NOMEM:
+		return CAUSE_MEMORY;
+	default:
+		return CAUSE_ERROR;
+	}
+}
+
 static int
 sq_tables(struct db *db, char ***names, int *n)
 {
@@ -1465,4 +1506,6 @@ const struct backend backend_sqlite = {
 	.insert = sq_insert,
 	.lock = NULL,
 	.stalled = sq_stalled,
+	.stall_cause = sq_stall_cause,
+	.table_rows = sq_table_rows,
 };

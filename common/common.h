@@ -154,6 +154,9 @@ struct msg_report {
 extern const uint64_t stats_bucket_us[STATS_BUCKETS - 1];
 
 enum stats_stall { STALL_NONE, STALL_RETRYING, STALL_STALLED, STALL_MAX };
+/* why the database cannot be written */
+enum stats_cause { CAUSE_NONE, CAUSE_DISK_FULL, CAUSE_LOCKED, CAUSE_IO,
+	CAUSE_MEMORY, CAUSE_PG_DOWN, CAUSE_ERROR, CAUSE_MAX };
 enum stats_hook { HOOKST_NONE, HOOKST_STARTING, HOOKST_READY,
 	HOOKST_DROPPED, HOOKST_MAX };
 /* why a client connection ended, or was refused */
@@ -165,6 +168,8 @@ struct msg_stats {
 	uint32_t	stall;		/* enum stats_stall */
 	uint32_t	hook;		/* enum stats_hook */
 	uint32_t	db_open;
+	uint32_t	cause;		/* enum stats_cause, while stalled */
+	uint32_t	spare;
 	uint64_t	rows;
 	uint64_t	dropped;
 	uint64_t	bytes;

@@ -246,6 +246,7 @@ struct expfig {
 extern struct expfig	*figs;
 extern const char *const refuse_name[REF_MAX];
 extern const char *const stall_name[STALL_MAX];
+extern const char *const cause_name[CAUSE_MAX];
 extern const char *const hook_name[HOOKST_MAX];
 extern const char *const end_name[SE_MAX];
 void	 fig_init(void);

@@ -368,6 +368,8 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_for 10 eval '[ "$(q away "SELECT count(*) FROM gen" 2>/dev/null || echo 0)" -gt 0 ]'
 	pg_stop
 	wait_log 'connection to PostgreSQL lost'
+	# the operator sees why rows wait
+	wait_cj "PostgreSQL down" 10 '.experiments[0].stall_cause' list
 	wait_for 10 eval '[ "$(grep -c "postgresql at 127.0.0.1 port $OML2_PG_PORT as $PG_ROLE, database away: .*refused" "$LOG")" -ge 2 ]'
 	pg_start
 	wait "$sender"
@@ -376,3 +378,15 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	log_lacks 'protocol error|socket error'
 }
 
+
+@test "oml2ctl show counts a table's rows, those an earlier server stored too" {
+	start_server
+	send -e count -n 200 -S earlier
+	wait_q count "SELECT count(*) FROM gen" 200
+	stop_server
+	LOG=$T/second.log
+	start_server
+	bg send -e count -n 300 -S later -H 60000
+	wait_q count "SELECT count(*) FROM gen" 500
+	wait_cj "gen=500/300/1" 10 '.details.tables | map("\(.name)=\(.rows)/\(.stored)/\(.senders)") | join(",")' show count
+}
