@@ -28,7 +28,6 @@ int		 log_open(const char *path, int level);
 int		 log_reopen(void);
 const char	*log_open_error(void);
 void		 log_setproc(const char *fmt, ...) PRINTFLIKE(1, 2);
-int		 log_level(void);
 int		 log_fd(void);
 void		 log_startup(int);
 void		 log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
@@ -243,8 +242,6 @@ void	 priv_drop(const struct priv_ids *);
 /* budget.c -- a byte budget shared by processes (made before forking) */
 struct budget;
 struct budget	*budget_create(uint64_t limit, unsigned nslots);
-uint64_t	 budget_limit(const struct budget *);
-uint64_t	 budget_total(struct budget *);
 int		 budget_join(struct budget *, int pid);
 void		 budget_leave(struct budget *, int slot);
 void		 budget_reap(struct budget *, int pid);

@@ -23,7 +23,6 @@ struct options {
 	char			*logfile;
 	int			 loglevel;
 	int			 spares;
-	unsigned		 linger;
 	size_t			 header_limit;
 	unsigned		 header_timeout;
 	unsigned		 max_pending;

@@ -202,7 +202,7 @@ defaults(struct options *o)
 	o->listen = xstrdup("3003");
 	o->loglevel = LOG_LVL_INFO;
 	o->spares = 2;
-	o->linger = 60;
+	o->cc.linger = 60;
 	o->header_limit = 16384;
 	o->header_timeout = 10;
 	o->max_pending = 1024;
@@ -270,7 +270,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_PG_PASS:	setstr(&o->cc.pg_pass, arg); break;
 	case O_PG_CONNECT: setstr(&o->cc.pg_connect, arg); break;
 	case O_SPARES:	o->spares = (int)num("--spares", arg, 0, 64); break;
-	case O_LINGER:	o->linger = num("--linger", arg, 0, 86400); break;
+	case O_LINGER:	o->cc.linger = num("--linger", arg, 0, 86400); break;
 	case O_HEADER_LIMIT:
 		o->header_limit = num("--header-limit", arg, 256,
 		    MSG_MAXPAYLOAD - sizeof(struct msg_client));
@@ -572,7 +572,6 @@ options_parse(int argc, char **argv, struct options *o)
 	}
 	if (o->cc.backend == BACKEND_SQLITE)
 		resolve_control(o, NULL);
-	o->cc.linger = o->linger;
 	resolve_buffers(o);
 	resolve_report(o);
 }
