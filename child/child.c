@@ -715,14 +715,3 @@ child_main(int ctl, const struct child_conf *conf)
 		fatal("ready message");
 	loop();
 }
-
-int
-child_probe(const struct child_conf *conf, int *lock)
-{
-	*lock = -1;
-	if (conf->backend != BACKEND_SQLITE)
-		return pg_probe(conf);
-	if (sqlite_probe(conf) == -1 || (*lock = sqlite_lock(conf)) == -1)
-		return -1;
-	return 0;
-}

@@ -11,7 +11,7 @@
 #include "common/common.h"
 #include "proto/proto.h"
 
-enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
+struct backend;
 
 /* The defaults of the server (master/options.c) that its tools share. */
 #define CONF_PG_HOST		"localhost"
@@ -31,7 +31,7 @@ enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
 /* Everything a child needs from the command line. */
 struct child_conf {
 	char		*datadir;	/* absolute */
-	enum backend_kind backend;
+	const struct backend *backend;
 	char		*pg_host;
 	char		*pg_port;
 	char		*pg_user;
@@ -109,10 +109,21 @@ struct db;
 
 /*
  * A storage backend.  Return conventions: 0 success, -1 error (logged by
- * the backend).  The db logic in db.c sits on top and is shared.
+ * the backend).  The db logic in db.c sits on top and is shared; no file
+ * but the backend's own asks which backend it is.
  */
 struct backend {
+	const char	*name;		/* as --backend names it */
+	int		 files;		/* stores in the data directory */
 	int		 nocase;	/* table names compare case-blind */
+	/* declared column types (§8.3): the row key's, and by enum oml_type */
+	const char	*key_type;
+	const char *const *types;
+	/*
+	 * Start-up check, as the target user: can the backend work?  With
+	 * lock not NULL, *lock is then the data directory's lock, or -1.
+	 */
+	int	(*probe)(const struct child_conf *, int *lock);
 	/* open or create, start the transaction; sets db->uri */
 	int	(*open)(struct db *);
 	/* commit and close */
@@ -121,17 +132,19 @@ struct backend {
 	/* names of existing tables (malloc'd array of malloc'd strings) */
 	int	(*tables)(struct db *, char ***, int *);
 	/*
-	 * The server's metadata rows: 0 found (*val malloc'd), 1 absent,
-	 * -1 error.  Both answer from db->meta_cache, which the backend
-	 * fills once by one scan and keeps up with every row it writes
-	 * (db_meta_note), so that neither scans the table: a lookup is
-	 * O(log n) without an index the original's files do not have.
+	 * The server's metadata rows.  db.c answers lookups from
+	 * db->meta_cache, which meta_load() fills once by one scan (and,
+	 * under the lock, with what other servers wrote since), and which
+	 * the backend keeps up with every row it writes (db_meta_note), so
+	 * that no lookup scans the table: O(log n) without an index the
+	 * original's files do not have.
 	 */
-	int	(*meta_get)(struct db *, const char *key, char **val);
+	int	(*meta_load)(struct db *);
 	int	(*meta_set)(struct db *, const char *key, const char *val);
 	/* find or create the sender's id */
 	int	(*sender)(struct db *, const char *name, int *id);
-	int	(*create_senders)(struct db *);
+	/* a statement that returns no rows, as the batch's next write */
+	int	(*exec)(struct db *, const char *sql);
 	int	(*table_create)(struct db *, struct table *);
 	void	(*table_free)(struct db *, struct table *);
 	int	(*insert)(struct db *, struct table *, const struct row *);
@@ -218,15 +231,16 @@ const struct meta_ent *db_meta_find(struct db *, const char *key);
 void		 db_meta_note(struct db *, int64_t id, const char *key,
 		    const char *val);
 void		 db_meta_forget(struct db *);
-char		*db_create_sql(const struct table *, int postgres);
-char		*db_insert_sql(const struct table *, int postgres);
+char		*db_create_sql(const struct db *, const struct table *);
+void		 db_sql_columns(struct buf *, const struct table *);
+extern const char db_senders_sql[];
+const struct backend *backend_named(const char *);
+const char	*backend_name(const struct backend *);
+int		 backend_files(const struct backend *);
 
 /* store_sqlite.c, store_pg.c */
 extern const struct backend	 backend_sqlite;
 extern const struct backend	 backend_pg;
-int		 sqlite_probe(const struct child_conf *);
-int		 sqlite_lock(const struct child_conf *);
-int		 pg_probe(const struct child_conf *);
 
 /* Event sources in a child's epoll set: the first member of each. */
 enum cev_kind { CEV_CTL, CEV_CONN, CEV_HOOK, CEV_DEAD };

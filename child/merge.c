@@ -775,7 +775,7 @@ open_out(const char *out)
 	char		*name;
 
 	m.conf.datadir = dir_of(out);
-	m.conf.backend = BACKEND_SQLITE;
+	m.conf.backend = &backend_sqlite;
 	m.conf.max_line = CONF_MAX_LINE;
 	m.conf.max_packet = CONF_MAX_PACKET;
 	m.conf.max_fields = CONF_MAX_FIELDS;

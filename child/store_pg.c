@@ -1057,19 +1057,6 @@ meta_catch_up(struct db *db)
 	return 0;
 }
 
-static int
-pg_meta_get(struct db *db, const char *key, char **val)
-{
-	const struct meta_ent	*e;
-
-	if (meta_catch_up(db) == -1)
-		return -1;
-	if ((e = db_meta_find(db, key)) == NULL)
-		return 1;
-	*val = xstrdup(e->val);
-	return 0;
-}
-
 /* Update the key's row (by id, or every row of a key several hold). */
 static int
 meta_update(struct db *db, const struct meta_ent *e, const char *key,
@@ -1117,13 +1104,6 @@ pg_meta_set(struct db *db, const char *key, const char *val)
 	db_meta_note(db, strtoll(PQgetvalue(res, 0, 0), NULL, 10), key, val);
 	PQclear(res);
 	return 0;
-}
-
-static int
-pg_create_senders(struct db *db)
-{
-	return cmd(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
-	    "id INTEGER UNIQUE);");
 }
 
 /* BEGIN a transaction holding the experiment's schema lock. */
@@ -1195,7 +1175,7 @@ pg_table_create(struct db *db, struct table *t)
 			    t->schema.fields[i].name, PG_NAMELEN);
 			return -1;
 		}
-	sql = db_create_sql(t, 1);
+	sql = db_create_sql(db, t);
 	r = cmd(db, sql);
 	free(sql);
 	return r;
@@ -1206,12 +1186,17 @@ static struct pgtab *
 pgtab(struct table *t)
 {
 	struct pgtab	*b;
+	struct buf	 sql;
 
 	if (t->be != NULL)
 		return t->be;
 	b = xcalloc(1, sizeof(*b));
 	buf_init(&b->data);
-	b->copy_sql = db_insert_sql(t, 1);
+	buf_init(&sql);
+	buf_printf(&sql, "COPY \"%s\" (", t->schema.name);
+	db_sql_columns(&sql, t);
+	buf_adds(&sql, ") FROM STDIN (FORMAT binary)");
+	b->copy_sql = buf_cstr(&sql);
 	t->be = b;
 	return b;
 }
@@ -1488,15 +1473,20 @@ pg_stalled(struct db *db)
 	return pg != NULL && pg->c == NULL && pg->backlog >= BACKLOG_MAX;
 }
 
-/* Start-up check, run as the target user (§10): reachable, may CREATEDB. */
-int
-pg_probe(const struct child_conf *conf)
+/*
+ * Start-up check, run as the target user (§10): reachable, may CREATEDB.
+ * There is no data directory to lock.
+ */
+static int
+pg_probe(const struct child_conf *conf, int *lock)
 {
 	PGconn		*c;
 	PGresult	*res;
 	char		 port[24], m[512];
 	int		 r = -1;
 
+	if (lock != NULL)
+		*lock = -1;
 	if (pqlib_load() == -1 ||
 	    (c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
@@ -1522,16 +1512,38 @@ pg_probe(const struct child_conf *conf)
 	return r;
 }
 
+/* Declared column types (§8.3), as the original's. */
+static const char *const pg_types[OML_TYPE_MAX] = {
+	[OML_INT32] = "INT4",		[OML_UINT32] = "INT8",
+	[OML_INT64] = "INT8",		[OML_UINT64] = "BIGINT",
+	[OML_DOUBLE] = "FLOAT8",	[OML_STRING] = "TEXT",
+	[OML_BLOB] = "BYTEA",		[OML_GUID] = "BIGINT",
+	[OML_BOOL] = "BOOLEAN",		[OML_VINT32] = "TEXT",
+	[OML_VUINT32] = "TEXT",		[OML_VINT64] = "TEXT",
+	[OML_VUINT64] = "TEXT",		[OML_VDOUBLE] = "TEXT",
+	[OML_VBOOL] = "TEXT",
+};
+
 const struct backend backend_pg = {
+	.name = "postgresql",
+	.files = 0,
 	.nocase = 0,
+	/*
+	 * BIGSERIAL, as the original's later releases have it: a SERIAL runs
+	 * out of ids after 2^31 rows (about an hour of one table's ingest at
+	 * full speed).
+	 */
+	.key_type = "BIGSERIAL PRIMARY KEY",
+	.types = pg_types,
+	.probe = pg_probe,
 	.open = pg_open,
 	.close = pg_close,
 	.commit = pg_commit,
 	.tables = pg_tables,
-	.meta_get = pg_meta_get,
+	.meta_load = meta_catch_up,
 	.meta_set = pg_meta_set,
 	.sender = pg_sender,
-	.create_senders = pg_create_senders,
+	.exec = cmd,
 	.table_create = pg_table_create,
 	.table_free = pg_table_free,
 	.insert = pg_insert,

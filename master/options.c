@@ -211,7 +211,7 @@ defaults(struct options *o)
 	o->max_source_experiments = 256;
 	o->oml_bufsize = 1024 * 1024;
 	o->keep_ended = 300;
-	o->cc.backend = BACKEND_SQLITE;
+	o->cc.backend = backend_named("sqlite");
 	o->cc.pg_host = xstrdup(CONF_PG_HOST);
 	o->cc.pg_port = xstrdup(CONF_PG_PORT);
 	o->cc.pg_user = xstrdup(CONF_PG_USER);
@@ -257,11 +257,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case 'd':	o->loglevel = (int)num("--debug-level", arg, 1, 4); break;
 	case O_LOGFILE:	setstr(&o->logfile, arg); break;
 	case 'b':
-		if (strcmp(arg, "sqlite") == 0)
-			o->cc.backend = BACKEND_SQLITE;
-		else if (strcmp(arg, "postgresql") == 0)
-			o->cc.backend = BACKEND_POSTGRESQL;
-		else
+		if ((o->cc.backend = backend_named(arg)) == NULL)
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;
 	case O_PG_HOST:	setstr(&o->cc.pg_host, arg); break;
@@ -561,7 +557,7 @@ options_parse(int argc, char **argv, struct options *o)
 		    o->cc.max_header, o->header_limit);
 	if (o->cc.hook != NULL)
 		check_hook(o->cc.hook);
-	if (o->cc.backend == BACKEND_SQLITE)
+	if (backend_files(o->cc.backend))
 		resolve_datadir(o, datadir);
 	else {
 		if (datadir == NULL && getenv("OML_SQLITE_DIR") != NULL)
@@ -570,7 +566,7 @@ options_parse(int argc, char **argv, struct options *o)
 		    DEFAULT_DATADIR);
 		free(datadir);
 	}
-	if (o->cc.backend == BACKEND_SQLITE)
+	if (backend_files(o->cc.backend))
 		resolve_control(o, NULL);
 	resolve_buffers(o);
 	resolve_report(o);
