@@ -12,7 +12,7 @@
 
 #include "common/common.h"
 #include "proto/proto.h"
-#include "child/child.h"
+#include "child/api.h"
 
 struct options {
 	struct child_conf	 cc;		/* what every child gets */
