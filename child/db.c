@@ -14,8 +14,6 @@
 
 #include "child/child.h"
 
-#define META_TABLE	"_experiment_metadata"
-#define META_SCHEMA	"0 _experiment_metadata subject:string key:string value:string"
 #define SENDERS_TABLE	"_senders"
 #define MAX_RENAME	9
 
@@ -208,7 +206,7 @@ table_add(struct db *db, struct table *t)
 	t->next = db->tables;
 	db->tables = t;
 	tree_add(t, &db->table_names, TABLE_CMP(db));
-	if (strcmp(t->schema.name, META_TABLE) == 0)
+	if (strcmp(t->schema.name, OML_META_TABLE) == 0)
 		db->meta = t;
 }
 
@@ -311,7 +309,7 @@ db_load(struct db *db)
 	for (i = 0; i < n; i++) {
 		if (name_eq(db, names[i], SENDERS_TABLE))
 			have_senders = 1;
-		else if (name_eq(db, names[i], META_TABLE))
+		else if (name_eq(db, names[i], OML_META_TABLE))
 			have_meta = 1;
 	}
 	if (!have_senders && db->be->exec(db, db_senders_sql) == -1)
@@ -325,7 +323,7 @@ db_load(struct db *db)
 	free(names);
 	if (r == -1 || db->meta != NULL)
 		return r;
-	if (schema_parse(META_SCHEMA, strlen(META_SCHEMA), 3, &s, err,
+	if (schema_parse(OML_META_SCHEMA, strlen(OML_META_SCHEMA), 3, &s, err,
 	    sizeof(err)) == -1)
 		fatalx("metadata schema: %s", err);
 	db->meta = table_new(&s, NULL);

@@ -1259,46 +1259,18 @@ utf8_ok(const unsigned char *s, size_t n)
 	return 1;
 }
 
-static char *
-room(struct buf *b, size_t n)
-{
-	char	*p;
-
-	buf_reserve(b, n);
-	p = b->p + b->len;
-	b->len += n;
-	return p;
-}
-
-static void
-put32(struct buf *b, uint32_t v)
-{
-	v = htonl(v);
-	memcpy(room(b, 4), &v, 4);
-}
-
-static void
-put64(struct buf *b, uint64_t v)
-{
-	uint32_t	 w[2];
-
-	w[0] = htonl((uint32_t)(v >> 32));
-	w[1] = htonl((uint32_t)v);
-	memcpy(room(b, 8), w, 8);
-}
-
 static void
 field_i32(struct buf *b, int32_t v)
 {
-	put32(b, 4);
-	put32(b, (uint32_t)v);
+	buf_add_be32(b, 4);
+	buf_add_be32(b, (uint32_t)v);
 }
 
 static void
 field_i64(struct buf *b, uint64_t v)
 {
-	put32(b, 8);
-	put64(b, v);
+	buf_add_be32(b, 8);
+	buf_add_be64(b, v);
 }
 
 static void
@@ -1313,9 +1285,9 @@ field_f64(struct buf *b, double d)
 static void
 field_bytes(struct buf *b, const char *p, size_t n)
 {
-	put32(b, (uint32_t)n);
+	buf_add_be32(b, (uint32_t)n);
 	if (n > 0)
-		memcpy(room(b, n), p, n);
+		memcpy(buf_extend(b, n), p, n);
 }
 
 /* §8.4 for PostgreSQL, in binary COPY form. */
@@ -1344,19 +1316,19 @@ encode_value(struct buf *b, const struct oml_value *v)
 		break;
 	case OML_BLOB:
 		if (v->null)
-			put32(b, 0xffffffffu);
+			buf_add_be32(b, 0xffffffffu);
 		else
 			field_bytes(b, v->u.s.p, v->u.s.len);
 		break;
 	case OML_GUID:
 		if (v->u.u64 == 0)
-			put32(b, 0xffffffffu);
+			buf_add_be32(b, 0xffffffffu);
 		else
 			field_i64(b, v->u.u64);
 		break;
 	case OML_BOOL:
-		put32(b, 1);
-		*room(b, 1) = v->u.b ? 1 : 0;
+		buf_add_be32(b, 1);
+		*buf_extend(b, 1) = v->u.b ? 1 : 0;
 		break;
 	default:			/* vectors, rendered as text */
 		field_bytes(b, v->u.s.p, v->u.s.len);
@@ -1396,7 +1368,6 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	struct pg	*pg = PG(db);
 	struct pgtab	*b;
 	size_t		 before;
-	uint16_t	 nf;
 	int		 i;
 
 	if (!strings_ok(db, t, r))
@@ -1405,8 +1376,7 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	if (b->full)
 		return -1;	/* said once, by ids_spent() */
 	before = b->data.len;
-	nf = htons((uint16_t)(r->n + 4));
-	memcpy(room(&b->data, 2), &nf, 2);
+	be_put16(buf_extend(&b->data, 2), (uint16_t)(r->n + 4));
 	field_i32(&b->data, r->sender);
 	field_i32(&b->data, r->seq);
 	field_f64(&b->data, r->ts_client);

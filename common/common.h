@@ -56,6 +56,37 @@ void	 buf_drop(struct buf *, size_t);
 size_t	 buf_cap_for(const struct buf *, size_t);
 void	 buf_setcap(struct buf *, size_t);
 char	*buf_cstr(struct buf *);
+char	*buf_extend(struct buf *, size_t);
+void	 buf_add_be32(struct buf *, uint32_t);
+void	 buf_add_be64(struct buf *, uint64_t);
+
+/* Big-endian numbers, written at p (encoders of OMSP and of COPY). */
+static inline void
+be_put16(void *p, uint16_t v)
+{
+	unsigned char	*q = p;
+
+	q[0] = (unsigned char)(v >> 8);
+	q[1] = (unsigned char)v;
+}
+
+static inline void
+be_put32(void *p, uint32_t v)
+{
+	unsigned char	*q = p;
+
+	q[0] = (unsigned char)(v >> 24);
+	q[1] = (unsigned char)(v >> 16);
+	q[2] = (unsigned char)(v >> 8);
+	q[3] = (unsigned char)v;
+}
+
+static inline void
+be_put64(void *p, uint64_t v)
+{
+	be_put32(p, (uint32_t)(v >> 32));
+	be_put32((unsigned char *)p + 4, (uint32_t)v);
+}
 
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);

@@ -140,6 +140,11 @@ struct oml_schema {
 
 #define SCHEMA_MAX_INDEX	65535
 
+/* The metadata stream (§8.7): its table, and its schema as stream 0. */
+#define OML_META_TABLE	"_experiment_metadata"
+#define OML_META_SCHEMA	"0 " OML_META_TABLE " subject:string key:string " \
+			"value:string"
+
 /*
  * Parse "index name f:t f:t ..." (§3.1) with white-space runs as
  * separators.  Rejects: no or non-integer index, index outside
