@@ -156,6 +156,7 @@ exp_db_acquire(int blobs)
 		hook_event(exp.db->created ? "DBCREATED" : "DBOPENED",
 		    exp.db->uri);
 	}
+	exp.db->close_by = 0;
 	exp.refs++;
 	return exp.db;
 }
@@ -177,15 +178,33 @@ exp_db_close(void)
 	free(uri);
 }
 
-/* The last client leaving closes the database, unless rows still wait. */
+/* Close the database if nothing holds it open.  The next deadline, or 0. */
+static uint64_t
+exp_db_close_step(uint64_t now)
+{
+	uint64_t	 due;
+
+	if (exp.db == NULL || exp.refs > 0 ||
+	    (db_stalled(exp.db) && !exp.stopping))
+		return 0;
+	if ((due = db_close_at(exp.db, now)) != 0)
+		return due;
+	exp_db_close();
+	return 0;
+}
+
+/*
+ * The last client leaving closes the database, unless rows still wait:
+ * then timers() closes it once they are written, or the backend's wait
+ * for them is over (or, when finishing, the database is stalled).
+ */
 void
 exp_db_release(void)
 {
 	if (exp.db == NULL || --exp.refs > 0)
 		return;
 	db_commit(exp.db);
-	if (!db_stalled(exp.db))
-		exp_db_close();
+	exp_db_close_step(now_mono_ms());
 }
 
 /* The end of a connection: log, report, release, forget. */
@@ -459,15 +478,30 @@ figures(uint64_t now, int final)
 	return stats_tick(exp.ctl.fd, now, &b, final);
 }
 
+/* The end of finish(): the figures, the hook, exit. */
+static __dead void
+finished(void)
+{
+	figures(now_mono_ms(), 1);
+	exp_report_flush(now_mono_ms(), 1);
+	budget_leave(exp.conf->budget, exp.slot);
+	hook_exit();
+	exit(0);
+}
+
 /*
  * Store what every client already sent, close everything, exit; each
  * client ends for reason end (server stopping, or closed by the operator).
+ * A database whose rows must wait for it (PostgreSQL away) is closed by
+ * timers() (exp_db_close_step()), which then calls finished().
  */
-static __dead void
+static void
 finish(const char *why, enum conn_end end)
 {
 	enum conn_end	 r;
 
+	if (exp.stopping)
+		return;
 	exp.stopping = 1;
 	if (exp.assigned)
 		log_info("%s: finishing", why);
@@ -475,13 +509,10 @@ finish(const char *why, enum conn_end end)
 		r = conn_read(exp.conns[0], 1);
 		client_end(exp.conns[0], r == END_NONE ? end : r);
 	}
-	if (exp.db != NULL)	/* kept open while it could not be written */
-		exp_db_close();
-	figures(now_mono_ms(), 1);
-	exp_report_flush(now_mono_ms(), 1);
-	budget_leave(exp.conf->budget, exp.slot);
-	hook_exit();
-	exit(0);
+	/* kept open while it could not be written */
+	exp_db_close_step(now_mono_ms());
+	if (exp.db == NULL)
+		finished();
 }
 
 static void
@@ -554,8 +585,10 @@ ctl_message(struct msg *m, size_t len)
 		return;
 	case MSG_SHUTDOWN:
 		finish("server stopping", END_SHUTDOWN);
+		return;
 	case MSG_CLOSE:
 		finish("closed by the operator", END_CLOSED);
+		return;
 	case MSG_SHOW_REQ:
 		if (len != sizeof(uint32_t))
 			break;
@@ -590,8 +623,11 @@ ctl_read(void)
 			continue;
 		if (n == -1 && errno == EAGAIN)
 			return;
-		if (n <= 0)
+		if (n <= 0) {
+			exp_unwatch(&exp.ctl);
 			finish("the master went away", END_SHUTDOWN);
+			return;
+		}
 		ctl_message(&m, m.hdr.len);
 	}
 }
@@ -609,9 +645,11 @@ timers(uint64_t now)
 		else if (due < next)
 			next = due;
 	}
-	/* a database kept open for rows that waited, now written */
-	if (exp.db != NULL && exp.refs == 0 && !db_stalled(exp.db))
-		exp_db_close();
+	/* a database kept open for rows that waited */
+	if ((due = exp_db_close_step(now)) != 0 && due < next)
+		next = due;
+	if (exp.stopping && exp.db == NULL)
+		finished();
 	idle_ms = exp.conf->idle_timeout * 1000ULL;
 	if (idle_ms != 0 && now >= exp.next_sweep && !exp.paused) {
 		exp.next_sweep = now + 1000;
@@ -621,7 +659,7 @@ timers(uint64_t now)
 				client_end(exp.conns[i], END_IDLE);
 	}
 	if (exp.assigned && exp.nconns == 0 && !exp.idle_sent &&
-	    exp.db == NULL) {
+	    exp.db == NULL && !exp.stopping) {
 		due = exp.idle_since + exp.conf->linger * 1000ULL;
 		if (now >= due) {
 			/* a socket full of self-reports: try again soon */

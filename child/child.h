@@ -51,6 +51,8 @@ struct backend {
 	const char	*name;		/* as --backend names it */
 	int		 files;		/* stores in the data directory */
 	int		 nocase;	/* table names compare case-blind */
+	/* closing, how long rows the database could not take yet may wait */
+	unsigned	 close_wait_ms;
 	/* declared column types (§8.3): the row key's, and by enum oml_type */
 	const char	*key_type;
 	const char *const *types;
@@ -139,6 +141,7 @@ struct db {
 	int			 commit_now;	/* the backend holds enough */
 	int			 loop_commits;	/* ... and an event loop commits */
 	uint64_t		 dirty_since;	/* monotonic ms */
+	uint64_t		 close_by;	/* closing: waits until then */
 	uint64_t		 rows;
 	uint64_t		 dropped;
 };
@@ -149,6 +152,7 @@ struct db	*db_open(const struct child_conf *, const char *name, int blobs);
 void		 db_refuse(const char *, ...) PRINTFLIKE(1, 2);
 const char	*db_refused(void);
 void		 db_close(struct db *);
+uint64_t	 db_close_at(struct db *, uint64_t now);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);
 int		 db_wants_commit(const struct db *);

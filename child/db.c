@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "child/child.h"
 
@@ -470,10 +471,43 @@ db_open(const struct child_conf *conf, const char *name, int blobs)
 	return db;
 }
 
+/*
+ * May the database be closed now?  Rows it could not take yet (PostgreSQL
+ * away) wait for up to the backend's close_wait_ms from the first time
+ * this is asked, while the commit timer tries again (db_commit_due()).
+ * Returns 0 if it may, or when to ask again (monotonic ms).  An event
+ * loop asks before db_close(); a use of the database again should set
+ * db->close_by to 0.
+ */
+uint64_t
+db_close_at(struct db *db, uint64_t now)
+{
+	if (db->pending == 0 || db->be->close_wait_ms == 0) {
+		db->close_by = 0;
+		return 0;
+	}
+	if (db->close_by == 0)
+		db->close_by = now + db->be->close_wait_ms;
+	if (now >= db->close_by)
+		return 0;
+	return db->close_by;
+}
+
+/*
+ * Commit and close.  A caller without an event loop (the tools) waits
+ * here, as db_close_at() says, for rows the database could not take yet.
+ */
 void
 db_close(struct db *db)
 {
+	uint64_t	 at;
+
 	db_commit(db);
+	while ((at = db_close_at(db, now_mono_ms())) != 0) {
+		usleep(100 * 1000);
+		if (now_mono_ms() >= db_commit_due(db))
+			db_commit(db);
+	}
 	db->be->close(db);
 	log_info("database %s closed: %llu rows stored, %llu dropped", db->uri,
 	    (unsigned long long)db->rows, (unsigned long long)db->dropped);

@@ -970,17 +970,14 @@ static void
 pg_close(struct db *db)
 {
 	struct pg	*pg = PG(db);
-	uint64_t	 give_up;
 
 	if (pg == NULL)
 		return;
 	if (pg->locked && pg->c != NULL)
 		cmd(db, "ROLLBACK");
 	pg->locked = 0;
-	give_up = now_mono_ms() + CLOSE_WAIT_MS;
-	while (flush(db) == -1 && pg->batch_rows > 0 &&
-	    now_mono_ms() < give_up)
-		usleep(100 * 1000);
+	/* the last try: db_close_at() has waited CLOSE_WAIT_MS for it */
+	flush(db);
 	if (pg->batch_rows > 0)
 		log_error("database %s: PostgreSQL did not come back; %zu rows "
 		    "not stored", db->name, pg->batch_rows);
@@ -1498,6 +1495,7 @@ const struct backend backend_pg = {
 	.name = "postgresql",
 	.files = 0,
 	.nocase = 0,
+	.close_wait_ms = CLOSE_WAIT_MS,
 	/*
 	 * BIGSERIAL, as the original's later releases have it: a SERIAL runs
 	 * out of ids after 2^31 rows (about an hour of one table's ingest at
