@@ -28,7 +28,6 @@ int		 log_open(const char *path, int level);
 int		 log_reopen(void);
 const char	*log_open_error(void);
 void		 log_setproc(const char *fmt, ...) PRINTFLIKE(1, 2);
-int		 log_level(void);
 int		 log_fd(void);
 void		 log_startup(int);
 void		 log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
@@ -57,6 +56,37 @@ void	 buf_drop(struct buf *, size_t);
 size_t	 buf_cap_for(const struct buf *, size_t);
 void	 buf_setcap(struct buf *, size_t);
 char	*buf_cstr(struct buf *);
+char	*buf_extend(struct buf *, size_t);
+void	 buf_add_be32(struct buf *, uint32_t);
+void	 buf_add_be64(struct buf *, uint64_t);
+
+/* Big-endian numbers, written at p (encoders of OMSP and of COPY). */
+static inline void
+be_put16(void *p, uint16_t v)
+{
+	unsigned char	*q = p;
+
+	q[0] = (unsigned char)(v >> 8);
+	q[1] = (unsigned char)v;
+}
+
+static inline void
+be_put32(void *p, uint32_t v)
+{
+	unsigned char	*q = p;
+
+	q[0] = (unsigned char)(v >> 24);
+	q[1] = (unsigned char)(v >> 16);
+	q[2] = (unsigned char)(v >> 8);
+	q[3] = (unsigned char)v;
+}
+
+static inline void
+be_put64(void *p, uint64_t v)
+{
+	be_put32(p, (uint32_t)(v >> 32));
+	be_put32((unsigned char *)p + 4, (uint32_t)v);
+}
 
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);
@@ -248,8 +278,6 @@ void	 priv_drop(const struct priv_ids *);
 /* budget.c -- a byte budget shared by processes (made before forking) */
 struct budget;
 struct budget	*budget_create(uint64_t limit, unsigned nslots);
-uint64_t	 budget_limit(const struct budget *);
-uint64_t	 budget_total(struct budget *);
 int		 budget_join(struct budget *, int pid);
 void		 budget_leave(struct budget *, int slot);
 void		 budget_reap(struct budget *, int pid);

@@ -451,7 +451,7 @@ reply_status(struct ctlconn *cc)
 	buf_printf(b, ",\"started\":%.3f,\"uptime\":%.3f", t.started,
 	    now_real() - t.started);
 	jkey(b, "backend");
-	jstr(b, opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql");
+	jstr(b, backend_name(opts.cc.backend));
 	jkey(b, "data_dir");
 	if (opts.cc.datadir != NULL)
 		jstr(b, opts.cc.datadir);

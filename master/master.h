@@ -12,7 +12,7 @@
 
 #include "common/common.h"
 #include "proto/proto.h"
-#include "child/child.h"
+#include "child/api.h"
 
 struct options {
 	struct child_conf	 cc;		/* what every child gets */
@@ -23,7 +23,6 @@ struct options {
 	char			*logfile;
 	int			 loglevel;
 	int			 spares;
-	unsigned		 linger;
 	size_t			 header_limit;
 	unsigned		 header_timeout;
 	unsigned		 max_pending;
