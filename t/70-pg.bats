@@ -378,7 +378,6 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	log_lacks 'protocol error|socket error'
 }
 
-
 @test "oml2ctl show counts a table's rows, those an earlier server stored too" {
 	start_server
 	send -e count -n 200 -S earlier
@@ -389,6 +388,7 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	bg send -e count -n 300 -S later -H 60000
 	wait_q count "SELECT count(*) FROM gen" 500
 	wait_cj "gen=500/300/1" 10 '.details.tables | map("\(.name)=\(.rows)/\(.stored)/\(.senders)") | join(",")' show count
+}
 
 @test "a database closing while PostgreSQL is away waits for it without stopping the process: it answers meanwhile, and no row is lost" {
 	start_server
