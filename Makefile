@@ -11,7 +11,8 @@ DESTDIR		?=
 
 CC		?= cc
 CFLAGS		?= -O2 -g
-WFLAGS		 = -Wall -Wextra -Werror
+WFLAGS		 = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+		   -Werror
 PG_INC		:= $(shell pkg-config --cflags-only-I libpq 2>/dev/null || echo -I/usr/include/postgresql)
 XCPPFLAGS	 = -I. $(PG_INC) -D_GNU_SOURCE \
 		   -DDEFAULT_DATADIR='"$(DEFAULT_DATADIR)"' \

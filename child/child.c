@@ -34,6 +34,7 @@
 #define CHAN_QMAX	(32 * 1024 * 1024)
 #define FINAL_MS	1000	/* at exit, for the master to take the rest */
 
+/* The process: its experiment, clients and database (not exp(3)). */
 static struct {
 	struct chan		 ctl;
 	const struct child_conf	*conf;
@@ -57,7 +58,7 @@ static struct {
 	unsigned		 nwaiting;	/* clients waiting for room */
 	size_t			 published;	/* largest holder, as shown */
 	uint64_t		 next_mem;
-} exp = { .slot = -1 };
+} self = { .slot = -1 };
 
 #define MEM_RETRY_MS	50	/* a client waiting for room tries again */
 
@@ -83,30 +84,30 @@ static const enum stats_end end_stat[] = {
 const char *
 exp_name(void)
 {
-	return exp.name;
+	return self.name;
 }
 
 const struct child_conf *
 exp_conf(void)
 {
-	return exp.conf;
+	return self.conf;
 }
 
 /* The channel to the master, for self-reports and figures. */
 struct chan *
 exp_chan(void)
 {
-	return &exp.ctl;
+	return &self.ctl;
 }
 
 static void
 title(void)
 {
-	if (!exp.assigned)
+	if (!self.assigned)
 		title_set("spare");
 	else
-		title_set("exp %s (%u client%s)", exp.name, exp.nconns,
-		    exp.nconns == 1 ? "" : "s");
+		title_set("exp %s (%u client%s)", self.name, self.nconns,
+		    self.nconns == 1 ? "" : "s");
 }
 
 /*
@@ -119,33 +120,34 @@ pause_clients(int on)
 {
 	unsigned	 i;
 
-	exp.paused = on;
-	for (i = 0; i < exp.nconns; i++)
-		ev_set((struct ev *)exp.conns[i], on ? 0 : EPOLLIN);
+	self.paused = on;
+	for (i = 0; i < self.nconns; i++)
+		ev_set((struct ev *)self.conns[i], on ? 0 : EPOLLIN);
 	if (on)
 		log_warnx("the database cannot take rows now: not reading "
-		    "from %u client%s until it can", exp.nconns,
-		    exp.nconns == 1 ? "" : "s");
+		    "from %u client%s until it can", self.nconns,
+		    self.nconns == 1 ? "" : "s");
 	else {
 		log_info("the database takes rows again: reading from "
 		    "clients");
-		exp.next_sweep = now_mono_ms() +
-		    exp.conf->idle_timeout * 1000ULL;
+		self.next_sweep = now_mono_ms() +
+		    self.conf->idle_timeout * 1000ULL;
 	}
 }
 
 struct db *
 exp_db_acquire(int blobs)
 {
-	if (exp.db == NULL) {
-		if ((exp.db = db_open(exp.conf, exp.name, blobs)) == NULL)
+	if (self.db == NULL) {
+		if ((self.db = db_open(self.conf, self.name, blobs)) == NULL)
 			return NULL;
-		exp.db->loop_commits = 1;	/* see timers() */
-		hook_event(exp.db->created ? "DBCREATED" : "DBOPENED",
-		    exp.db->uri);
+		self.db->loop_commits = 1;	/* see timers() */
+		hook_event(self.db->created ? "DBCREATED" : "DBOPENED",
+		    self.db->uri);
 	}
-	exp.refs++;
-	return exp.db;
+	self.db->close_by = 0;
+	self.refs++;
+	return self.db;
 }
 
 /* Close the database (a last attempt to write what waits), tell the hook. */
@@ -154,26 +156,46 @@ exp_db_close(void)
 {
 	char	*uri;
 
-	exp.rows += exp.db->rows;
-	exp.dropped += exp.db->dropped;
-	uri = xstrdup(exp.db->uri);
-	db_close(exp.db);
-	exp.db = NULL;
+	if (db_commit(self.db) == 0)
+		stats_db_closing(self.db);
+	self.rows += self.db->rows;
+	self.dropped += self.db->dropped;
+	uri = xstrdup(self.db->uri);
+	db_close(self.db);
+	self.db = NULL;
 	stats_db_closed();
 	malloc_trim(0);		/* an idle experiment gives its heap back */
 	hook_event("DBCLOSED", uri);
 	free(uri);
 }
 
-/* The last client leaving closes the database, unless rows still wait. */
+/* Close the database if nothing holds it open.  The next deadline, or 0. */
+static uint64_t
+exp_db_close_step(uint64_t now)
+{
+	uint64_t	 due;
+
+	if (self.db == NULL || self.refs > 0 ||
+	    (db_stalled(self.db) && !self.stopping))
+		return 0;
+	if ((due = db_close_at(self.db, now)) != 0)
+		return due;
+	exp_db_close();
+	return 0;
+}
+
+/*
+ * The last client leaving closes the database, unless rows still wait:
+ * then timers() closes it once they are written, or the backend's wait
+ * for them is over (or, when finishing, the database is stalled).
+ */
 void
 exp_db_release(void)
 {
-	if (exp.db == NULL || --exp.refs > 0)
+	if (self.db == NULL || --self.refs > 0)
 		return;
-	db_commit(exp.db);
-	if (!db_stalled(exp.db))
-		exp_db_close();
+	db_commit(self.db);
+	exp_db_close_step(now_mono_ms());
 }
 
 /* The end of a connection: log, report, release, forget. */
@@ -183,20 +205,20 @@ client_end(struct conn *c, enum conn_end why)
 	unsigned	 i;
 
 	if (conn_waiting(c))
-		exp.nwaiting--;
+		self.nwaiting--;
 	ev_del((struct ev *)c);
 	exp_report(c, REPORT_DISCONNECT, end_message[why]);
 	stats_ended(end_stat[why]);
 	conn_close(c, why);
-	for (i = 0; i < exp.nconns; i++)
-		if (exp.conns[i] == c) {
-			exp.conns[i] = exp.conns[--exp.nconns];
+	for (i = 0; i < self.nconns; i++)
+		if (self.conns[i] == c) {
+			self.conns[i] = self.conns[--self.nconns];
 			break;
 		}
 	ev_free_later((struct ev *)c);
-	if (exp.nconns == 0) {
-		exp.idle_since = now_mono_ms();
-		exp.idle_sent = 0;
+	if (self.nconns == 0) {
+		self.idle_since = now_mono_ms();
+		self.idle_sent = 0;
 		stats_log_totals();
 	}
 	title();
@@ -252,8 +274,8 @@ mem_largest(const struct conn *req, size_t extra, size_t *held)
 	size_t		 h, bh = 0;
 	unsigned	 i;
 
-	for (i = 0; i < exp.nconns; i++) {
-		c = exp.conns[i];
+	for (i = 0; i < self.nconns; i++) {
+		c = self.conns[i];
 		h = conn_held(c) + (c == req ? extra : 0);
 		if (best == NULL || h > bh || (h == bh &&
 		    conn_last_rx(c) < conn_last_rx(best))) {
@@ -269,8 +291,8 @@ mem_largest(const struct conn *req, size_t extra, size_t *held)
 static void
 mem_publish(size_t held)
 {
-	exp.published = held;
-	budget_set_largest(exp.conf->budget, exp.slot, held);
+	self.published = held;
+	budget_set_largest(self.conf->budget, self.slot, held);
 }
 
 static void
@@ -278,18 +300,18 @@ mem_why(struct conn *c, size_t held, int server)
 {
 	conn_set_why(c, "holds %zu bytes of unfinished input, the most %s%s: "
 	    "over %s (%llu)", held, server ? "of any experiment" :
-	    "in experiment ", server ? "" : exp.name, server ?
+	    "in experiment ", server ? "" : self.name, server ?
 	    "--max-buffered" : "--max-buffered-exp", (unsigned long long)
-	    (server ? exp.conf->max_buffered : exp.conf->max_buffered_exp));
+	    (server ? self.conf->max_buffered : self.conf->max_buffered_exp));
 }
 
 static void
 mem_wait(struct conn *c, size_t n)
 {
-	budget_want(exp.conf->budget, n);
+	budget_want(self.conf->budget, n);
 	if (!conn_waiting(c)) {
 		conn_set_waiting(c, 1);
-		exp.nwaiting++;
+		self.nwaiting++;
 	}
 	ev_set((struct ev *)c, 0);
 }
@@ -297,29 +319,29 @@ mem_wait(struct conn *c, size_t n)
 int
 exp_mem_take(struct conn *c, size_t n, int force)
 {
-	struct budget	*b = exp.conf->budget;
+	struct budget	*b = self.conf->budget;
 	struct conn	*v;
 	size_t		 vh;
 	int		 server;
 
 	if (force) {
-		budget_force(b, exp.slot, n);
-		exp.held += n;
+		budget_force(b, self.slot, n);
+		self.held += n;
 		return 0;
 	}
 	for (;;) {
 		server = 0;
-		if (exp.held + n <= exp.conf->max_buffered_exp) {
-			if (budget_take(b, exp.slot, n) == 0) {
-				exp.held += n;
-				if (conn_held(c) + n > exp.published)
+		if (self.held + n <= self.conf->max_buffered_exp) {
+			if (budget_take(b, self.slot, n) == 0) {
+				self.held += n;
+				if (conn_held(c) + n > self.published)
 					mem_publish(conn_held(c) + n);
 				return 0;
 			}
 			server = 1;
 		}
 		v = mem_largest(c, n, &vh);
-		if (server && vh < budget_largest_other(b, exp.slot)) {
+		if (server && vh < budget_largest_other(b, self.slot)) {
 			mem_wait(c, n);
 			return 1;
 		}
@@ -338,9 +360,9 @@ exp_mem_give(struct conn *c, size_t n)
 
 	if (n == 0)
 		return;
-	budget_give(exp.conf->budget, exp.slot, n);
-	exp.held -= n;
-	if (conn_held(c) + n >= exp.published) {
+	budget_give(self.conf->budget, self.slot, n);
+	self.held -= n;
+	if (conn_held(c) + n >= self.published) {
 		mem_largest(NULL, 0, &held);
 		mem_publish(held);
 	}
@@ -352,12 +374,12 @@ mem_retry(void)
 {
 	unsigned	 i;
 
-	for (i = 0; exp.nwaiting > 0 && i < exp.nconns; i++)
-		if (conn_waiting(exp.conns[i])) {
-			conn_set_waiting(exp.conns[i], 0);
-			exp.nwaiting--;
-			if (!exp.paused)
-				ev_set((struct ev *)exp.conns[i], EPOLLIN);
+	for (i = 0; self.nwaiting > 0 && i < self.nconns; i++)
+		if (conn_waiting(self.conns[i])) {
+			conn_set_waiting(self.conns[i], 0);
+			self.nwaiting--;
+			if (!self.paused)
+				ev_set((struct ev *)self.conns[i], EPOLLIN);
 		}
 }
 
@@ -365,13 +387,13 @@ mem_retry(void)
 static void
 mem_shed(void)
 {
-	struct budget	*b = exp.conf->budget;
+	struct budget	*b = self.conf->budget;
 	struct conn	*v;
 	size_t		 vh;
 	uint64_t	 other;
 
-	if (!budget_short(b) || exp.published == 0 ||
-	    exp.published < (other = budget_largest_other(b, exp.slot)) ||
+	if (!budget_short(b) || self.published == 0 ||
+	    self.published < (other = budget_largest_other(b, self.slot)) ||
 	    (v = mem_largest(NULL, 0, &vh)) == NULL || vh == 0 || vh < other)
 		return;
 	budget_answered(b);
@@ -394,13 +416,13 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 		    "has no file descriptor free");
 		return;
 	}
-	if (!exp.assigned || exp.stopping) {
+	if (!self.assigned || self.stopping) {
 		client_refuse(fd, mc, "not serving");
 		return;
 	}
-	if (exp.nconns >= exp.conf->max_clients) {
+	if (self.nconns >= self.conf->max_clients) {
 		client_refuse(fd, mc, "--max-clients (%u) reached",
-		    exp.conf->max_clients);
+		    self.conf->max_clients);
 		return;
 	}
 	if (fds_short(fd, &limit)) {
@@ -411,12 +433,12 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 	}
 	c = conn_new(fd, mc->peer, mc->port);
 	stats_connected();
-	if (exp.nconns == exp.cap) {
-		exp.cap = exp.cap ? exp.cap * 2 : 16;
-		exp.conns = xreallocarray(exp.conns, exp.cap, sizeof(c));
+	if (self.nconns == self.cap) {
+		self.cap = self.cap ? self.cap * 2 : 16;
+		self.conns = xreallocarray(self.conns, self.cap, sizeof(c));
 	}
-	exp.conns[exp.nconns++] = c;
-	ev_set((struct ev *)c, exp.paused ? 0 : EPOLLIN);
+	self.conns[self.nconns++] = c;
+	ev_set((struct ev *)c, self.paused ? 0 : EPOLLIN);
 	title();
 	log_info("client %s port %u connected", mc->peer, mc->port);
 	if (conn_feed(c, bytes, mc->nbytes) == -1)
@@ -429,45 +451,58 @@ figures(uint64_t now, int final)
 {
 	struct stats_base	 b;
 
-	if (!exp.assigned)
+	if (!self.assigned)
 		return 0;
 	memset(&b, 0, sizeof(b));
-	b.clients = exp.nconns;
-	b.rows = exp.rows + (exp.db ? exp.db->rows : 0);
-	b.dropped = exp.dropped + (exp.db ? exp.db->dropped : 0);
-	b.db_open = exp.db != NULL;
-	b.stall = exp.db == NULL ? STALL_NONE : db_stalled(exp.db) ?
-	    STALL_STALLED : exp.db->failing ? STALL_RETRYING : STALL_NONE;
+	b.clients = self.nconns;
+	b.rows = self.rows + (self.db ? self.db->rows : 0);
+	b.dropped = self.dropped + (self.db ? self.db->dropped : 0);
+	b.db_open = self.db != NULL;
+	b.stall = self.db == NULL ? STALL_NONE : db_stalled(self.db) ?
+	    STALL_STALLED : self.db->failing ? STALL_RETRYING : STALL_NONE;
+	b.cause = self.db == NULL ? CAUSE_NONE : db_stall_cause(self.db);
 	b.hook = hook_status();
-	return stats_tick(&exp.ctl, now, &b, final);
+	return stats_tick(&self.ctl, now, &b, final);
+}
+
+/* The end of finish(): the figures, the hook, exit. */
+static __dead void
+finished(void)
+{
+	figures(now_mono_ms(), 1);
+	if (chan_drain(&self.ctl, FINAL_MS) == -1)
+		log_warnx("%u messages to the master not delivered at exit "
+		    "(%zu bytes of them client events)", self.ctl.nq,
+		    chan_queued(&self.ctl, MSG_REPORT));
+	budget_leave(self.conf->budget, self.slot);
+	hook_exit();
+	exit(0);
 }
 
 /*
  * Store what every client already sent, close everything, exit; each
  * client ends for reason end (server stopping, or closed by the operator).
+ * A database whose rows must wait for it (PostgreSQL away) is closed by
+ * timers() (exp_db_close_step()), which then calls finished().
  */
-static __dead void
+static void
 finish(const char *why, enum conn_end end)
 {
 	enum conn_end	 r;
 
-	exp.stopping = 1;
-	if (exp.assigned)
+	if (self.stopping)
+		return;
+	self.stopping = 1;
+	if (self.assigned)
 		log_info("%s: finishing", why);
-	while (exp.nconns > 0) {
-		r = conn_read(exp.conns[0], 1);
-		client_end(exp.conns[0], r == END_NONE ? end : r);
+	while (self.nconns > 0) {
+		r = conn_read(self.conns[0], 1);
+		client_end(self.conns[0], r == END_NONE ? end : r);
 	}
-	if (exp.db != NULL)	/* kept open while it could not be written */
-		exp_db_close();
-	figures(now_mono_ms(), 1);
-	if (chan_drain(&exp.ctl, FINAL_MS) == -1)
-		log_warnx("%u messages to the master not delivered at exit "
-		    "(%zu bytes of them client events)", exp.ctl.nq,
-		    chan_queued(&exp.ctl, MSG_REPORT));
-	budget_leave(exp.conf->budget, exp.slot);
-	hook_exit();
-	exit(0);
+	/* kept open while it could not be written */
+	exp_db_close_step(now_mono_ms());
+	if (self.db == NULL)
+		finished();
 }
 
 /*
@@ -478,7 +513,7 @@ finish(const char *why, enum conn_end end)
 static void
 to_master(uint32_t type, const void *data, size_t len)
 {
-	if (chan_send(&exp.ctl, type, -1, data, len) == -1 && errno != EPIPE)
+	if (chan_send(&self.ctl, type, -1, data, len) == -1 && errno != EPIPE)
 		log_warn("%s message to the master", msg_name(type));
 }
 
@@ -488,9 +523,9 @@ send_status(void)
 	struct msg_status	 s;
 
 	memset(&s, 0, sizeof(s));
-	s.clients = exp.nconns;
-	s.rows = exp.rows + (exp.db ? exp.db->rows : 0);
-	s.rows_dropped = exp.dropped + (exp.db ? exp.db->dropped : 0);
+	s.clients = self.nconns;
+	s.rows = self.rows + (self.db ? self.db->rows : 0);
+	s.rows_dropped = self.dropped + (self.db ? self.db->dropped : 0);
 	s.rss_kb = (uint64_t)rss_kb();
 	to_master(MSG_STATUS, &s, sizeof(s));
 }
@@ -500,14 +535,14 @@ assign(const char *name, size_t len)
 {
 	const char	*why;
 
-	if (exp.assigned || !expname_valid(name, len, &why))
+	if (self.assigned || !expname_valid(name, len, &why))
 		fatalx("bad assignment from the master");
-	memcpy(exp.name, name, len);
-	exp.name[len] = '\0';
-	exp.assigned = 1;
-	exp.slot = budget_join(exp.conf->budget, (int)getpid());
-	exp.idle_since = now_mono_ms();
-	log_setproc("exp/%s", exp.name);
+	memcpy(self.name, name, len);
+	self.name[len] = '\0';
+	self.assigned = 1;
+	self.slot = budget_join(self.conf->budget, (int)getpid());
+	self.idle_since = now_mono_ms();
+	log_setproc("exp/%s", self.name);
 	title();
 	hook_start();
 }
@@ -519,10 +554,10 @@ show(uint32_t id)
 	struct conn_fig	*f;
 	unsigned	 i;
 
-	f = xcalloc(exp.nconns + 1, sizeof(*f));
-	for (i = 0; i < exp.nconns; i++)
-		conn_figures(exp.conns[i], &f[i]);
-	stats_show(&exp.ctl, id, f, exp.nconns);
+	f = xcalloc(self.nconns + 1, sizeof(*f));
+	for (i = 0; i < self.nconns; i++)
+		conn_figures(self.conns[i], &f[i]);
+	stats_show(&self.ctl, id, f, self.nconns, self.db);
 	free(f);
 }
 
@@ -537,7 +572,7 @@ ctl_message(struct msg *m, size_t len)
 		assign(m->data, len);
 		return;
 	case MSG_CLIENT:
-		exp.received++;		/* as the master counted it */
+		self.received++;		/* as the master counted it */
 		memcpy(&mc, m->data, sizeof(mc));
 		mc.peer[sizeof(mc.peer) - 1] = '\0';
 		if (mc.nbytes != len - sizeof(mc))
@@ -546,13 +581,15 @@ ctl_message(struct msg *m, size_t len)
 		client_add(m->fd, &mc, m->data + sizeof(mc));
 		return;
 	case MSG_RETIRE:
-		if (exp.nconns == 0)
+		if (self.nconns == 0)
 			finish("retiring", END_SHUTDOWN);
 		return;
 	case MSG_SHUTDOWN:
 		finish("server stopping", END_SHUTDOWN);
+		return;
 	case MSG_CLOSE:
 		finish("closed by the operator", END_CLOSED);
+		return;
 	case MSG_SHOW_REQ:
 		memcpy(&id, m->data, sizeof(id));
 		show(id);
@@ -576,12 +613,14 @@ ctl_read(void)
 	static struct msg	 m;
 	int			 r;
 
-	while ((r = chan_recv(&exp.ctl, &m)) == CHAN_MSG)
+	while ((r = chan_recv(&self.ctl, &m)) == CHAN_MSG)
 		ctl_message(&m, m.hdr.len);
 	if (r == CHAN_BAD)
 		fatalx("the master broke the channel's contract");
-	if (r == CHAN_EOF)
+	if (r == CHAN_EOF) {
+		chan_detach(&self.ctl);
 		finish("the master went away", END_SHUTDOWN);
+	}
 }
 
 /* Commits, idle clients and idle reporting.  Returns the next deadline. */
@@ -591,49 +630,51 @@ timers(uint64_t now)
 	uint64_t	 due, next = now + 1000, idle_ms;
 	unsigned	 i;
 
-	if (exp.db != NULL && (due = db_commit_due(exp.db)) != 0) {
+	if (self.db != NULL && (due = db_commit_due(self.db)) != 0) {
 		if (now >= due)
-			db_commit(exp.db);
+			db_commit(self.db);
 		else if (due < next)
 			next = due;
 	}
-	/* a database kept open for rows that waited, now written */
-	if (exp.db != NULL && exp.refs == 0 && !db_stalled(exp.db))
-		exp_db_close();
-	idle_ms = exp.conf->idle_timeout * 1000ULL;
-	if (idle_ms != 0 && now >= exp.next_sweep && !exp.paused) {
-		exp.next_sweep = now + 1000;
-		for (i = exp.nconns; i-- > 0; )
-			if (i < exp.nconns &&
-			    now - conn_last_rx(exp.conns[i]) >= idle_ms)
-				client_end(exp.conns[i], END_IDLE);
+	/* a database kept open for rows that waited */
+	if ((due = exp_db_close_step(now)) != 0 && due < next)
+		next = due;
+	if (self.stopping && self.db == NULL)
+		finished();
+	idle_ms = self.conf->idle_timeout * 1000ULL;
+	if (idle_ms != 0 && now >= self.next_sweep && !self.paused) {
+		self.next_sweep = now + 1000;
+		for (i = self.nconns; i-- > 0; )
+			if (i < self.nconns &&
+			    now - conn_last_rx(self.conns[i]) >= idle_ms)
+				client_end(self.conns[i], END_IDLE);
 	}
-	if (exp.assigned && exp.nconns == 0 && !exp.idle_sent &&
-	    exp.db == NULL) {
-		due = exp.idle_since + exp.conf->linger * 1000ULL;
+	if (self.assigned && self.nconns == 0 && !self.idle_sent &&
+	    self.db == NULL && !self.stopping) {
+		due = self.idle_since + self.conf->linger * 1000ULL;
 		if (now >= due) {
 			/* behind any client events queued: it goes in order */
-			to_master(MSG_IDLE, &exp.received,
-			    sizeof(exp.received));
-			exp.idle_sent = 1;
+			to_master(MSG_IDLE, &self.received,
+			    sizeof(self.received));
+			self.idle_sent = 1;
 		} else if (due < next)
 			next = due;
 	}
 	if ((due = hook_tick(now)) != 0 && due < next)
 		next = due;
-	if (exp.nconns > 0)
+	if (self.nconns > 0)
 		mem_shed();
-	if (exp.nwaiting > 0) {
-		if (now >= exp.next_mem) {
+	if (self.nwaiting > 0) {
+		if (now >= self.next_mem) {
 			mem_retry();
-			exp.next_mem = now + MEM_RETRY_MS;
+			self.next_mem = now + MEM_RETRY_MS;
 		}
-		if (exp.next_mem < next)
-			next = exp.next_mem;
+		if (self.next_mem < next)
+			next = self.next_mem;
 	}
 	if ((due = figures(now, 0)) != 0 && due < next)
 		next = due;
-	ev_due(&next, chan_tick(&exp.ctl, now));
+	ev_due(&next, chan_tick(&self.ctl, now));
 	return next;
 }
 
@@ -645,8 +686,9 @@ dispatch(struct ev *e, uint32_t events)
 	switch (e->kind) {
 	case CEV_CTL:
 		if (events & EPOLLOUT)
-			chan_flush(&exp.ctl);
-		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			chan_flush(&self.ctl);
+		if (self.ctl.ev.fd != -1 &&
+		    (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 			ctl_read();
 		break;
 	case CEV_CONN:
@@ -666,8 +708,8 @@ loop(void)
 
 	for (;;) {
 		next = timers(now_mono_ms());
-		if ((exp.db != NULL && db_stalled(exp.db)) != exp.paused)
-			pause_clients(!exp.paused);
+		if ((self.db != NULL && db_stalled(self.db)) != self.paused)
+			pause_clients(!self.paused);
 		ev_wait(next, dispatch);
 	}
 }
@@ -675,26 +717,15 @@ loop(void)
 void
 child_main(int ctl, uint32_t gen, const struct child_conf *conf)
 {
-	exp.conf = conf;
+	self.conf = conf;
 	log_setproc("spare");
 	title_set("spare");
 	priv_drop(&conf->ids);
 	ev_init();
 	set_nonblock(ctl);
-	chan_init(&exp.ctl, CEV_CTL, ctl, MSG_TO_CHILD, gen, CHAN_QMAX, 1,
+	chan_init(&self.ctl, CEV_CTL, ctl, MSG_TO_CHILD, gen, CHAN_QMAX, 1,
 	    "the master");
-	if (chan_send(&exp.ctl, MSG_READY, -1, NULL, 0) == -1)
+	if (chan_send(&self.ctl, MSG_READY, -1, NULL, 0) == -1)
 		fatal("ready message");
 	loop();
-}
-
-int
-child_probe(const struct child_conf *conf, int *lock)
-{
-	*lock = -1;
-	if (conf->backend != BACKEND_SQLITE)
-		return pg_probe(conf);
-	if (sqlite_probe(conf) == -1 || (*lock = sqlite_lock(conf)) == -1)
-		return -1;
-	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * child/ -- one process per live experiment: its client connections in one
  * event loop, its database through a storage backend, its commit policy and
- * its hook.  Privileges are dropped before any client byte is seen.
+ * its hook.  Privileges are dropped before any client byte is seen.  This
+ * header is child/'s own; the master sees only child/api.h.
  */
 #ifndef CHILD_H
 #define CHILD_H
@@ -10,73 +11,7 @@
 
 #include "common/common.h"
 #include "proto/proto.h"
-
-enum backend_kind { BACKEND_SQLITE, BACKEND_POSTGRESQL };
-
-/* The defaults of the server (master/options.c) that its tools share. */
-#define CONF_PG_HOST		"localhost"
-#define CONF_PG_PORT		"postgresql"
-#define CONF_PG_USER		"oml"
-#define CONF_MAX_LINE		(1024 * 1024)
-#define CONF_MAX_HEADER		(1024 * 1024)
-#define CONF_MAX_PACKET		(64 * 1024 * 1024)
-#define CONF_MAX_FIELDS		1024
-#define CONF_MAX_STREAMS	1024
-#define CONF_COMMIT_ROWS	100000
-#define CONF_COMMIT_MS		50
-#define CONF_COMMIT_BUSY	10000
-#define CONF_COMMIT_MAX_MS	1000
-#define CONF_RETRY_MS		1000
-
-/* Everything a child needs from the command line. */
-struct child_conf {
-	char		*datadir;	/* absolute */
-	enum backend_kind backend;
-	char		*pg_host;
-	char		*pg_port;
-	char		*pg_user;
-	char		*pg_pass;
-	char		*pg_connect;
-	char		*hook;
-	unsigned	 hook_timeout;	/* seconds it has after EXIT */
-	unsigned	 idle_timeout;	/* seconds, 0 = never */
-	size_t		 max_line;
-	size_t		 max_header;	/* the whole header, in bytes */
-	size_t		 max_packet;
-	uint64_t	 max_buffered;	/* all experiments' unfinished input */
-	uint64_t	 max_buffered_exp;	/* one experiment's */
-	struct budget	*budget;	/* shared by every process */
-	int		 max_fields;
-	int		 max_streams;
-	unsigned	 max_clients;
-	unsigned	 commit_rows;
-	unsigned	 commit_ms;	/* after the first uncommitted write, */
-	unsigned	 commit_busy;	/* ... unless so many came meanwhile: */
-	unsigned	 commit_max_ms;	/* ... then after this long at most */
-	unsigned	 retry_ms;	/* after a commit that failed */
-	unsigned	 linger;	/* seconds before reporting idle */
-	int		 report;	/* send client events to the master */
-	struct priv_ids	 ids;
-};
-
-/*
- * Descriptors an experiment process needs besides one per client: its
- * control socket, epoll, signalfd and log, its database's files (and its
- * checkpointer's), temporary files, the hook's pipes.  The master lowers
- * --max-clients to fit RLIMIT_NOFILE with this many to spare; a process
- * that finds fewer than CHILD_FDS_MIN free refuses new clients.
- */
-#define CHILD_FDS	32
-#define CHILD_FDS_MIN	16
-
-/* The master forks a spare and calls this in the new process. */
-__dead void	 child_main(int ctl, uint32_t gen, const struct child_conf *);
-/*
- * Run by the master in a forked, dropped process: can the backend work?
- * With SQLite, *lock is then the data directory's lock, which the master
- * holds from then on (-1 otherwise).
- */
-int		 child_probe(const struct child_conf *, int *lock);
+#include "child/api.h"
 
 /* A table known to the experiment database. */
 struct table {
@@ -109,10 +44,23 @@ struct db;
 
 /*
  * A storage backend.  Return conventions: 0 success, -1 error (logged by
- * the backend).  The db logic in db.c sits on top and is shared.
+ * the backend).  The db logic in db.c sits on top and is shared; no file
+ * but the backend's own asks which backend it is.
  */
 struct backend {
+	const char	*name;		/* as --backend names it */
+	int		 files;		/* stores in the data directory */
 	int		 nocase;	/* table names compare case-blind */
+	/* closing, how long rows the database could not take yet may wait */
+	unsigned	 close_wait_ms;
+	/* declared column types (§8.3): the row key's, and by enum oml_type */
+	const char	*key_type;
+	const char *const *types;
+	/*
+	 * Start-up check, as the target user: can the backend work?  With
+	 * lock not NULL, *lock is then the data directory's lock, or -1.
+	 */
+	int	(*probe)(const struct child_conf *, int *lock);
 	/* open or create, start the transaction; sets db->uri */
 	int	(*open)(struct db *);
 	/* commit and close */
@@ -121,17 +69,19 @@ struct backend {
 	/* names of existing tables (malloc'd array of malloc'd strings) */
 	int	(*tables)(struct db *, char ***, int *);
 	/*
-	 * The server's metadata rows: 0 found (*val malloc'd), 1 absent,
-	 * -1 error.  Both answer from db->meta_cache, which the backend
-	 * fills once by one scan and keeps up with every row it writes
-	 * (db_meta_note), so that neither scans the table: a lookup is
-	 * O(log n) without an index the original's files do not have.
+	 * The server's metadata rows.  db.c answers lookups from
+	 * db->meta_cache, which meta_load() fills once by one scan (and,
+	 * under the lock, with what other servers wrote since), and which
+	 * the backend keeps up with every row it writes (db_meta_note), so
+	 * that no lookup scans the table: O(log n) without an index the
+	 * original's files do not have.
 	 */
-	int	(*meta_get)(struct db *, const char *key, char **val);
+	int	(*meta_load)(struct db *);
 	int	(*meta_set)(struct db *, const char *key, const char *val);
 	/* find or create the sender's id */
 	int	(*sender)(struct db *, const char *name, int *id);
-	int	(*create_senders)(struct db *);
+	/* a statement that returns no rows, as the batch's next write */
+	int	(*exec)(struct db *, const char *sql);
 	int	(*table_create)(struct db *, struct table *);
 	void	(*table_free)(struct db *, struct table *);
 	int	(*insert)(struct db *, struct table *, const struct row *);
@@ -143,6 +93,14 @@ struct backend {
 	int	(*lock)(struct db *, int on);
 	/* should the child stop reading its clients for now? (may be NULL) */
 	int	(*stalled)(struct db *);
+	/* why it cannot write now, an enum stats_cause (may be NULL) */
+	int	(*stall_cause)(struct db *);
+	/*
+	 * Rows in table t now, as its highest oml_tuple_id (the row count
+	 * unless rows were deleted): -1 if it cannot be told without
+	 * waiting (may be NULL).
+	 */
+	int64_t	(*table_rows)(struct db *, const struct table *);
 };
 
 struct sender {
@@ -191,6 +149,7 @@ struct db {
 	int			 commit_now;	/* the backend holds enough */
 	int			 loop_commits;	/* ... and an event loop commits */
 	uint64_t		 dirty_since;	/* monotonic ms */
+	uint64_t		 close_by;	/* closing: waits until then */
 	uint64_t		 rows;
 	uint64_t		 dropped;
 };
@@ -201,6 +160,7 @@ struct db	*db_open(const struct child_conf *, const char *name, int blobs);
 void		 db_refuse(const char *, ...) PRINTFLIKE(1, 2);
 const char	*db_refused(void);
 void		 db_close(struct db *);
+uint64_t	 db_close_at(struct db *, uint64_t now);
 int		 db_commit(struct db *);
 uint64_t	 db_commit_due(const struct db *);
 int		 db_wants_commit(const struct db *);
@@ -211,6 +171,8 @@ int		 db_insert(struct db *, struct table *, const struct row *);
 int		 db_meta_put(struct db *, const char *key, const char *val,
 		    int replace, char **old);
 int		 db_stalled(struct db *);
+int		 db_stall_cause(struct db *);
+int64_t		 db_table_rows(struct db *, const struct table *);
 const char	*db_sender_name(struct db *, int);
 void		 db_walk_senders(struct db *, void (*)(const struct sender *,
 		    void *), void *);
@@ -218,15 +180,13 @@ const struct meta_ent *db_meta_find(struct db *, const char *key);
 void		 db_meta_note(struct db *, int64_t id, const char *key,
 		    const char *val);
 void		 db_meta_forget(struct db *);
-char		*db_create_sql(const struct table *, int postgres);
-char		*db_insert_sql(const struct table *, int postgres);
+char		*db_create_sql(const struct db *, const struct table *);
+void		 db_sql_columns(struct buf *, const struct table *);
+extern const char db_senders_sql[];
 
 /* store_sqlite.c, store_pg.c */
 extern const struct backend	 backend_sqlite;
 extern const struct backend	 backend_pg;
-int		 sqlite_probe(const struct child_conf *);
-int		 sqlite_lock(const struct child_conf *);
-int		 pg_probe(const struct child_conf *);
 
 /* The kinds of a child's event sources (struct ev, common/event.c). */
 enum cev_kind { CEV_CTL = 1, CEV_CONN, CEV_HOOK };
@@ -290,6 +250,7 @@ enum stats_hook	 hook_status(void);
 struct stats_base {		/* what child.c knows */
 	uint32_t	 clients;
 	enum stats_stall stall;
+	int		 cause;		/* enum stats_cause */
 	enum stats_hook	 hook;
 	int		 db_open;
 	uint64_t	 rows, dropped;
@@ -302,12 +263,13 @@ void		 stats_commit(uint64_t started, int ok);
 void		 stats_tuple(int sender_id, const char *sender,
 		    const struct table *, int32_t seq);
 void		 stats_stored(const struct table *, const struct oml_value *);
+void		 stats_db_closing(struct db *);
 void		 stats_db_closed(void);
 void		 stats_log_totals(void);
 uint64_t	 stats_tick(struct chan *, uint64_t now,
 		    const struct stats_base *, int final);
 void		 stats_show(struct chan *, uint32_t id, const struct conn_fig *,
-		    unsigned);
+		    unsigned, struct db *);
 
 /* report.c -- self-reporting of client events (§10.9) */
 void		 exp_report(const struct conn *, enum report_event,

@@ -11,13 +11,76 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "child/child.h"
 
-#define META_TABLE	"_experiment_metadata"
-#define META_SCHEMA	"0 _experiment_metadata subject:string key:string value:string"
 #define SENDERS_TABLE	"_senders"
 #define MAX_RENAME	9
+
+/* The senders' table, as both backends make it (§8.2). */
+const char db_senders_sql[] =
+    "CREATE TABLE _senders (name TEXT PRIMARY KEY, id INTEGER UNIQUE);";
+
+static const struct backend *const backends[] = {
+	&backend_sqlite, &backend_pg,
+};
+
+/* The backend --backend names, or NULL. */
+const struct backend *
+backend_named(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(backends); i++)
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	return NULL;
+}
+
+const char *
+backend_name(const struct backend *be)
+{
+	return be->name;
+}
+
+/* Does the backend store in the data directory? */
+int
+backend_files(const struct backend *be)
+{
+	return be->files;
+}
+
+/*
+ * Serialise schema work with other servers, for a backend several servers
+ * may share: between db_lock(1) and db_lock(0) the tables are read again;
+ * db_lock(0) makes the work durable and fails if it could not.
+ */
+static int
+db_shared(const struct db *db)
+{
+	return db->be->lock != NULL;
+}
+
+static int
+db_lock(struct db *db, int on)
+{
+	return db_shared(db) ? db->be->lock(db, on) : 0;
+}
+
+/* A metadata row of the server's: 0 found (*val malloc'd), 1 absent. */
+static int
+meta_get(struct db *db, const char *key, char **val)
+{
+	const struct meta_ent	*e;
+
+	if (db->be->meta_load(db) == -1)
+		return -1;
+	if ((e = db_meta_find(db, key)) == NULL)
+		return 1;
+	*val = xstrdup(e->val);
+	return 0;
+}
 
 static int
 name_eq(const struct db *db, const char *a, const char *b)
@@ -108,20 +171,6 @@ other_exists(struct db *db, const char *name)
 	return tfind(name, &db->others, OTHER_CMP(db)) != NULL;
 }
 
-static int
-fields_equal(const struct oml_schema *a, const struct oml_schema *b)
-{
-	int	 i;
-
-	if (a->nfields != b->nfields)
-		return 0;
-	for (i = 0; i < a->nfields; i++)
-		if (a->fields[i].type != b->fields[i].type ||
-		    strcmp(a->fields[i].name, b->fields[i].name) != 0)
-			return 0;
-	return 1;
-}
-
 /* A table object for schema s (copied); not yet in the database. */
 static struct table *
 table_new(const struct oml_schema *s, const char *name)
@@ -158,7 +207,7 @@ table_add(struct db *db, struct table *t)
 	t->next = db->tables;
 	db->tables = t;
 	tree_add(t, &db->table_names, TABLE_CMP(db));
-	if (strcmp(t->schema.name, META_TABLE) == 0)
+	if (strcmp(t->schema.name, OML_META_TABLE) == 0)
 		db->meta = t;
 }
 
@@ -230,7 +279,7 @@ learn_table(struct db *db, const char *name)
 	if (table_find(db, name) != NULL || other_exists(db, name))
 		return 0;
 	xasprintf(&key, "table_%s", name);
-	r = db->be->meta_get(db, key, &val);
+	r = meta_get(db, key, &val);
 	free(key);
 	if (r == -1)
 		return -1;
@@ -261,10 +310,10 @@ db_load(struct db *db)
 	for (i = 0; i < n; i++) {
 		if (name_eq(db, names[i], SENDERS_TABLE))
 			have_senders = 1;
-		else if (name_eq(db, names[i], META_TABLE))
+		else if (name_eq(db, names[i], OML_META_TABLE))
 			have_meta = 1;
 	}
-	if (!have_senders && db->be->create_senders(db) == -1)
+	if (!have_senders && db->be->exec(db, db_senders_sql) == -1)
 		r = -1;
 	note_other(db, SENDERS_TABLE);	/* a stream named so gets _senders_2 */
 	for (i = 0; r == 0 && have_meta && i < n; i++)
@@ -275,7 +324,7 @@ db_load(struct db *db)
 	free(names);
 	if (r == -1 || db->meta != NULL)
 		return r;
-	if (schema_parse(META_SCHEMA, strlen(META_SCHEMA), 3, &s, err,
+	if (schema_parse(OML_META_SCHEMA, strlen(OML_META_SCHEMA), 3, &s, err,
 	    sizeof(err)) == -1)
 		fatalx("metadata schema: %s", err);
 	db->meta = table_new(&s, NULL);
@@ -396,22 +445,20 @@ db_open(const struct child_conf *conf, const char *name, int blobs)
 	db->conf = conf;
 	db->name = xstrdup(name);
 	db->blobs = blobs;
-	db->be = conf->backend == BACKEND_POSTGRESQL ? &backend_pg :
-	    &backend_sqlite;
+	db->be = conf->backend;
 	if (db->be->open(db) == -1) {
 		db_free(db);
 		return NULL;
 	}
-	r = db->be->lock != NULL ? db->be->lock(db, 1) : 0;
-	if (r == 0)
+	if ((r = db_lock(db, 1)) == 0)
 		r = db_load(db);
-	if (r == 0 && (r = db->be->meta_get(db, "start_time", &val)) == 0)
+	if (r == 0 && (r = meta_get(db, "start_time", &val)) == 0)
 		db->start_time = strtol(val, NULL, 10);
 	free(val);
 	db->created = db->start_time == 0;
 	if (r != -1)
 		r = db_commit(db);
-	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+	if (db_lock(db, 0) == -1)
 		r = -1;
 	if (r == -1) {
 		log_error("database %s: cannot be set up", db->uri);
@@ -424,10 +471,43 @@ db_open(const struct child_conf *conf, const char *name, int blobs)
 	return db;
 }
 
+/*
+ * May the database be closed now?  Rows it could not take yet (PostgreSQL
+ * away) wait for up to the backend's close_wait_ms from the first time
+ * this is asked, while the commit timer tries again (db_commit_due()).
+ * Returns 0 if it may, or when to ask again (monotonic ms).  An event
+ * loop asks before db_close(); a use of the database again should set
+ * db->close_by to 0.
+ */
+uint64_t
+db_close_at(struct db *db, uint64_t now)
+{
+	if (db->pending == 0 || db->be->close_wait_ms == 0) {
+		db->close_by = 0;
+		return 0;
+	}
+	if (db->close_by == 0)
+		db->close_by = now + db->be->close_wait_ms;
+	if (now >= db->close_by)
+		return 0;
+	return db->close_by;
+}
+
+/*
+ * Commit and close.  A caller without an event loop (the tools) waits
+ * here, as db_close_at() says, for rows the database could not take yet.
+ */
 void
 db_close(struct db *db)
 {
+	uint64_t	 at;
+
 	db_commit(db);
+	while ((at = db_close_at(db, now_mono_ms())) != 0) {
+		usleep(100 * 1000);
+		if (now_mono_ms() >= db_commit_due(db))
+			db_commit(db);
+	}
 	db->be->close(db);
 	log_info("database %s closed: %llu rows stored, %llu dropped", db->uri,
 	    (unsigned long long)db->rows, (unsigned long long)db->dropped);
@@ -467,6 +547,26 @@ int
 db_stalled(struct db *db)
 {
 	return db->be->stalled != NULL && db->be->stalled(db);
+}
+
+/* Rows in t now, or -1 when the backend cannot tell at once. */
+int64_t
+db_table_rows(struct db *db, const struct table *t)
+{
+	if (db == NULL || t == NULL || db->be->table_rows == NULL)
+		return -1;
+	return db->be->table_rows(db, t);
+}
+
+/* Why the database is stalled or its commits fail: an enum stats_cause. */
+int
+db_stall_cause(struct db *db)
+{
+	if (!db_stalled(db) && !db->failing)
+		return CAUSE_NONE;
+	if (db->be->stall_cause == NULL)
+		return CAUSE_ERROR;
+	return db->be->stall_cause(db);
 }
 
 /*
@@ -528,7 +628,7 @@ declare_locked(struct db *db, const struct oml_schema *s, int *created)
 	int		 k;
 
 	*created = 0;
-	if (db->be->lock != NULL && refresh(db) == -1)
+	if (db_shared(db) && refresh(db) == -1)
 		return NULL;	/* another server's work? */
 	for (k = 1; k <= MAX_RENAME; k++) {
 		if (k == 1)
@@ -543,7 +643,7 @@ declare_locked(struct db *db, const struct oml_schema *s, int *created)
 			return t;
 		}
 		free(cand);
-		if (t != NULL && fields_equal(&t->schema, s))
+		if (t != NULL && schema_fields_same(&t->schema, s))
 			return t;
 	}
 	log_warnx("schema %s: tables %s to %s_%d all exist with other "
@@ -561,17 +661,15 @@ db_declare(struct db *db, const struct oml_schema *s)
 	struct table	*t;
 	int		 created;
 
-	if (db->be->lock != NULL && db->be->lock(db, 1) == -1)
+	if (db_lock(db, 1) == -1)
 		return NULL;
 	t = declare_locked(db, s, &created);
-	if (db->be->lock != NULL) {
-		if (t != NULL)
-			db_commit(db);
-		if (db->be->lock(db, 0) == -1 && t != NULL) {
-			if (created)
-				table_forget(db, t);
-			t = NULL;
-		}
+	if (db_shared(db) && t != NULL)
+		db_commit(db);
+	if (db_lock(db, 0) == -1 && t != NULL) {
+		if (created)
+			table_forget(db, t);
+		t = NULL;
 	}
 	return t;
 }
@@ -694,10 +792,10 @@ db_set_start(struct db *db, long t)
 
 	if (db->start_time != 0 || t == 0)
 		return 0;
-	if (db->be->lock != NULL) {
-		if (db->be->lock(db, 1) == -1)
+	if (db_shared(db)) {
+		if (db_lock(db, 1) == -1)
 			return -1;
-		if ((r = db->be->meta_get(db, "start_time", &old)) == 0)
+		if ((r = meta_get(db, "start_time", &old)) == 0)
 			db->start_time = strtol(old, NULL, 10);
 		free(old);
 	}
@@ -707,7 +805,7 @@ db_set_start(struct db *db, long t)
 		if ((r = db->be->meta_set(db, "start_time", val)) == 0)
 			db->start_time = t;
 	}
-	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+	if (db_lock(db, 0) == -1)
 		r = -1;
 	if (r == -1)
 		db->start_time = 0;
@@ -728,14 +826,14 @@ db_meta_put(struct db *db, const char *key, const char *val, int replace,
 	int	 r;
 
 	*old = NULL;
-	if (db->be->lock != NULL && db->be->lock(db, 1) == -1)
+	if (db_lock(db, 1) == -1)
 		return -1;
-	if ((r = db->be->meta_get(db, key, old)) == 1 || (r == 0 && replace)) {
+	if ((r = meta_get(db, key, old)) == 1 || (r == 0 && replace)) {
 		dirty(db);
 		r = db->be->meta_set(db, key, val) == -1 ? -1 : 0;
 	} else if (r == 0)
 		r = 1;
-	if (db->be->lock != NULL && db->be->lock(db, 0) == -1)
+	if (db_lock(db, 0) == -1)
 		r = -1;
 	if (r == 0 && db_commit(db) == -1)
 		r = -1;
@@ -756,73 +854,37 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 	return 0;
 }
 
-/* Declared column types (§8.3); keep these strings byte-identical. */
-static const char *
-sql_type(enum oml_type t, int pg)
-{
-	switch (t) {
-	case OML_INT32:		return pg ? "INT4" : "INTEGER";
-	case OML_UINT32:	return pg ? "INT8" : "UNSIGNED INTEGER";
-	case OML_INT64:		return pg ? "INT8" : "BIGINT";
-	case OML_UINT64:	return pg ? "BIGINT" : "UNSIGNED BIGINT";
-	case OML_DOUBLE:	return pg ? "FLOAT8" : "REAL";
-	case OML_STRING:	return "TEXT";
-	case OML_BLOB:		return pg ? "BYTEA" : "BLOB";
-	case OML_GUID:		return pg ? "BIGINT" : "UNSIGNED BIGINT";
-	case OML_BOOL:		return pg ? "BOOLEAN" : "INTEGER";
-	default:		return "TEXT";	/* vectors */
-	}
-}
-
 /*
- * CREATE TABLE for t, as the original spells it (§8.3), but for
- * PostgreSQL's row key: BIGSERIAL, as the original's later releases
- * have it, since a SERIAL runs out of ids after 2^31 rows (about an hour
- * of one table's ingest at full speed).
+ * CREATE TABLE for t, as the original spells it (§8.3), in the backend's
+ * column types.
  */
 char *
-db_create_sql(const struct table *t, int pg)
+db_create_sql(const struct db *db, const struct table *t)
 {
-	struct buf	 b;
-	int		 i;
+	const char *const	*ty = db->be->types;
+	struct buf		 b;
+	int			 i;
 
 	buf_init(&b);
 	buf_printf(&b, "CREATE TABLE \"%s\" (oml_tuple_id %s, oml_sender_id %s, "
 	    "oml_seq %s, oml_ts_client %s, oml_ts_server %s", t->schema.name,
-	    pg ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY",
-	    pg ? "INT4" : "INTEGER", pg ? "INT4" : "INTEGER",
-	    pg ? "FLOAT8" : "REAL", pg ? "FLOAT8" : "REAL");
+	    db->be->key_type, ty[OML_INT32], ty[OML_INT32], ty[OML_DOUBLE],
+	    ty[OML_DOUBLE]);
 	for (i = 0; i < t->schema.nfields; i++)
 		buf_printf(&b, ", \"%s\" %s", t->schema.fields[i].name,
-		    sql_type(t->schema.fields[i].type, pg));
+		    ty[t->schema.fields[i].type]);
 	buf_adds(&b, ");");
 	return buf_cstr(&b);
 }
 
-/*
- * The statement that stores rows in t, naming its columns: an INSERT with
- * one "?" per column (SQLite), or a binary COPY from the client
- * (PostgreSQL).
- */
-char *
-db_insert_sql(const struct table *t, int pg)
+/* The columns a row fills, in the order of struct row, then t's fields. */
+void
+db_sql_columns(struct buf *b, const struct table *t)
 {
-	struct buf	 b;
-	int		 i, n = t->schema.nfields + 4;
+	int	 i;
 
-	buf_init(&b);
-	buf_printf(&b, "%s \"%s\" (\"oml_sender_id\", \"oml_seq\", "
-	    "\"oml_ts_client\", \"oml_ts_server\"", pg ? "COPY" : "INSERT INTO",
-	    t->schema.name);
+	buf_adds(b, "\"oml_sender_id\", \"oml_seq\", \"oml_ts_client\", "
+	    "\"oml_ts_server\"");
 	for (i = 0; i < t->schema.nfields; i++)
-		buf_printf(&b, ", \"%s\"", t->schema.fields[i].name);
-	if (pg) {
-		buf_adds(&b, ") FROM STDIN (FORMAT binary)");
-		return buf_cstr(&b);
-	}
-	buf_adds(&b, ") VALUES (");
-	for (i = 1; i <= n; i++)
-		buf_adds(&b, i > 1 ? ", ?" : "?");
-	buf_adds(&b, ");");
-	return buf_cstr(&b);
+		buf_printf(b, ", \"%s\"", t->schema.fields[i].name);
 }

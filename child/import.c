@@ -215,11 +215,7 @@ one(struct opts *o, int c, const char *arg)
 	case 'f':	imp.force = 1; break;
 	case 'D':	setstr(&o->datadir, arg); break;
 	case 'b':
-		if (strcmp(arg, "sqlite") == 0)
-			cc->backend = BACKEND_SQLITE;
-		else if (strcmp(arg, "postgresql") == 0)
-			cc->backend = BACKEND_POSTGRESQL;
-		else
+		if ((cc->backend = backend_named(arg)) == NULL)
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;
 	case O_PG_HOST:	setstr(&cc->pg_host, arg); break;
@@ -280,7 +276,7 @@ parse(int argc, char **argv, struct opts *o)
 
 	memset(o, 0, sizeof(*o));
 	o->loglevel = LOG_LVL_WARN;
-	cc->backend = BACKEND_SQLITE;
+	cc->backend = &backend_sqlite;
 	cc->pg_host = xstrdup(CONF_PG_HOST);
 	cc->pg_port = xstrdup(CONF_PG_PORT);
 	cc->pg_user = xstrdup(CONF_PG_USER);
@@ -313,7 +309,7 @@ parse(int argc, char **argv, struct opts *o)
 	if (imp.domain != NULL &&
 	    !expname_valid(imp.domain, strlen(imp.domain), &why))
 		bad("--domain %s: %s", imp.domain, why);
-	if (cc->backend == BACKEND_SQLITE)
+	if (backend_files(cc->backend))
 		resolve_datadir(o->datadir);
 	return optind;
 }
@@ -657,8 +653,7 @@ main(int argc, char **argv)
 	title_set("import");		/* --pg-pass leaves ps(1) here */
 	fs = open_files(n, paths);
 	drop_privileges(&o);
-	if ((imp.conf.backend == BACKEND_SQLITE ? sqlite_probe(&imp.conf) :
-	    pg_probe(&imp.conf)) == -1)
+	if (imp.conf.backend->probe(&imp.conf, NULL) == -1)
 		return 1;
 	for (i = 0; i < n; i++) {
 		out = import(&fs[i]);

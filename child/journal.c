@@ -236,7 +236,7 @@ journal_free(struct journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
-void
+static void
 journal_get(struct journal *j, size_t off, struct jentry *e)
 {
 	struct jrec	 r;

@@ -15,7 +15,7 @@ enum jkind { J_EXEC = 1, J_CREATE, J_META, J_SENDER, J_ROW };
 /*
  * One write.  J_EXEC: SQL a.  J_CREATE: table t.  J_META: key a, value b.
  * J_SENDER: name a with id.  J_ROW: row for table t.  Strings returned by
- * journal_next() and journal_get() point into the journal and stay valid
+ * journal_next() point into the journal and stay valid
  * until it is next changed; row values, until it is next changed or read.
  */
 struct jentry {
@@ -51,7 +51,6 @@ void	 journal_free(struct journal *);
  */
 int	 journal_next(struct journal *, size_t *off, struct jentry *);
 /* The entry at off (the last one added is at j->last). */
-void	 journal_get(struct journal *, size_t off, struct jentry *);
 /*
  * The row at off, read in place, without copies: its values stay valid
  * until the journal next changes.

@@ -37,7 +37,6 @@
 
 #include "child/child.h"
 
-#define META_TABLE	"_experiment_metadata"
 #define SENDERS_TABLE	"_senders"
 
 struct shard;
@@ -268,9 +267,9 @@ read_names(struct shard *sh)
 		    sqlite3_column_text(st, 0));
 	}
 	sqlite3_finalize(st);
-	if (!has_table(sh, SENDERS_TABLE) || !has_table(sh, META_TABLE)) {
+	if (!has_table(sh, SENDERS_TABLE) || !has_table(sh, OML_META_TABLE)) {
 		log_warnx("%s: not an OML experiment database (no %s or %s "
-		    "table)", sh->path, SENDERS_TABLE, META_TABLE);
+		    "table)", sh->path, SENDERS_TABLE, OML_META_TABLE);
 		return -1;
 	}
 	return 0;
@@ -283,7 +282,7 @@ read_meta(struct shard *sh)
 	sqlite3_stmt	*st;
 	const char	*k, *v;
 
-	if ((st = prep(sh, "SELECT key, value FROM " META_TABLE " WHERE "
+	if ((st = prep(sh, "SELECT key, value FROM " OML_META_TABLE " WHERE "
 	    "subject IS NULL AND key IS NOT NULL AND key NOT LIKE "
 	    "'table\\_%' ESCAPE '\\' ORDER BY oml_tuple_id")) == NULL)
 		return -1;
@@ -367,7 +366,7 @@ select_sql(const struct src *s)
 		buf_printf(&b, ", \"%s\"", s->schema.fields[i].name);
 	buf_printf(&b, " FROM \"%s\"", s->name);
 	/* the server's own rows are made anew */
-	if (strcasecmp(s->name, META_TABLE) == 0)
+	if (strcasecmp(s->name, OML_META_TABLE) == 0)
 		buf_adds(&b, " WHERE subject IS NOT NULL");
 	buf_adds(&b, " ORDER BY oml_tuple_id");
 	return buf_cstr(&b);
@@ -404,7 +403,7 @@ read_tables(struct shard *sh)
 	char		*key, *sql, *decl, err[160];
 	int		 i;
 
-	if ((st = prep(sh, "SELECT value, oml_tuple_id FROM " META_TABLE
+	if ((st = prep(sh, "SELECT value, oml_tuple_id FROM " OML_META_TABLE
 	    " WHERE key = ? AND subject IS NULL ORDER BY oml_tuple_id DESC "
 	    "LIMIT 1")) == NULL)
 		return -1;
@@ -775,7 +774,7 @@ open_out(const char *out)
 	char		*name;
 
 	m.conf.datadir = dir_of(out);
-	m.conf.backend = BACKEND_SQLITE;
+	m.conf.backend = &backend_sqlite;
 	m.conf.max_line = CONF_MAX_LINE;
 	m.conf.max_packet = CONF_MAX_PACKET;
 	m.conf.max_fields = CONF_MAX_FIELDS;

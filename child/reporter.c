@@ -58,7 +58,7 @@ enum { REV_CTL = 1, REV_DEST };
 
 /* As liboml2 declared them for the original (§10.9). */
 static const char *const schema_text[] = {
-	"0 _experiment_metadata subject:string key:string value:string",
+	OML_META_SCHEMA,
 	("1 _client_instrumentation measurements_injected:uint32 "
 	    "measurements_dropped:uint32 bytes_allocated:uint64 "
 	    "bytes_freed:uint64 bytes_in_use:uint64 bytes_max:uint64"),

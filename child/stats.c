@@ -58,6 +58,7 @@ struct track {
 	int		 f_inj, f_drop;
 	int		 have_instr;
 	uint64_t	 inj, drop;
+	int64_t		 table_rows;	/* in the table at the last close */
 };
 
 struct sname {
@@ -206,6 +207,7 @@ track_named(int sender_id, const char *sender, const struct table *t)
 		if (st.ntrack >= TRACK_MAX)
 			return NULL;
 		k = xcalloc(1, sizeof(*k));
+		k->table_rows = -1;
 		sender_seen(sender);
 		k->sender = xstrdup(sender);
 		k->tname = xstrdup(t->schema.name);
@@ -309,6 +311,25 @@ stats_stored(const struct table *t, const struct oml_value *v)
 		k->drop = uvalue(&v[k->f_drop]);
 		st.client_dropped += k->drop;
 		k->have_instr = 1;
+	}
+}
+
+/*
+ * The database is about to close, its rows committed: note how many rows
+ * each table holds, for oml2ctl show while it is closed.
+ */
+void
+stats_db_closing(struct db *db)
+{
+	struct track	*k, *prev = NULL;
+
+	for (k = st.all; k != NULL; prev = k, k = k->next) {
+		if (k->table == NULL)
+			continue;
+		if (prev != NULL && prev->table == k->table)
+			k->table_rows = prev->table_rows;
+		else
+			k->table_rows = db_table_rows(db, k->table);
 	}
 }
 
@@ -464,6 +485,7 @@ fill(struct msg_stats *s, const struct stats_base *b, uint64_t now)
 	memset(s, 0, sizeof(*s));
 	s->clients = b->clients;
 	s->stall = b->stall;
+	s->cause = b->stall == STALL_NONE ? CAUSE_NONE : (uint32_t)b->cause;
 	s->hook = b->hook;
 	s->db_open = b->db_open;
 	s->rows = b->rows;
@@ -621,25 +643,50 @@ show_clients(struct showmsg *sm, const struct conn_fig *f, unsigned n)
 	return i < n;
 }
 
-static int
-show_tables(struct showmsg *sm, struct track **v)
+/*
+ * A table's record: rows this process stored, senders, and the rows in
+ * the table now (~0 when the backend cannot tell at once, or the
+ * database is closed).
+ */
+static void
+show_table(struct showmsg *sm, struct db *db, const struct track *k,
+    uint64_t stored, uint64_t senders)
 {
-	const char	*s[1];
+	const char	*s[1] = { k->tname };
 	uint64_t	 num[SHOW_NUMS];
+	int64_t		 rows = k->table != NULL ? db_table_rows(db, k->table) :
+			    k->table_rows;
+
+	memset(num, 0, sizeof(num));
+	num[0] = stored;
+	num[1] = senders;
+	num[2] = rows < 0 ? ~0ULL : (uint64_t)rows;
+	show_rec(sm, REC_TABLE, s, 1, num, SHOW_NUMS);
+}
+
+static int
+show_tables(struct showmsg *sm, struct db *db, struct track **v)
+{
+	const struct track *open = NULL;
+	uint64_t	 stored = 0, senders = 0;
 	unsigned	 i, n = 0;
 
 	for (i = 0; i < st.ntrack; i++) {
-		if (i == 0 || strcmp(v[i]->tname, v[i - 1]->tname) != 0) {
-			if (i > 0 && n++ < SHOW_MAX)
-				show_rec(sm, REC_TABLE, s, 1, num, SHOW_NUMS);
-			s[0] = v[i]->tname;
-			memset(num, 0, sizeof(num));
+		if (i > 0 && strcmp(v[i]->tname, v[i - 1]->tname) != 0) {
+			if (n++ < SHOW_MAX)
+				show_table(sm, db, open ? open : v[i - 1],
+				    stored, senders);
+			stored = senders = 0;
+			open = NULL;
 		}
-		num[0] += v[i]->stored;
-		num[1]++;
+		stored += v[i]->stored;
+		senders++;
+		if (v[i]->table != NULL)
+			open = v[i];
 	}
 	if (st.ntrack > 0 && n++ < SHOW_MAX)
-		show_rec(sm, REC_TABLE, s, 1, num, SHOW_NUMS);
+		show_table(sm, db, open ? open : v[st.ntrack - 1], stored,
+		    senders);
 	return n > SHOW_MAX;
 }
 
@@ -706,7 +753,7 @@ show_streams(struct showmsg *sm, struct track **v)
  */
 void
 stats_show(struct chan *ch, uint32_t id, const struct conn_fig *conns,
-    unsigned nconns)
+    unsigned nconns, struct db *db)
 {
 	static struct showmsg	 sm;
 	struct track		**v;
@@ -718,7 +765,7 @@ stats_show(struct chan *ch, uint32_t id, const struct conn_fig *conns,
 	if (chan_queued(ch, MSG_SHOW) < SHOWQ_MAX) {
 		cut |= show_clients(&sm, conns, nconns);
 		v = sorted(by_table);
-		cut |= show_tables(&sm, v);
+		cut |= show_tables(&sm, db, v);
 		free(v);
 		v = sorted(by_sender);
 		cut |= show_streams(&sm, v);

@@ -970,17 +970,14 @@ static void
 pg_close(struct db *db)
 {
 	struct pg	*pg = PG(db);
-	uint64_t	 give_up;
 
 	if (pg == NULL)
 		return;
 	if (pg->locked && pg->c != NULL)
 		cmd(db, "ROLLBACK");
 	pg->locked = 0;
-	give_up = now_mono_ms() + CLOSE_WAIT_MS;
-	while (flush(db) == -1 && pg->batch_rows > 0 &&
-	    now_mono_ms() < give_up)
-		usleep(100 * 1000);
+	/* the last try: db_close_at() has waited CLOSE_WAIT_MS for it */
+	flush(db);
 	if (pg->batch_rows > 0)
 		log_error("database %s: PostgreSQL did not come back; %zu rows "
 		    "not stored", db->name, pg->batch_rows);
@@ -1057,19 +1054,6 @@ meta_catch_up(struct db *db)
 	return 0;
 }
 
-static int
-pg_meta_get(struct db *db, const char *key, char **val)
-{
-	const struct meta_ent	*e;
-
-	if (meta_catch_up(db) == -1)
-		return -1;
-	if ((e = db_meta_find(db, key)) == NULL)
-		return 1;
-	*val = xstrdup(e->val);
-	return 0;
-}
-
 /* Update the key's row (by id, or every row of a key several hold). */
 static int
 meta_update(struct db *db, const struct meta_ent *e, const char *key,
@@ -1117,13 +1101,6 @@ pg_meta_set(struct db *db, const char *key, const char *val)
 	db_meta_note(db, strtoll(PQgetvalue(res, 0, 0), NULL, 10), key, val);
 	PQclear(res);
 	return 0;
-}
-
-static int
-pg_create_senders(struct db *db)
-{
-	return cmd(db, "CREATE TABLE _senders (name TEXT PRIMARY KEY, "
-	    "id INTEGER UNIQUE);");
 }
 
 /* BEGIN a transaction holding the experiment's schema lock. */
@@ -1195,7 +1172,7 @@ pg_table_create(struct db *db, struct table *t)
 			    t->schema.fields[i].name, PG_NAMELEN);
 			return -1;
 		}
-	sql = db_create_sql(t, 1);
+	sql = db_create_sql(db, t);
 	r = cmd(db, sql);
 	free(sql);
 	return r;
@@ -1206,12 +1183,17 @@ static struct pgtab *
 pgtab(struct table *t)
 {
 	struct pgtab	*b;
+	struct buf	 sql;
 
 	if (t->be != NULL)
 		return t->be;
 	b = xcalloc(1, sizeof(*b));
 	buf_init(&b->data);
-	b->copy_sql = db_insert_sql(t, 1);
+	buf_init(&sql);
+	buf_printf(&sql, "COPY \"%s\" (", t->schema.name);
+	db_sql_columns(&sql, t);
+	buf_adds(&sql, ") FROM STDIN (FORMAT binary)");
+	b->copy_sql = buf_cstr(&sql);
 	t->be = b;
 	return b;
 }
@@ -1274,46 +1256,18 @@ utf8_ok(const unsigned char *s, size_t n)
 	return 1;
 }
 
-static char *
-room(struct buf *b, size_t n)
-{
-	char	*p;
-
-	buf_reserve(b, n);
-	p = b->p + b->len;
-	b->len += n;
-	return p;
-}
-
-static void
-put32(struct buf *b, uint32_t v)
-{
-	v = htonl(v);
-	memcpy(room(b, 4), &v, 4);
-}
-
-static void
-put64(struct buf *b, uint64_t v)
-{
-	uint32_t	 w[2];
-
-	w[0] = htonl((uint32_t)(v >> 32));
-	w[1] = htonl((uint32_t)v);
-	memcpy(room(b, 8), w, 8);
-}
-
 static void
 field_i32(struct buf *b, int32_t v)
 {
-	put32(b, 4);
-	put32(b, (uint32_t)v);
+	buf_add_be32(b, 4);
+	buf_add_be32(b, (uint32_t)v);
 }
 
 static void
 field_i64(struct buf *b, uint64_t v)
 {
-	put32(b, 8);
-	put64(b, v);
+	buf_add_be32(b, 8);
+	buf_add_be64(b, v);
 }
 
 static void
@@ -1328,9 +1282,9 @@ field_f64(struct buf *b, double d)
 static void
 field_bytes(struct buf *b, const char *p, size_t n)
 {
-	put32(b, (uint32_t)n);
+	buf_add_be32(b, (uint32_t)n);
 	if (n > 0)
-		memcpy(room(b, n), p, n);
+		memcpy(buf_extend(b, n), p, n);
 }
 
 /* §8.4 for PostgreSQL, in binary COPY form. */
@@ -1359,19 +1313,19 @@ encode_value(struct buf *b, const struct oml_value *v)
 		break;
 	case OML_BLOB:
 		if (v->null)
-			put32(b, 0xffffffffu);
+			buf_add_be32(b, 0xffffffffu);
 		else
 			field_bytes(b, v->u.s.p, v->u.s.len);
 		break;
 	case OML_GUID:
 		if (v->u.u64 == 0)
-			put32(b, 0xffffffffu);
+			buf_add_be32(b, 0xffffffffu);
 		else
 			field_i64(b, v->u.u64);
 		break;
 	case OML_BOOL:
-		put32(b, 1);
-		*room(b, 1) = v->u.b ? 1 : 0;
+		buf_add_be32(b, 1);
+		*buf_extend(b, 1) = v->u.b ? 1 : 0;
 		break;
 	default:			/* vectors, rendered as text */
 		field_bytes(b, v->u.s.p, v->u.s.len);
@@ -1411,7 +1365,6 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	struct pg	*pg = PG(db);
 	struct pgtab	*b;
 	size_t		 before;
-	uint16_t	 nf;
 	int		 i;
 
 	if (!strings_ok(db, t, r))
@@ -1420,8 +1373,7 @@ pg_insert(struct db *db, struct table *t, const struct row *r)
 	if (b->full)
 		return -1;	/* said once, by ids_spent() */
 	before = b->data.len;
-	nf = htons((uint16_t)(r->n + 4));
-	memcpy(room(&b->data, 2), &nf, 2);
+	be_put16(buf_extend(&b->data, 2), (uint16_t)(r->n + 4));
 	field_i32(&b->data, r->sender);
 	field_i32(&b->data, r->seq);
 	field_f64(&b->data, r->ts_client);
@@ -1488,15 +1440,54 @@ pg_stalled(struct db *db)
 	return pg != NULL && pg->c == NULL && pg->backlog >= BACKLOG_MAX;
 }
 
-/* Start-up check, run as the target user (§10): reachable, may CREATEDB. */
-int
-pg_probe(const struct child_conf *conf)
+/*
+ * Only between transactions: a streamed batch, the schema lock or an
+ * open transaction is not disturbed for an operator's question.  The
+ * primary key's index makes max() one descent.
+ */
+static int64_t
+pg_table_rows(struct db *db, const struct table *t)
+{
+	struct pg	*pg = PG(db);
+	PGresult	*res;
+	char		*sql;
+	int64_t		 n = -1;
+
+	if (pg == NULL || pg->c == NULL || pg->streaming != NULL ||
+	    pg->locked || PQtransactionStatus(pg->c) != PQTRANS_IDLE)
+		return -1;
+	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
+	    t->schema.name);
+	res = PQexec(pg->c, sql);
+	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
+	    PQntuples(res) == 1)
+		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	free(sql);
+	return n;
+}
+
+static int
+pg_stall_cause(struct db *db)
+{
+	return PG(db) == NULL || PG(db)->c == NULL ? CAUSE_PG_DOWN :
+	    CAUSE_ERROR;
+}
+
+/*
+ * Start-up check, run as the target user (§10): reachable, may CREATEDB.
+ * There is no data directory to lock.
+ */
+static int
+pg_probe(const struct child_conf *conf, int *lock)
 {
 	PGconn		*c;
 	PGresult	*res;
 	char		 port[24], m[512];
 	int		 r = -1;
 
+	if (lock != NULL)
+		*lock = -1;
 	if (pqlib_load() == -1 ||
 	    (c = pg_connect(conf, MAINT_DB, LOG_LVL_ERROR)) == NULL)
 		return -1;
@@ -1522,19 +1513,44 @@ pg_probe(const struct child_conf *conf)
 	return r;
 }
 
+/* Declared column types (§8.3), as the original's. */
+static const char *const pg_types[OML_TYPE_MAX] = {
+	[OML_INT32] = "INT4",		[OML_UINT32] = "INT8",
+	[OML_INT64] = "INT8",		[OML_UINT64] = "BIGINT",
+	[OML_DOUBLE] = "FLOAT8",	[OML_STRING] = "TEXT",
+	[OML_BLOB] = "BYTEA",		[OML_GUID] = "BIGINT",
+	[OML_BOOL] = "BOOLEAN",		[OML_VINT32] = "TEXT",
+	[OML_VUINT32] = "TEXT",		[OML_VINT64] = "TEXT",
+	[OML_VUINT64] = "TEXT",		[OML_VDOUBLE] = "TEXT",
+	[OML_VBOOL] = "TEXT",
+};
+
 const struct backend backend_pg = {
+	.name = "postgresql",
+	.files = 0,
 	.nocase = 0,
+	.close_wait_ms = CLOSE_WAIT_MS,
+	/*
+	 * BIGSERIAL, as the original's later releases have it: a SERIAL runs
+	 * out of ids after 2^31 rows (about an hour of one table's ingest at
+	 * full speed).
+	 */
+	.key_type = "BIGSERIAL PRIMARY KEY",
+	.types = pg_types,
+	.probe = pg_probe,
 	.open = pg_open,
 	.close = pg_close,
 	.commit = pg_commit,
 	.tables = pg_tables,
-	.meta_get = pg_meta_get,
+	.meta_load = meta_catch_up,
 	.meta_set = pg_meta_set,
 	.sender = pg_sender,
-	.create_senders = pg_create_senders,
+	.exec = cmd,
 	.table_create = pg_table_create,
 	.table_free = pg_table_free,
 	.insert = pg_insert,
 	.lock = pg_lock,
 	.stalled = pg_stalled,
+	.stall_cause = pg_stall_cause,
+	.table_rows = pg_table_rows,
 };

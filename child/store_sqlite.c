@@ -49,8 +49,6 @@
 #define BATCH_LOG	6
 #define BATCH_ROWS	(1 << BATCH_LOG)
 #define LOCK_FILE	".oml2-server.lock"
-#define SENDERS_DDL	"CREATE TABLE _senders (name TEXT PRIMARY KEY, id " \
-			"INTEGER UNIQUE);"
 #define REBORN_MS	1000	/* between tries to make a deleted file again */
 
 /*
@@ -712,7 +710,7 @@ remake(struct db *db, struct journal *j, struct journal *old)
 
 	memset(&e, 0, sizeof(e));
 	e.kind = J_EXEC;
-	e.a = SENDERS_DDL;
+	e.a = db_senders_sql;
 	journal_add(j, &e);
 	if (db->meta != NULL)
 		journal_table(j, db->meta);
@@ -879,6 +877,47 @@ sq_stalled(struct db *db)
 	return SQ(db) != NULL && SQ(db)->failing;
 }
 
+/* max(rowid) is one descent of the table's B-tree, whatever its size. */
+static int64_t
+sq_table_rows(struct db *db, const struct table *t)
+{
+	sqlite3_stmt	*st;
+	char		*sql;
+	int64_t		 n = -1;
+
+	if (SQ(db) == NULL || SQ(db)->h == NULL || SQ(db)->failing)
+		return -1;
+	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
+	    t->schema.name);
+	if (sqlite3_prepare_v2(SQ(db)->h, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	free(sql);
+	return n;
+}
+
+static int
+sq_stall_cause(struct db *db)
+{
+	if (SQ(db) == NULL)
+		return CAUSE_ERROR;
+	switch (SQ(db)->rc & 0xff) {
+	case SQLITE_FULL:
+		return CAUSE_DISK_FULL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return CAUSE_LOCKED;
+	case SQLITE_IOERR:
+		return CAUSE_IO;
+	case SQLITE_NOMEM:
+		return CAUSE_MEMORY;
+	default:
+		return CAUSE_ERROR;
+	}
+}
+
 static int
 sq_tables(struct db *db, char ***names, int *n)
 {
@@ -954,19 +993,6 @@ fail:
 	return -1;
 }
 
-static int
-sq_meta_get(struct db *db, const char *key, char **val)
-{
-	const struct meta_ent	*e;
-
-	if (meta_load(db) == -1)
-		return -1;
-	if ((e = db_meta_find(db, key)) == NULL)
-		return 1;
-	*val = xstrdup(e->val);
-	return 0;
-}
-
 /*
  * Set a key: update its row, found by id (or every row of a key that
  * several hold), or insert one.  A cached row that is not there (rolled
@@ -1023,9 +1049,9 @@ sq_meta_set(struct db *db, const char *key, const char *val)
 }
 
 static int
-sq_create_senders(struct db *db)
+sq_exec_write(struct db *db, const char *sql)
 {
-	struct jentry	 e = { .kind = J_EXEC, .a = SENDERS_DDL };
+	struct jentry	 e = { .kind = J_EXEC, .a = sql };
 
 	return sq_write(db, &e);
 }
@@ -1087,7 +1113,7 @@ sq_sender(struct db *db, const char *name, int *id)
 static int
 x_create(struct db *db, struct table *t)
 {
-	char	*sql = db_create_sql(t, 0);
+	char	*sql = db_create_sql(db, t);
 	int	 r;
 
 	r = sq_exec(db, sql);
@@ -1109,21 +1135,20 @@ sqt_stmt(struct db *db, struct table *t, int k)
 {
 	struct sqt	*q = t->be;
 	struct buf	 b;
-	char		*one, *tuple;
-	int		 i;
+	int		 i, j;
 
 	if (q->st[k] != NULL)
 		return q->st[k];
-	one = db_insert_sql(t, 0);		/* INSERT ... VALUES (?, ...); */
-	one[strlen(one) - 1] = '\0';
-	tuple = strrchr(one, '(');
 	buf_init(&b);
-	buf_adds(&b, one);
-	for (i = 1; i < 1 << k; i++) {
-		buf_adds(&b, ", ");
-		buf_adds(&b, tuple);
+	buf_printf(&b, "INSERT INTO \"%s\" (", t->schema.name);
+	db_sql_columns(&b, t);
+	buf_adds(&b, ") VALUES ");
+	for (i = 0; i < 1 << k; i++) {
+		buf_adds(&b, i > 0 ? ", (?" : "(?");
+		for (j = 1; j < q->nf + 4; j++)
+			buf_adds(&b, ", ?");
+		buf_addc(&b, ')');
 	}
-	free(one);
 	q->st[k] = sq_prepare(db, buf_cstr(&b));
 	free(b.p);
 	return q->st[k];
@@ -1385,7 +1410,7 @@ sq_apply(struct db *db, const struct jentry *e, size_t at)
 }
 
 /* Start-up check, run as the target user: is the directory usable? */
-int
+static int
 sqlite_probe(const struct child_conf *conf)
 {
 	struct stat	 st;
@@ -1413,7 +1438,7 @@ sqlite_probe(const struct child_conf *conf)
  * the master's pid, for the next server's refusal.  Returns the locked
  * descriptor, or -1 (logged).
  */
-int
+static int
 sqlite_lock(const struct child_conf *conf)
 {
 	char	*path, pid[24];
@@ -1450,19 +1475,49 @@ sqlite_lock(const struct child_conf *conf)
 	return fd;
 }
 
+static int
+sq_probe(const struct child_conf *conf, int *lock)
+{
+	if (lock != NULL)
+		*lock = -1;
+	if (sqlite_probe(conf) == -1 ||
+	    (lock != NULL && (*lock = sqlite_lock(conf)) == -1))
+		return -1;
+	return 0;
+}
+
+/* Declared column types (§8.3), as the original's; keep them byte-identical. */
+static const char *const sq_types[OML_TYPE_MAX] = {
+	[OML_INT32] = "INTEGER",	[OML_UINT32] = "UNSIGNED INTEGER",
+	[OML_INT64] = "BIGINT",		[OML_UINT64] = "UNSIGNED BIGINT",
+	[OML_DOUBLE] = "REAL",		[OML_STRING] = "TEXT",
+	[OML_BLOB] = "BLOB",		[OML_GUID] = "UNSIGNED BIGINT",
+	[OML_BOOL] = "INTEGER",		[OML_VINT32] = "TEXT",
+	[OML_VUINT32] = "TEXT",		[OML_VINT64] = "TEXT",
+	[OML_VUINT64] = "TEXT",		[OML_VDOUBLE] = "TEXT",
+	[OML_VBOOL] = "TEXT",
+};
+
 const struct backend backend_sqlite = {
+	.name = "sqlite",
+	.files = 1,
 	.nocase = 1,
+	.key_type = "INTEGER PRIMARY KEY",
+	.types = sq_types,
+	.probe = sq_probe,
 	.open = sq_open,
 	.close = sq_close,
 	.commit = sq_commit,
 	.tables = sq_tables,
-	.meta_get = sq_meta_get,
+	.meta_load = meta_load,
 	.meta_set = sq_meta_set,
 	.sender = sq_sender,
-	.create_senders = sq_create_senders,
+	.exec = sq_exec_write,
 	.table_create = sq_table_create,
 	.table_free = sq_table_free,
 	.insert = sq_insert,
 	.lock = NULL,
 	.stalled = sq_stalled,
+	.stall_cause = sq_stall_cause,
+	.table_rows = sq_table_rows,
 };

@@ -45,18 +45,6 @@ budget_create(uint64_t limit, unsigned nslots)
 	return b;
 }
 
-uint64_t
-budget_limit(const struct budget *b)
-{
-	return b->limit;
-}
-
-uint64_t
-budget_total(struct budget *b)
-{
-	return atomic_load(&b->total);
-}
-
 /* A slot for process pid, or -1 if all are taken. */
 int
 budget_join(struct budget *b, int pid)

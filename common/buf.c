@@ -111,6 +111,30 @@ buf_reserve(struct buf *b, size_t n)
 		buf_setcap(b, buf_cap_for(b, n));
 }
 
+/* Append n bytes, returned for the caller to write. */
+char *
+buf_extend(struct buf *b, size_t n)
+{
+	char	*p;
+
+	buf_reserve(b, n);
+	p = b->p + b->len;
+	b->len += n;
+	return p;
+}
+
+void
+buf_add_be32(struct buf *b, uint32_t v)
+{
+	be_put32(buf_extend(b, 4), v);
+}
+
+void
+buf_add_be64(struct buf *b, uint64_t v)
+{
+	be_put64(buf_extend(b, 8), v);
+}
+
 /* Grow or shrink to exactly cap bytes (never below the contents). */
 void
 buf_setcap(struct buf *b, size_t cap)

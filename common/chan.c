@@ -61,7 +61,7 @@ const struct msg_spec msg_table[MSG_TYPE_MAX] = {
 	[MSG_REPORT] =	   { "report", C2M, sizeof(struct msg_report),
 			     REPORT_MAX, 0 },
 	[MSG_LOGREOPEN] =  { "log-reopen", M2C, 0, 0, 1 },
-	[MSG_LOCK] =	   { "lock", C2M, 0, 0, 1 },
+	[MSG_LOCK] =	   { "lock", C2M, 0, 0, 2 },	/* fd if any */
 	[MSG_STATS] =	   { "stats", C2M, sizeof(struct msg_stats),
 			     sizeof(struct msg_stats), 0 },
 	[MSG_SHOW_REQ] =   { "show-request", M2C, 4, 4, 0 },
@@ -235,7 +235,8 @@ frame_recv(int sock, unsigned side, uint32_t gen, struct msg *m, char *why,
 	    (mh.msg_flags & MSG_CTRUNC)))
 		snprintf(why, whylen, "unexpected descriptor with %s message",
 		    sp->name);
-	else if (!sp->fd)
+	else if (!sp->fd || (sp->fd == 2 && c == NULL &&
+	    !(m->hdr.flags & MSG_FLAG_FD) && !(mh.msg_flags & MSG_CTRUNC)))
 		return CHAN_MSG;
 	else if (!(m->hdr.flags & MSG_FLAG_FD))
 		snprintf(why, whylen, "%s message without its descriptor",
@@ -372,7 +373,8 @@ chan_send(struct chan *ch, uint32_t type, int fd, const void *data,
 
 	if (sp->name == NULL ||
 	    !(sp->dir & (ch->side ^ (MSG_TO_MASTER | MSG_TO_CHILD))) ||
-	    len < sp->min || len > sp->max || (fd != -1) != sp->fd)
+	    len < sp->min || len > sp->max ||
+	    (sp->fd != 2 && (fd != -1) != sp->fd))
 		fatalx("%s message of %zu bytes%s to %s: not in the table",
 		    msg_name(type), len, fd != -1 ? " with a descriptor" : "",
 		    ch->who);

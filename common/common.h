@@ -31,7 +31,6 @@ int		 log_open(const char *path, int level);
 int		 log_reopen(void);
 const char	*log_open_error(void);
 void		 log_setproc(const char *fmt, ...) PRINTFLIKE(1, 2);
-int		 log_level(void);
 int		 log_fd(void);
 void		 log_startup(int);
 void		 log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
@@ -66,6 +65,37 @@ void	 buf_drop(struct buf *, size_t);
 size_t	 buf_cap_for(const struct buf *, size_t);
 void	 buf_setcap(struct buf *, size_t);
 char	*buf_cstr(struct buf *);
+char	*buf_extend(struct buf *, size_t);
+void	 buf_add_be32(struct buf *, uint32_t);
+void	 buf_add_be64(struct buf *, uint64_t);
+
+/* Big-endian numbers, written at p (encoders of OMSP and of COPY). */
+static inline void
+be_put16(void *p, uint16_t v)
+{
+	unsigned char	*q = p;
+
+	q[0] = (unsigned char)(v >> 8);
+	q[1] = (unsigned char)v;
+}
+
+static inline void
+be_put32(void *p, uint32_t v)
+{
+	unsigned char	*q = p;
+
+	q[0] = (unsigned char)(v >> 24);
+	q[1] = (unsigned char)(v >> 16);
+	q[2] = (unsigned char)(v >> 8);
+	q[3] = (unsigned char)v;
+}
+
+static inline void
+be_put64(void *p, uint64_t v)
+{
+	be_put32(p, (uint32_t)(v >> 32));
+	be_put32((unsigned char *)p + 4, (uint32_t)v);
+}
 
 void	*xmalloc(size_t);
 void	*xcalloc(size_t, size_t);
@@ -167,7 +197,8 @@ struct msg_spec {
 	const char	*name;
 	uint8_t		 dir;		/* MSG_TO_* */
 	uint32_t	 min, max;	/* payload bytes */
-	uint8_t		 fd;		/* a descriptor comes with it */
+	uint8_t		 fd;		/* a descriptor comes with it: 1 always,
+					   2 for some (the lock) */
 };
 extern const struct msg_spec msg_table[MSG_TYPE_MAX];
 
@@ -245,6 +276,9 @@ struct msg_report {
 extern const uint64_t stats_bucket_us[STATS_BUCKETS - 1];
 
 enum stats_stall { STALL_NONE, STALL_RETRYING, STALL_STALLED, STALL_MAX };
+/* why the database cannot be written */
+enum stats_cause { CAUSE_NONE, CAUSE_DISK_FULL, CAUSE_LOCKED, CAUSE_IO,
+	CAUSE_MEMORY, CAUSE_PG_DOWN, CAUSE_ERROR, CAUSE_MAX };
 enum stats_hook { HOOKST_NONE, HOOKST_STARTING, HOOKST_READY,
 	HOOKST_DROPPED, HOOKST_MAX };
 /* why a client connection ended, or was refused */
@@ -256,6 +290,8 @@ struct msg_stats {
 	uint32_t	stall;		/* enum stats_stall */
 	uint32_t	hook;		/* enum stats_hook */
 	uint32_t	db_open;
+	uint32_t	cause;		/* enum stats_cause, while stalled */
+	uint32_t	spare;
 	uint64_t	rows;
 	uint64_t	dropped;
 	uint64_t	bytes;
@@ -329,8 +365,6 @@ void	 priv_drop(const struct priv_ids *);
 /* budget.c -- a byte budget shared by processes (made before forking) */
 struct budget;
 struct budget	*budget_create(uint64_t limit, unsigned nslots);
-uint64_t	 budget_limit(const struct budget *);
-uint64_t	 budget_total(struct budget *);
 int		 budget_join(struct budget *, int pid);
 void		 budget_leave(struct budget *, int slot);
 void		 budget_reap(struct budget *, int pid);

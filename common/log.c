@@ -116,12 +116,6 @@ log_setproc(const char *fmt, ...)
 }
 
 int
-log_level(void)
-{
-	return log_lvl;
-}
-
-int
 log_fd(void)
 {
 	return log_fdesc;

@@ -396,6 +396,8 @@ exp_members(struct buf *b, const struct expfig *f, uint64_t now)
 	jkey(b, "stall");
 	jstr(b, stall_name[s.stall]);
 	jsecs(b, "stall_seconds", s.stall_ms);
+	jkey(b, "stall_cause");
+	jstr(b, cause_name[s.cause]);
 	jkey(b, "hook");
 	jstr(b, hook_name[s.hook]);
 	jnum(b, "commits", s.commits);
@@ -449,7 +451,7 @@ reply_status(struct ctlconn *cc)
 	buf_printf(b, ",\"started\":%.3f,\"uptime\":%.3f", t.started,
 	    now_real() - t.started);
 	jkey(b, "backend");
-	jstr(b, opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql");
+	jstr(b, backend_name(opts.cc.backend));
 	jkey(b, "data_dir");
 	if (opts.cc.datadir != NULL)
 		jstr(b, opts.cc.datadir);
@@ -562,7 +564,11 @@ rec_json(struct buf *b, const struct rec *r)
 		break;
 	case REC_TABLE:
 		rs(b, "name", r, 0);
-		jnum(b, "rows", n[0]);
+		if (n[2] == ~0ULL)
+			buf_adds(b, ",\"rows\":null");
+		else
+			jnum(b, "rows", n[2]);
+		jnum(b, "stored", n[0]);
 		jnum(b, "senders", n[1]);
 		break;
 	case REC_STREAM:

@@ -39,6 +39,12 @@ const char *const stall_name[STALL_MAX] = {
 	[STALL_NONE] = "no", [STALL_RETRYING] = "retrying",
 	[STALL_STALLED] = "stalled",
 };
+const char *const cause_name[CAUSE_MAX] = {
+	[CAUSE_NONE] = "", [CAUSE_DISK_FULL] = "disk full",
+	[CAUSE_LOCKED] = "database locked", [CAUSE_IO] = "I/O error",
+	[CAUSE_MEMORY] = "out of memory", [CAUSE_PG_DOWN] = "PostgreSQL down",
+	[CAUSE_ERROR] = "write error",
+};
 const char *const hook_name[HOOKST_MAX] = {
 	[HOOKST_NONE] = "none", [HOOKST_STARTING] = "starting",
 	[HOOKST_READY] = "ready", [HOOKST_DROPPED] = "dropped",
@@ -149,6 +155,8 @@ fig_proc_stats(struct proc *c, const void *data, size_t len)
 	memcpy(&s, data, sizeof(s));
 	if (s.stall >= STALL_MAX)
 		s.stall = STALL_STALLED;
+	if (s.cause >= CAUSE_MAX)
+		s.cause = CAUSE_ERROR;
 	if (s.hook >= HOOKST_MAX)
 		s.hook = HOOKST_NONE;
 	c->figs = s;
@@ -202,6 +210,7 @@ add_live(struct msg_stats *o, const struct proc *c, uint64_t now,
 		o->last_commit_ms = age;
 	if (first) {		/* the serving process's state */
 		o->stall = s->stall;
+		o->cause = s->cause;
 		o->stall_ms = s->stall ? aged(s->stall_ms, c->figs_at, now) :
 		    0;
 		o->hook = s->hook;
@@ -221,6 +230,7 @@ fig_sum(const struct expfig *f, uint64_t now, struct msg_stats *o)
 	o->rate_milli = o->rss_kb = 0;
 	o->last_commit_ms = ~0ULL;
 	o->stall = STALL_NONE;
+	o->cause = CAUSE_NONE;
 	o->stall_ms = 0;
 	o->hook = HOOKST_NONE;
 	o->db_open = 0;

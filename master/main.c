@@ -101,43 +101,18 @@ setup_user(void)
 }
 
 /*
- * Check, as the target user, that the backend can be used.  With SQLite
- * that process also locks the data directory and passes the lock back:
- * the master keeps it open, unused, until it exits (spares close it, and
- * it is close-on-exec).
+ * Check, as the target user, that the backend can be used (child/probe.c).
+ * The data directory's lock, if the backend takes one, stays open, unused,
+ * until the master exits.
  */
 static void
 probe_backend(void)
 {
-	static struct msg	 m;
-	pid_t			 pid;
-	int			 status, sv[2], lock;
+	int	 lock;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
-		fatal("socketpair");
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid == 0) {
-		close_except(sv[1], log_fd());
-		priv_drop(&opts.cc.ids);
-		if (child_probe(&opts.cc, &lock) == -1 || (lock != -1 &&
-		    msg_send(sv[1], MSG_LOCK, lock, NULL, 0) == -1))
-			_exit(1);
-		_exit(0);
-	}
-	close(sv[1]);
-	while (waitpid(pid, &status, 0) == -1)
-		if (errno != EINTR)
-			fatal("waitpid");
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+	if (child_probe(&opts.cc, &lock) == -1)
 		fatalx("cannot use the %s backend; exiting",
-		    opts.cc.backend == BACKEND_SQLITE ? "sqlite" :
-		    "postgresql");
-	if (opts.cc.backend == BACKEND_SQLITE &&
-	    (msg_recv(sv[0], &m) != 1 || m.hdr.type != MSG_LOCK ||
-	    m.fd == -1))
-		fatalx("the data directory's lock did not arrive");
-	close(sv[0]);
+		    backend_name(opts.cc.backend));
 }
 
 /*
@@ -366,9 +341,9 @@ main(int argc, char **argv)
 	fig_init();
 	log_startup(0);
 	log_info("oml2-server %s ready: %s backend%s%s", OML2_VERSION,
-	    opts.cc.backend == BACKEND_SQLITE ? "sqlite" : "postgresql",
-	    opts.cc.backend == BACKEND_SQLITE ? " in " : "",
-	    opts.cc.backend == BACKEND_SQLITE ? opts.cc.datadir : "");
+	    backend_name(opts.cc.backend),
+	    backend_files(opts.cc.backend) ? " in " : "",
+	    backend_files(opts.cc.backend) ? opts.cc.datadir : "");
 	log_info("unfinished input held for clients: at most %llu MiB, "
 	    "%llu MiB per experiment", (unsigned long long)
 	    (opts.cc.max_buffered >> 20), (unsigned long long)

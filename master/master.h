@@ -12,7 +12,7 @@
 
 #include "common/common.h"
 #include "proto/proto.h"
-#include "child/child.h"
+#include "child/api.h"
 
 struct options {
 	struct child_conf	 cc;		/* what every child gets */
@@ -23,7 +23,6 @@ struct options {
 	char			*logfile;
 	int			 loglevel;
 	int			 spares;
-	unsigned		 linger;
 	size_t			 header_limit;
 	unsigned		 header_timeout;
 	unsigned		 max_pending;
@@ -225,6 +224,7 @@ struct expfig {
 extern struct expfig	*figs;
 extern const char *const refuse_name[REF_MAX];
 extern const char *const stall_name[STALL_MAX];
+extern const char *const cause_name[CAUSE_MAX];
 extern const char *const hook_name[HOOKST_MAX];
 extern const char *const end_name[SE_MAX];
 void	 fig_init(void);

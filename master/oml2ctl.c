@@ -528,17 +528,20 @@ duration(double s)
 	return fmt("%ldd%02ldh", t / 86400, t % 86400 / 3600);
 }
 
-/* "no", "retrying 3.0s", "stalled 12.0s" */
+/* "no", "retrying 3.0s (database locked)", "stalled 12.0s (disk full)" */
 static char *
 stall_text(const struct jv *e)
 {
-	const struct jv	*s = jget(e, "stall");
+	const struct jv	*s = jget(e, "stall"), *why = jget(e, "stall_cause");
 	char		*d, *r;
 
 	if (s == NULL || s->t != J_STR || strcmp(s->s.p, "no") == 0)
 		return xstrdup("no");
 	d = duration(jnum(e, "stall_seconds"));
-	r = fmt("%s %s", s->s.p, d);
+	if (why != NULL && why->t == J_STR && why->s.p[0] != '\0')
+		r = fmt("%s %s (%s)", s->s.p, d, why->s.p);
+	else
+		r = fmt("%s %s", s->s.p, d);
 	free(d);
 	return r;
 }
@@ -749,8 +752,9 @@ print_clients(const struct jv *a)
 static void
 print_tables(const struct jv *a)
 {
-	static const char *const head[] = { "TABLE", "ROWS", "SENDERS" };
-	struct table	 t = { nitems(head), head, "lrr", NULL, 0 };
+	static const char *const head[] = { "TABLE", "ROWS", "STORED",
+	    "SENDERS" };
+	struct table	 t = { nitems(head), head, "lrrr", NULL, 0 };
 	char		*c[nitems(head)];
 	size_t		 i;
 
@@ -760,7 +764,8 @@ print_tables(const struct jv *a)
 	for (i = 0; i < a->n; i++) {
 		c[0] = field(a->kid[i], "name");
 		c[1] = field(a->kid[i], "rows");
-		c[2] = field(a->kid[i], "senders");
+		c[2] = field(a->kid[i], "stored");
+		c[3] = field(a->kid[i], "senders");
 		table_row(&t, c);
 	}
 	table_print(&t);

@@ -203,7 +203,7 @@ defaults(struct options *o)
 	o->listen = xstrdup("3003");
 	o->loglevel = LOG_LVL_INFO;
 	o->spares = 2;
-	o->linger = 60;
+	o->cc.linger = 60;
 	o->header_limit = 16384;
 	o->header_timeout = 10;
 	o->max_pending = 1024;
@@ -212,7 +212,7 @@ defaults(struct options *o)
 	o->max_source_experiments = 256;
 	o->oml_bufsize = 1024 * 1024;
 	o->keep_ended = 300;
-	o->cc.backend = BACKEND_SQLITE;
+	o->cc.backend = backend_named("sqlite");
 	o->cc.pg_host = xstrdup(CONF_PG_HOST);
 	o->cc.pg_port = xstrdup(CONF_PG_PORT);
 	o->cc.pg_user = xstrdup(CONF_PG_USER);
@@ -258,11 +258,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case 'd':	o->loglevel = (int)num("--debug-level", arg, 1, 4); break;
 	case O_LOGFILE:	setstr(&o->logfile, arg); break;
 	case 'b':
-		if (strcmp(arg, "sqlite") == 0)
-			o->cc.backend = BACKEND_SQLITE;
-		else if (strcmp(arg, "postgresql") == 0)
-			o->cc.backend = BACKEND_POSTGRESQL;
-		else
+		if ((o->cc.backend = backend_named(arg)) == NULL)
 			bad("--backend: unknown backend \"%s\"", arg);
 		break;
 	case O_PG_HOST:	setstr(&o->cc.pg_host, arg); break;
@@ -271,7 +267,7 @@ one(struct options *o, int c, const char *arg, char **datadir)
 	case O_PG_PASS:	setstr(&o->cc.pg_pass, arg); break;
 	case O_PG_CONNECT: setstr(&o->cc.pg_connect, arg); break;
 	case O_SPARES:	o->spares = (int)num("--spares", arg, 0, 64); break;
-	case O_LINGER:	o->linger = num("--linger", arg, 0, 86400); break;
+	case O_LINGER:	o->cc.linger = num("--linger", arg, 0, 86400); break;
 	case O_HEADER_LIMIT:
 		o->header_limit = num("--header-limit", arg, 256,
 		    MSG_MAXPAYLOAD - sizeof(struct msg_client));
@@ -562,7 +558,7 @@ options_parse(int argc, char **argv, struct options *o)
 		    o->cc.max_header, o->header_limit);
 	if (o->cc.hook != NULL)
 		check_hook(o->cc.hook);
-	if (o->cc.backend == BACKEND_SQLITE)
+	if (backend_files(o->cc.backend))
 		resolve_datadir(o, datadir);
 	else {
 		if (datadir == NULL && getenv("OML_SQLITE_DIR") != NULL)
@@ -571,9 +567,8 @@ options_parse(int argc, char **argv, struct options *o)
 		    DEFAULT_DATADIR);
 		free(datadir);
 	}
-	if (o->cc.backend == BACKEND_SQLITE)
+	if (backend_files(o->cc.backend))
 		resolve_control(o, NULL);
-	o->cc.linger = o->linger;
 	resolve_buffers(o);
 	resolve_report(o);
 }

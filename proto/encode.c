@@ -33,35 +33,15 @@ enc_header(struct buf *b, const struct enc_header *h)
 	buf_printf(b, "content: %s\n\n", h->binary ? "binary" : "text");
 }
 
-/* Room for n more bytes, returned as a write pointer. */
+/*
+ * Space for n more bytes, returned as a write pointer; the caller counts
+ * what it wrote into b->len.
+ */
 static uint8_t *
-room(struct buf *b, size_t n)
+writable(struct buf *b, size_t n)
 {
 	buf_reserve(b, n);
 	return (uint8_t *)b->p + b->len;
-}
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
 }
 
 /*
@@ -84,7 +64,7 @@ enc_bin_double(uint8_t out[6], double v)
 	}
 	out[0] = 0x02;
 	if (isinf(v)) {
-		put32(out + 1, 0x80000000u);
+		be_put32(out + 1, 0x80000000u);
 		return;
 	}
 	m = frexp(v, &e);
@@ -92,7 +72,7 @@ enc_bin_double(uint8_t out[6], double v)
 		out[0] = 0x03;
 		return;
 	}
-	put32(out + 1, (uint32_t)(int32_t)(m * 1073741824.0));
+	be_put32(out + 1, (uint32_t)(int32_t)(m * 1073741824.0));
 	out[5] = (uint8_t)(int8_t)e;
 }
 
@@ -130,28 +110,28 @@ bin_put_vector(struct buf *b, const struct oml_value *v)
 	size_t		 size = vec_elem_size(v->type, &code);
 	uint64_t	 u;
 
-	p = room(b, 4 + (size_t)n * size);
+	p = writable(b, 4 + (size_t)n * size);
 	p[0] = 0x0D;
 	p[1] = code;
-	put16(p + 2, (uint16_t)n);
+	be_put16(p + 2, (uint16_t)n);
 	p += 4;
 	for (i = 0; i < n; i++, p += size) {
 		switch (v->type) {
 		case OML_VINT32:
-			put32(p, (uint32_t)((const int32_t *)v->u.vec.p)[i]);
+			be_put32(p, (uint32_t)((const int32_t *)v->u.vec.p)[i]);
 			break;
 		case OML_VUINT32:
-			put32(p, ((const uint32_t *)v->u.vec.p)[i]);
+			be_put32(p, ((const uint32_t *)v->u.vec.p)[i]);
 			break;
 		case OML_VINT64:
-			put64(p, (uint64_t)((const int64_t *)v->u.vec.p)[i]);
+			be_put64(p, (uint64_t)((const int64_t *)v->u.vec.p)[i]);
 			break;
 		case OML_VUINT64:
-			put64(p, ((const uint64_t *)v->u.vec.p)[i]);
+			be_put64(p, ((const uint64_t *)v->u.vec.p)[i]);
 			break;
 		case OML_VDOUBLE:
 			memcpy(&u, &((const double *)v->u.vec.p)[i], 8);
-			put64(p, u);
+			be_put64(p, u);
 			break;
 		default:
 			p[0] = ((const uint8_t *)v->u.vec.p)[i] ? 0x0C : 0x0B;
@@ -170,14 +150,14 @@ bin_put_bytes(struct buf *b, const struct oml_value *v)
 
 	if (v->type == OML_STRING) {
 		n = n > 255 ? 255 : n;
-		p = room(b, 2 + n);
+		p = writable(b, 2 + n);
 		p[0] = 0x04;
 		p[1] = (uint8_t)n;
 		b->len += 2;
 	} else {
-		p = room(b, 5 + n);
+		p = writable(b, 5 + n);
 		p[0] = 0x09;
-		put32(p + 1, (uint32_t)n);
+		be_put32(p + 1, (uint32_t)n);
 		b->len += 5;
 	}
 	buf_add(b, v->u.s.p, n);
@@ -186,17 +166,17 @@ bin_put_bytes(struct buf *b, const struct oml_value *v)
 static void
 bin_put_value(struct buf *b, const struct oml_value *v)
 {
-	uint8_t	*p = room(b, 9);
+	uint8_t	*p = writable(b, 9);
 
 	switch (v->type) {
 	case OML_INT32:
 		p[0] = 0x05;
-		put32(p + 1, (uint32_t)v->u.i32);
+		be_put32(p + 1, (uint32_t)v->u.i32);
 		b->len += 5;
 		break;
 	case OML_UINT32:
 		p[0] = 0x06;
-		put32(p + 1, v->u.u32);
+		be_put32(p + 1, v->u.u32);
 		b->len += 5;
 		break;
 	case OML_INT64:
@@ -204,7 +184,7 @@ bin_put_value(struct buf *b, const struct oml_value *v)
 	case OML_GUID:
 		p[0] = v->type == OML_INT64 ? 0x07 :
 		    v->type == OML_UINT64 ? 0x08 : 0x0A;
-		put64(p + 1, v->u.u64);
+		be_put64(p + 1, v->u.u64);
 		b->len += 9;
 		break;
 	case OML_DOUBLE:
@@ -233,13 +213,13 @@ enc_bin_row(struct buf *b, int stream, int32_t seq, double ts,
 	uint8_t	*p;
 	int	 i;
 
-	p = room(b, 18);
+	p = writable(b, 18);
 	p[0] = p[1] = 0xAA;
 	p[2] = 0x01;
 	p[5] = (uint8_t)n;
 	p[6] = (uint8_t)stream;
 	p[7] = 0x05;
-	put32(p + 8, (uint32_t)seq);
+	be_put32(p + 8, (uint32_t)seq);
 	enc_bin_double(p + 12, ts);
 	b->len += 18;
 	for (i = 0; i < n; i++)
@@ -247,7 +227,7 @@ enc_bin_row(struct buf *b, int stream, int32_t seq, double ts,
 	blen = b->len - start - 5;
 	p = (uint8_t *)b->p + start;
 	if (blen <= 65535 && !force_long) {
-		put16(p + 3, (uint16_t)blen);
+		be_put16(p + 3, (uint16_t)blen);
 		return;
 	}
 	/* Rare: make room for the 4-byte length by shifting the body. */
@@ -255,7 +235,7 @@ enc_bin_row(struct buf *b, int stream, int32_t seq, double ts,
 	p = (uint8_t *)b->p + start;
 	memmove(p + 7, p + 5, blen);
 	p[2] = 0x02;
-	put32(p + 3, (uint32_t)blen);
+	be_put32(p + 3, (uint32_t)blen);
 	b->len += 2;
 }
 

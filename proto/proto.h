@@ -140,6 +140,11 @@ struct oml_schema {
 
 #define SCHEMA_MAX_INDEX	65535
 
+/* The metadata stream (§8.7): its table, and its schema as stream 0. */
+#define OML_META_TABLE	"_experiment_metadata"
+#define OML_META_SCHEMA	"0 " OML_META_TABLE " subject:string key:string " \
+			"value:string"
+
 /*
  * Parse "index name f:t f:t ..." (§3.1) with white-space runs as
  * separators.  Rejects: no or non-integer index, index outside
@@ -149,7 +154,8 @@ struct oml_schema {
  * oml_ts_server).  maxfields <= 0 means no limit.  On error returns -1,
  * writes a reason into err and leaves the schema empty (nothing to free).
  *
- * schema_same() compares names and fields, not the index (§8.8).
+ * schema_same() compares names and fields, not the index (§8.8);
+ * schema_fields_same() only the fields (names and types, in order).
  * schema_copy() fills an uninitialised dst.  schema_free() frees the
  * contents (not the struct) and zeroes it.  schema_field() returns the
  * field's position or -1.  enc_schema_text() appends the canonical
@@ -159,6 +165,8 @@ int	 schema_parse(const char *, size_t, int maxfields,
 	    struct oml_schema *, char *err, size_t errlen);
 char	*schema_format(const struct oml_schema *);	/* canonical, malloc'd */
 int	 schema_same(const struct oml_schema *, const struct oml_schema *);
+int	 schema_fields_same(const struct oml_schema *,
+	    const struct oml_schema *);
 void	 schema_copy(struct oml_schema *dst, const struct oml_schema *src);
 void	 schema_rename(struct oml_schema *, const char *);
 void	 schema_free(struct oml_schema *);

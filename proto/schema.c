@@ -213,9 +213,15 @@ schema_format(const struct oml_schema *s)
 int
 schema_same(const struct oml_schema *a, const struct oml_schema *b)
 {
+	return strcmp(a->name, b->name) == 0 && schema_fields_same(a, b);
+}
+
+int
+schema_fields_same(const struct oml_schema *a, const struct oml_schema *b)
+{
 	int	 i;
 
-	if (strcmp(a->name, b->name) != 0 || a->nfields != b->nfields)
+	if (a->nfields != b->nfields)
 		return 0;
 	for (i = 0; i < a->nfields; i++) {
 		if (a->fields[i].type != b->fields[i].type ||

@@ -368,6 +368,8 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	wait_for 10 eval '[ "$(q away "SELECT count(*) FROM gen" 2>/dev/null || echo 0)" -gt 0 ]'
 	pg_stop
 	wait_log 'connection to PostgreSQL lost'
+	# the operator sees why rows wait
+	wait_cj "PostgreSQL down" 10 '.experiments[0].stall_cause' list
 	wait_for 10 eval '[ "$(grep -c "postgresql at 127.0.0.1 port $OML2_PG_PORT as $PG_ROLE, database away: .*refused" "$LOG")" -ge 2 ]'
 	pg_start
 	wait "$sender"
@@ -376,3 +378,35 @@ P4='\xAA\xAA\x01\x00\x3D\x08\x03\x05\x00\x00\x00\x02\x02\x28\x00\x00\x00\x04\x06
 	log_lacks 'protocol error|socket error'
 }
 
+@test "oml2ctl show counts a table's rows, those an earlier server stored too" {
+	start_server
+	send -e count -n 200 -S earlier
+	wait_q count "SELECT count(*) FROM gen" 200
+	stop_server
+	LOG=$T/second.log
+	start_server
+	bg send -e count -n 300 -S later -H 60000
+	wait_q count "SELECT count(*) FROM gen" 500
+	wait_cj "gen=500/300/1" 10 '.details.tables | map("\(.name)=\(.rows)/\(.stored)/\(.senders)") | join(",")' show count
+}
+
+@test "a database closing while PostgreSQL is away waits for it without stopping the process: it answers meanwhile, and no row is lost" {
+	start_server
+	bg "$OMLSEND" -q -e late -n 1000000 -B 5 -p 100 "127.0.0.1:$PORT"
+	local holder=$BG n
+	wait_for 10 eval '[ "$(q late "SELECT count(*) FROM gen" 2>/dev/null || echo 0)" -gt 0 ]'
+	pg_stop
+	wait_log 'connection to PostgreSQL lost'
+	kill "$holder"
+	wait_log 'client .* closed by the client: [0-9]+ rows stored'
+	# the last client has left, its rows wait for PostgreSQL, and the
+	# process still answers the master (a sleeping one would not)
+	kill -USR1 "$SERVER_PID"
+	wait_log 'status: experiment late process [0-9]+: 0 clients' 5
+	wait_log 'status: end' 5
+	log_lacks "database $(uri late) closed"
+	pg_start
+	wait_log "database $(uri late) closed: [0-9]+ rows stored, 0 dropped" 20
+	n=$(sed -n 's/.*late closed: \([0-9]*\) rows stored.*/\1/p' "$LOG")
+	wait_q late "SELECT count(*), count(DISTINCT oml_seq), max(oml_seq) FROM gen" "$n|$n|$n"
+}

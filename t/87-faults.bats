@@ -85,6 +85,9 @@ exited() {
 	local big=$BG
 	wait_log 'ERROR exp/full: .*/full.sq3: cannot be written \(database or disk is full\)'
 	wait_log 'not reading from 1 client'
+	# the operator sees why
+	wait_cj "stalled disk full" 10 '.experiments[0] | .stall + " " + .stall_cause' list
+	ctl list | grep -E '^full .* stalled [0-9.]+s \(disk full\) '
 	# a client arriving meanwhile waits too
 	bg send -e full -n 100 -S during
 	local during=$BG
@@ -149,9 +152,11 @@ exited() {
 	bg "$OMLSEND" -q -r "$T/bulk" "127.0.0.1:$PORT"
 	local bulk=$BG
 	wait_log 'ERROR exp/lk: .*/lk.sq3: cannot be written \(database is locked\)'
+	wait_cj "database locked" 10 '.experiments[0].stall_cause' list
 	echo 'COMMIT;' >&5
 	exec 5>&-
 	wait_log 'exp/lk: .*/lk.sq3: written again after [0-9.]+ s'
+	wait_cj "no " 10 '.experiments[0] | .stall + " " + .stall_cause' list
 	wait "$bulk"
 	kill "$holder"
 	# each refused row was tried once, and counted as dropped once

@@ -399,3 +399,32 @@ sql_hex() {	# upper-case hex of a blob column
 sql_int() {	# a bool or integer column as an integer
 	echo "CAST($1 AS INTEGER)"
 }
+
+# The control socket of the server start_server started.
+OML2CTL=${OML2CTL:-$(dirname "$OML2_SERVER")/oml2ctl}
+ctl() {
+	"$OML2CTL" -s "$DATA/oml2-server.sock" -w 20 "$@"
+}
+
+# jq FILTER on the JSON of an oml2ctl command: cj FILTER COMMAND...
+cj() {
+	local f=$1
+	shift
+	ctl --json "$@" | jq -r "$f"
+}
+
+# Does cj print WANT?  cj_is WANT FILTER COMMAND...
+cj_is() {
+	local want=$1
+	shift
+	[ "$(cj "$@" 2>/dev/null)" = "$want" ]
+}
+
+wait_cj() {
+	local want=$1 secs=$2
+	shift 2
+	wait_for "$secs" cj_is "$want" "$@" || {
+		echo "wanted '$want' from $*, got '$(cj "$@" 2>&1)'" >&2
+		return 1
+	}
+}

@@ -201,7 +201,7 @@ test_refused(void)
 	refused("unflagged fd", MSG_READY, 7, 0, 1, 0, 0);
 	refused("fd on a bad message", MSG_IDLE, 7, MSG_FLAG_FD, 1, 2, 2);
 	refused("fd flagged, none sent", MSG_LOCK, 7, MSG_FLAG_FD, 0, 0, 0);
-	refused("fd missing", MSG_LOCK, 7, 0, 0, 0, 0);
+	refused("lock, unflagged fd", MSG_LOCK, 7, 0, 1, 0, 0);
 }
 
 /* The child's side refuses as strictly. */
@@ -222,8 +222,30 @@ test_child_side(void)
 	raw_send(msock, MSG_STATUS, 3, 0, -1, &m, sizeof(struct msg_status),
 	    sizeof(struct msg_status));	/* a child's message */
 	CHECK(chan_recv(&cc, &m) == CHAN_BAD);
+	/* a type that must carry one, without it */
+	raw_send(msock, MSG_LOGREOPEN, 3, 0, -1, NULL, 0, 0);
+	CHECK(chan_recv(&cc, &m) == CHAN_BAD);
 	raw_send(msock, MSG_SHOW_REQ, 3, 0, -1, "abcd", 4, 4);
 	CHECK(chan_recv(&cc, &m) == CHAN_MSG && m.hdr.type == MSG_SHOW_REQ);
+	unpair();
+}
+
+/* The lock comes with a descriptor or without (a backend without one). */
+static void
+test_optional_fd(void)
+{
+	static struct msg	 m;
+	int			 before;
+
+	section = "optional fd";
+	pair(2, 1 << 20);
+	before = count_open_fds();
+	CHECK(chan_send(&cc, MSG_LOCK, -1, NULL, 0) == 0);
+	CHECK(chan_recv(&mc, &m) == CHAN_MSG && m.fd == -1);
+	CHECK(chan_send(&cc, MSG_LOCK, some_fd(), NULL, 0) == 0);
+	CHECK(chan_recv(&mc, &m) == CHAN_MSG && m.fd != -1);
+	close(m.fd);
+	CHECK(count_open_fds() == before);
 	unpair();
 }
 
@@ -335,6 +357,7 @@ main(void)
 	test_roundtrip();
 	test_refused();
 	test_child_side();
+	test_optional_fd();
 	test_queue();
 	test_bound();
 	test_eof();
