@@ -237,7 +237,9 @@ report_tick(uint64_t now)
 {
 	if (!rp.on)
 		return 0;
-	if (rp.restart_at != 0 && now >= rp.restart_at && !stopping)
+	if (stopping)		/* no new reporter: report_stop() is near */
+		rp.restart_at = 0;
+	if (rp.restart_at != 0 && now >= rp.restart_at)
 		spawn();
 	if (rp.restart_at != 0)
 		return rp.restart_at;
