@@ -410,6 +410,7 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 {
 	struct conn	*c;
 	unsigned long	 limit = 0;
+	enum conn_end	 r;
 
 	if (fd == -1) {
 		client_refuse(fd, mc, "lost in the hand-over: this process "
@@ -441,8 +442,8 @@ client_add(int fd, const struct msg_client *mc, const char *bytes)
 	ev_set((struct ev *)c, self.paused ? 0 : EPOLLIN);
 	title();
 	log_info("client %s port %u connected", mc->peer, mc->port);
-	if (conn_feed(c, bytes, mc->nbytes) == -1)
-		client_end(c, END_PROTOCOL);
+	if ((r = conn_feed(c, bytes, mc->nbytes)) != END_NONE)
+		client_end(c, r);
 }
 
 /* The figures child.c holds, for stats.c to push. */

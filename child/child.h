@@ -198,7 +198,7 @@ enum conn_end {
 };
 struct conn;
 struct conn	*conn_new(int fd, const char *peer, uint16_t port);
-int		 conn_feed(struct conn *, const char *, size_t);
+enum conn_end	 conn_feed(struct conn *, const char *, size_t);
 void		 conn_any_domain(struct conn *);
 size_t		 conn_unfinished(const struct conn *, const char **what);
 enum conn_end	 conn_read(struct conn *, int drain);

@@ -76,6 +76,7 @@ struct conn {
 	int		 nvals;
 	struct buf	 scratch;
 	char		 why[160];	/* why the connection must close */
+	int		 limit;		/* ... a limit, not the protocol */
 };
 
 static const char *const header_only[] = {
@@ -174,6 +175,19 @@ fail(struct conn *c, const char *fmt, ...)
 	return -1;
 }
 
+/* The same for a limit the client went past (logged as a limit). */
+static int
+fail_limit(struct conn *c, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	va_end(ap);
+	c->limit = 1;
+	return -1;
+}
+
 /* The same, for the experiment's process (the budgets, in child.c). */
 void
 conn_set_why(struct conn *c, const char *fmt, ...)
@@ -234,7 +248,8 @@ stream_set(struct conn *c, long index, struct table *t)
 
 	if (stream_get(c, index) == NULL) {
 		if (c->nstreams >= exp_conf()->max_streams)
-			return fail(c, "more than --max-streams (%d) streams",
+			return fail_limit(c,
+			    "more than --max-streams (%d) streams",
 			    exp_conf()->max_streams);
 		c->nstreams++;
 	} else
@@ -276,9 +291,14 @@ declare(struct conn *c, const char *text, size_t len)
 	while (len > 0 && strchr(" \t\r\n\v\f", text[len - 1]) != NULL)
 		len--;
 	if (schema_parse(text, len, exp_conf()->max_fields, &s, err,
-	    sizeof(err)) == -1)
-		return fail(c, "bad schema \"%.*s\": %s",
-		    (int)(len > 60 ? 60 : len), text, err);
+	    sizeof(err)) == -1) {
+		fail(c, "bad schema \"%.*s\": %s", (int)(len > 60 ? 60 : len),
+		    text, err);
+		/* past --max-fields: a limit, not a malformed schema */
+		c->limit = strncmp(err, SCHEMA_ERR_FIELDS,
+		    strlen(SCHEMA_ERR_FIELDS)) == 0;
+		return -1;
+	}
 	t = db_declare(c->db, &s);
 	if (t == NULL) {
 		fail(c, "no table can take schema %s", s.name);
@@ -677,7 +697,8 @@ bin_step(struct conn *c, const char *p, size_t len, size_t *used)
 		drop(c, "malformed packet: %s", why ? why : "?");
 		return 1;
 	case BIN_TOOBIG:
-		return fail(c, "binary packet longer than --max-packet (%zu)",
+		return fail_limit(c,
+		    "binary packet longer than --max-packet (%zu)",
 		    exp_conf()->max_packet);
 	case BIN_PACKET:
 		report_skipped(c);
@@ -694,7 +715,7 @@ static int
 header_room(struct conn *c, size_t more)
 {
 	if (more > exp_conf()->max_header - c->hbytes)
-		return fail(c, "header longer than --max-header (%zu)",
+		return fail_limit(c, "header longer than --max-header (%zu)",
 		    exp_conf()->max_header);
 	return 0;
 }
@@ -714,13 +735,13 @@ line_step(struct conn *c, char *p, size_t len, size_t *used)
 	}
 	if (n < 0) {
 		if (len > exp_conf()->max_line)
-			return fail(c, "%s line longer than --max-line (%zu)",
+			return fail_limit(c, "%s line longer than --max-line (%zu)",
 			    c->st == ST_HEADER ? "header" : "text",
 			    exp_conf()->max_line);
 		return 0;
 	}
 	if ((size_t)n > exp_conf()->max_line)
-		return fail(c, "%s line longer than --max-line (%zu)",
+		return fail_limit(c, "%s line longer than --max-line (%zu)",
 		    c->st == ST_HEADER ? "header" : "text",
 		    exp_conf()->max_line);
 	if (c->st == ST_HEADER)
@@ -850,8 +871,12 @@ conn_unfinished(const struct conn *c, const char **what)
 	return c->in.len - c->off;
 }
 
-/* Bytes the master read before the hand-over.  -1: close. */
-int
+/*
+ * Bytes the master read before the hand-over (or a file's, for
+ * oml2-import).  END_NONE, or why the connection must close: a limit or
+ * the protocol.
+ */
+enum conn_end
 conn_feed(struct conn *c, const char *p, size_t len)
 {
 	c->bytes += len;
@@ -859,7 +884,9 @@ conn_feed(struct conn *c, const char *p, size_t len)
 	buf_add(&c->in, p, len);
 	exp_mem_take(c, c->in.cap - c->held, 1);	/* already here */
 	c->held = c->in.cap;
-	return process(c);
+	if (process(c) == -1)
+		return c->limit ? END_LIMIT : END_PROTOCOL;
+	return END_NONE;
 }
 
 /*
@@ -907,7 +934,7 @@ conn_read(struct conn *c, int drain)
 		stats_rx((size_t)n);
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if (process(c) == -1)
-			return END_PROTOCOL;
+			return c->limit ? END_LIMIT : END_PROTOCOL;
 		in_trim(c);
 		/* the database stalled, or must commit: read no more now */
 		if (!drain && c->db != NULL && (db_stalled(c->db) ||
@@ -936,7 +963,7 @@ conn_close(struct conn *c, enum conn_end why)
 	if (why == END_PROTOCOL || why == END_ERROR || why == END_LIMIT)
 		log_warnx("client %s port %u: %s: %s; connection closed",
 		    c->peer, c->port, what[why], c->why);
-	if (c->st != ST_HEADER || why != END_PROTOCOL)
+	if (c->st != ST_HEADER || (why != END_PROTOCOL && !c->limit))
 		log_info("client %s port %u %s: %llu rows stored, %llu "
 		    "dropped", c->peer, c->port, what[why],
 		    (unsigned long long)c->rows,

@@ -497,8 +497,7 @@ feed(struct file *f)
 	if (imp.domain != NULL) {
 		conn_any_domain(c);
 		n = snprintf(b, sizeof(b), "domain: %s\n", imp.domain);
-		if (conn_feed(c, b, (size_t)n) == -1)
-			r = END_PROTOCOL;
+		r = conn_feed(c, b, (size_t)n);
 	}
 	while (r == END_NONE && off < f->size) {
 		n = f->size - off < (off_t)sizeof(b) ? f->size - off :
@@ -507,9 +506,9 @@ feed(struct file *f)
 			log_warnx("%s: %s", f->path, n == 0 ? "shorter than "
 			    "when it was hashed" : strerror(errno));
 			r = END_ERROR;
-		} else if (conn_feed(c, b, (size_t)n) == -1)
-			r = END_PROTOCOL;
-		else if (db_stalled(imp.db) && settle(imp.db) == -1)
+		} else
+			r = conn_feed(c, b, (size_t)n);
+		if (r == END_NONE && db_stalled(imp.db) && settle(imp.db) == -1)
 			r = END_ERROR;
 		off += n > 0 ? n : 0;
 	}

@@ -152,7 +152,8 @@ struct oml_schema {
  * maxfields fields, duplicate field names and field names that collide with
  * the built-in columns (oml_tuple_id, oml_sender_id, oml_seq, oml_ts_client,
  * oml_ts_server).  maxfields <= 0 means no limit.  On error returns -1,
- * writes a reason into err and leaves the schema empty (nothing to free).
+ * writes a reason into err and leaves the schema empty (nothing to free);
+ * the reason starts with SCHEMA_ERR_FIELDS when only the limit was hit.
  *
  * schema_same() compares names and fields, not the index (§8.8);
  * schema_fields_same() only the fields (names and types, in order).
@@ -161,6 +162,7 @@ struct oml_schema {
  * field's position or -1.  enc_schema_text() appends the canonical
  * declaration without a "schema: " prefix or a newline.
  */
+#define SCHEMA_ERR_FIELDS	"more than "
 int	 schema_parse(const char *, size_t, int maxfields,
 	    struct oml_schema *, char *err, size_t errlen);
 char	*schema_format(const struct oml_schema *);	/* canonical, malloc'd */

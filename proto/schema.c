@@ -173,7 +173,8 @@ schema_parse(const char *str, size_t slen, int maxfields,
 		goto fail;
 	while ((len = next_token(&c, &tok)) > 0) {
 		if (maxfields > 0 && s->nfields >= maxfields) {
-			snprintf(err, errlen, "more than %d fields", maxfields);
+			snprintf(err, errlen, SCHEMA_ERR_FIELDS "%d fields",
+			    maxfields);
 			goto fail;
 		}
 		if (parse_field(s, tok, len, err, errlen) == -1)

@@ -188,7 +188,7 @@ ready_port() {
 		binpkt 2 1 "09$(printf %08x $((1048576 - 17)))" $((1048576 - 17))
 	} >"$T/bin2"
 	"$OMLSEND" -q -r "$T/bin2" -W -w 10 "127.0.0.1:$PORT"
-	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: binary packet longer than --max-packet \(1048576\); connection closed'
+	wait_log 'client 127.0.0.1 port [0-9]+: limit reached: binary packet longer than --max-packet \(1048576\); connection closed'
 	[ "$(q victim "SELECT count(*) FROM bblob")" = 1 ]
 	kill -0 "$SERVER_PID"
 }
@@ -204,7 +204,7 @@ ready_port() {
 	local before
 	before=$(hwm "$VPID")
 	bg bash -c "{ printf 'protocol: 5\ndomain: victim\nsender-id: endless\n'; yes 'x-pad: 0123456789' | head -c 16M; sleep 30; } 2>/dev/null >/dev/tcp/127.0.0.1/$PORT"
-	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: header longer than --max-header \(65536\); connection closed' 20
+	wait_log 'client 127.0.0.1 port [0-9]+: limit reached: header longer than --max-header \(65536\); connection closed' 20
 	# a header that stops short of its blank line, then silence
 	bg bash -c "{ printf 'protocol: 5\ndomain: victim\nsender-id: silent\n'; sleep 30; } >/dev/tcp/127.0.0.1/$PORT"
 	wait_log 'client 127.0.0.1 port [0-9]+ idle timeout: 0 rows stored' 20
@@ -263,7 +263,7 @@ ready_port() {
 	mbefore=$(hwm "$SERVER_PID")
 	# in the data phase (streamed: no file holds the gigabyte)
 	{ printf 'protocol: 5\ndomain: victim\nsender-id: flood\nschema: 1 fl s:string\n\n0.1\t1\t1\t'; head -c 1G /dev/zero | tr '\0' x; } 2>/dev/null >"/dev/tcp/127.0.0.1/$PORT" || true
-	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: text line longer than --max-line \(1048576\); connection closed'
+	wait_log 'client 127.0.0.1 port [0-9]+: limit reached: text line longer than --max-line \(1048576\); connection closed'
 	# in the header phase, where the master reads
 	{ printf 'protocol: 5\n'; head -c 1G /dev/zero | tr '\0' x; } 2>/dev/null >"/dev/tcp/127.0.0.1/$PORT" || true
 	wait_log 'client 127.0.0.1 port [0-9]+: no experiment id in the first --header-limit bytes; connection closed'
@@ -277,9 +277,9 @@ ready_port() {
 	start_server --max-fields 4 --max-streams 2 --max-clients 3 --max-experiments 3
 	start_witnesses
 	raw_refused 'protocol: 5\ndomain: victim\nschema: 1 wide a:int32 b:int32 c:int32 d:int32 e:int32\n\n'
-	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: bad schema "1 wide .*more than 4 fields.*; connection closed'
+	wait_log 'client 127.0.0.1 port [0-9]+: limit reached: bad schema "1 wide .*more than 4 fields.*; connection closed'
 	raw_refused 'protocol: 5\ndomain: victim\nschema: 1 s1 a:int32\nschema: 2 s2 a:int32\nschema: 3 s3 a:int32\n\n'
-	wait_log 'client 127.0.0.1 port [0-9]+: protocol error: more than --max-streams \(2\) streams; connection closed'
+	wait_log 'client 127.0.0.1 port [0-9]+: limit reached: more than --max-streams \(2\) streams; connection closed'
 	check_witnesses
 	# two held clients and a third fill --max-clients 3; a fourth is refused
 	bg send -e victim -S held1 -n 5 -H 20000
