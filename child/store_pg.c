@@ -226,7 +226,7 @@ pg_connect(const struct child_conf *conf, const char *dbname, int level)
 /* --- statements ---------------------------------------------------- */
 
 static void
-lost(struct db *db)
+conn_lost(struct db *db)
 {
 	struct pg	*pg = PG(db);
 
@@ -249,7 +249,7 @@ failed(struct db *db, const char *what, PGresult *res)
 	pq_msg(res != NULL && *PQresultErrorMessage(res) != '\0' ?
 	    PQresultErrorMessage(res) : PQerrorMessage(pg->c), m, sizeof(m));
 	if (PQstatus(pg->c) != CONNECTION_OK)
-		lost(db);
+		conn_lost(db);
 	else
 		log_warnx("database %s: %s: %s", db->name, what, m);
 	return -1;
@@ -779,7 +779,7 @@ copy_rows(struct db *db, struct table *t, size_t lo, size_t hi)
 		return cmd(db, "RELEASE SAVEPOINT oml_batch");
 	if (r == -1) {
 		PQclear(res);
-		lost(db);
+		conn_lost(db);
 		return -1;
 	}
 	if (cmd(db, "ROLLBACK TO SAVEPOINT oml_batch") == -1 ||
@@ -831,7 +831,7 @@ stream_start(struct db *db, struct table *t)
 	}
 	PQclear(r);
 	if (PQputCopyData(pg->c, copy_header, sizeof(copy_header)) != 1) {
-		lost(db);
+		conn_lost(db);
 		return -1;
 	}
 	pg->streaming = t;
@@ -852,7 +852,7 @@ stream_more(struct db *db, struct pgtab *b)
 	if (PQputCopyData(pg->c, b->data.p + b->sent, (int)(b->data.len -
 	    b->sent)) != 1) {
 		pg->streaming = NULL;
-		lost(db);
+		conn_lost(db);
 		return -1;
 	}
 	b->sent = b->data.len;
@@ -877,7 +877,7 @@ stream_end(struct db *db)
 		return -1;
 	if (PQputCopyData(pg->c, copy_trailer, sizeof(copy_trailer)) != 1 ||
 	    PQputCopyEnd(pg->c, NULL) != 1) {
-		lost(db);
+		conn_lost(db);
 		return -1;
 	}
 	while ((r = PQgetResult(pg->c)) != NULL) {
@@ -888,7 +888,7 @@ stream_end(struct db *db)
 		PQclear(r);
 	}
 	if (PQstatus(pg->c) != CONNECTION_OK) {
-		lost(db);
+		conn_lost(db);
 		return -1;
 	}
 	if (ok && !bad)
@@ -901,7 +901,7 @@ stream_end(struct db *db)
 
 /* Send every table's batch and commit.  Rows are kept unless it worked. */
 static int
-flush(struct db *db)
+batch_commit(struct db *db)
 {
 	struct pg	*pg = PG(db);
 	struct table	*t, *done = NULL;
@@ -963,7 +963,7 @@ pg_commit(struct db *db)
 	/* inside lock(1): lock(0) commits the schema work */
 	if (PG(db)->locked)
 		return 0;
-	return flush(db);
+	return batch_commit(db);
 }
 
 static void
@@ -977,7 +977,7 @@ pg_close(struct db *db)
 		cmd(db, "ROLLBACK");
 	pg->locked = 0;
 	/* the last try: db_close_at() has waited CLOSE_WAIT_MS for it */
-	flush(db);
+	batch_commit(db);
 	if (pg->batch_rows > 0)
 		log_error("database %s: PostgreSQL did not come back; %zu rows "
 		    "not stored", db->name, pg->batch_rows);
@@ -1110,7 +1110,7 @@ begin_locked(struct db *db)
 	PGresult	*res;
 
 	/* a streamed batch holds the connection: commit it first */
-	if (PG(db)->streaming != NULL && flush(db) == -1)
+	if (PG(db)->streaming != NULL && batch_commit(db) == -1)
 		return -1;
 	if (up(db) == -1 || cmd(db, "BEGIN") == -1)
 		return -1;
@@ -1424,7 +1424,7 @@ pg_lock(struct db *db, int on)
 			db_meta_forget(db);
 		return -1;
 	}
-	if (flush(db) == -1 || begin_locked(db) == -1)
+	if (batch_commit(db) == -1 || begin_locked(db) == -1)
 		return -1;
 	pg->locked = 1;
 	pg->caught_up = 0;

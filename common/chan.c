@@ -46,8 +46,16 @@
 			    2 * REPORT_MAX_NAME + REPORT_MAX_DOMAIN + \
 			    REPORT_MAX_MESSAGE)
 
+struct msg_spec {
+	const char	*name;
+	uint8_t		 dir;		/* MSG_TO_* */
+	uint32_t	 min, max;	/* payload bytes */
+	uint8_t		 fd;		/* a descriptor comes with it: 1 always,
+					   2 for some (the lock) */
+};
+
 /* The contract: name, direction, least and greatest length, descriptor. */
-const struct msg_spec msg_table[MSG_TYPE_MAX] = {
+static const struct msg_spec msg_table[MSG_TYPE_MAX] = {
 	[MSG_READY] =	   { "ready", C2M, 0, 0, 0 },
 	[MSG_ASSIGN] =	   { "assign", M2C, 1, 63, 0 },	/* EXPNAME_MAX */
 	[MSG_CLIENT] =	   { "client", M2C, sizeof(struct msg_client),

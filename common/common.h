@@ -193,14 +193,6 @@ struct msg_status {
 
 #define MSG_TO_CHILD	0x1
 #define MSG_TO_MASTER	0x2
-struct msg_spec {
-	const char	*name;
-	uint8_t		 dir;		/* MSG_TO_* */
-	uint32_t	 min, max;	/* payload bytes */
-	uint8_t		 fd;		/* a descriptor comes with it: 1 always,
-					   2 for some (the lock) */
-};
-extern const struct msg_spec msg_table[MSG_TYPE_MAX];
 
 /* chan_recv's answers */
 enum { CHAN_BAD = -2, CHAN_EOF = -1, CHAN_EMPTY = 0, CHAN_MSG = 1 };

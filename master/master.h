@@ -148,7 +148,6 @@ void	 pending_connected(struct pending *);
 void	 pending_read(struct pending *);
 void	 pending_expire(uint64_t now);
 void	 pending_handed(struct pending *);
-void	 pending_refused(struct pending *);
 void	 pending_stop(uint64_t now);
 unsigned pending_count(void);
 unsigned pending_waiting(void);

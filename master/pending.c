@@ -254,8 +254,8 @@ pending_handed(struct pending *p)
 	pending_free(p, NULL);
 }
 
-/* policy.c refused p, and logged why. */
-void
+/* policy_route() refused p, and logged why. */
+static void
 pending_refused(struct pending *p)
 {
 	pending_end(p, NULL, "SOCKET_DROPPED");
