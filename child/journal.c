@@ -325,3 +325,22 @@ journal_next(struct journal *j, size_t *off, struct jentry *e)
 	}
 	return 0;
 }
+
+int
+journal_scan(const struct journal *j, size_t *off, size_t *at,
+    enum jkind *kind, struct table **t)
+{
+	const struct jrec	*r;
+
+	for (; *off < j->b.len; *off += r->size) {
+		r = (const struct jrec *)(j->b.p + *off);
+		if (!r->dropped) {
+			*at = *off;
+			*kind = r->kind;
+			*t = r->t;
+			*off += r->size;
+			return 1;
+		}
+	}
+	return 0;
+}
