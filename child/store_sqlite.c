@@ -49,6 +49,9 @@
 #include "child/journal.h"
 
 #define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
+#ifndef PIPE_BYTES
+#define PIPE_BYTES	(1024 * 1024)		/* ... or if the writer is idle */
+#endif
 #define BATCH_LOG	6
 #define BATCH_ROWS	(1 << BATCH_LOG)
 #define LOCK_FILE	".oml2-server.lock"
@@ -562,7 +565,7 @@ w_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		w_batch(db);
 		pthread_mutex_lock(&w->mu);
-		w->busy = 0;
+		__atomic_store_n(&w->busy, 0, __ATOMIC_RELAXED);
 		pthread_cond_broadcast(&w->cv);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -696,7 +699,7 @@ w_commit(struct db *db)
 	w->from = sq->applied;
 	sq->applied = 0;
 	pthread_mutex_lock(&w->mu);
-	w->busy = 1;
+	__atomic_store_n(&w->busy, 1, __ATOMIC_RELAXED);
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return 0;
@@ -1217,6 +1220,13 @@ sq_write(struct db *db, const struct jentry *e)
 	 */
 	if (sq->w != NULL && e->kind == J_ROW && !sq->failing) {
 		journal_add(&sq->j, e);
+		/*
+		 * A writer with nothing to do gets the batch early: smaller
+		 * batches while it keeps up, larger ones when it does not.
+		 */
+		if (journal_bytes(&sq->j) >= PIPE_BYTES &&
+		    !__atomic_load_n(&sq->w->busy, __ATOMIC_RELAXED))
+			db->commit_now = 1;
 		goto made;
 	}
 	if (sq->w != NULL) {
