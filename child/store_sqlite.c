@@ -946,6 +946,10 @@ sq_close(struct db *db)
 		journal_clear(&sq->j);
 		sqlite3_exec(sq->h, "ROLLBACK", NULL, NULL, NULL);
 	}
+	/* (db_close() committed first: nothing should be left unmade) */
+	if (sq->h != NULL && !sq->failing && !sq->gone &&
+	    apply_from(db, &sq->j, sq->applied) == -1)
+		sq_fail(db);
 	if (sq->h != NULL && !sq->failing && flush_all(db) == -1)
 		sq_fail(db);
 	statements_free(db);
@@ -1201,6 +1205,18 @@ sq_commit(struct db *db)
 }
 
 /*
+ * Commit soon, from the event loop: by then the connection has given back
+ * its input buffer, which a large row would otherwise keep beside the
+ * journal and SQLite's own copy.
+ */
+static void
+batch_full(struct db *db)
+{
+	if (journal_bytes(&SQ(db)->j) >= JOURNAL_MAX)
+		db->commit_now = 1;
+}
+
+/*
  * Record a write in the journal, then make it, unless the database is
  * failing (the journal is written later).  A write refused for a passing
  * reason stays in the journal and stalls the database; one refused for
@@ -1227,7 +1243,8 @@ sq_write(struct db *db, const struct jentry *e)
 		if (journal_bytes(&sq->j) >= PIPE_BYTES &&
 		    !__atomic_load_n(&sq->w->busy, __ATOMIC_RELAXED))
 			db->commit_now = 1;
-		goto made;
+		batch_full(db);
+		return 0;
 	}
 	if (sq->w != NULL) {
 		w_idle(db);
@@ -1239,14 +1256,7 @@ sq_write(struct db *db, const struct jentry *e)
 		return 0;
 	if (sq_apply(db, e, sq->j.last) == 0) {
 		sq->applied = sq->j.b.len;
-made:
-		/*
-		 * Commit soon, from the event loop: by then the connection
-		 * has given back its input buffer, which a large row would
-		 * otherwise keep beside the journal and SQLite's own copy.
-		 */
-		if (journal_bytes(&sq->j) >= JOURNAL_MAX)
-			db->commit_now = 1;
+		batch_full(db);
 		return 0;
 	}
 	if (sq_transient(sq)) {
