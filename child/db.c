@@ -558,11 +558,13 @@ commit(struct db *db, int wait)
 	db->pending = 0;
 	t0 = stats_clock();
 	r = db->be->commit(db);
-	if (r == 0 && wait)
-		r = db_settle(db, 1);
+	if (r == 0 && wait && db_settle(db, 1) == -1) {
+		stats_commit(t0, 0);
+		return -1;	/* pending again, by db_settle() */
+	}
 	stats_commit(t0, r == 0);
 	if (r == -1) {
-		db->pending += n;
+		db->pending = n;
 		db->dirty_since = now_mono_ms();
 		db->failing = 1;
 		return -1;
