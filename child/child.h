@@ -101,6 +101,12 @@ struct backend {
 	 * waiting (may be NULL).
 	 */
 	int64_t	(*table_rows)(struct db *, const struct table *);
+	/*
+	 * Commits made in a thread of the backend's own (may be NULL): the
+	 * rows of those that failed since it was last asked (they wait for
+	 * a commit again), waiting for the one under way if wait is set.
+	 */
+	unsigned (*settle)(struct db *, int wait);
 };
 
 struct sender {

@@ -471,6 +471,8 @@ db_open(const struct child_conf *conf, const char *name, int blobs)
 	return db;
 }
 
+static int	db_settle(struct db *, int);
+
 /*
  * May the database be closed now?  Rows it could not take yet (PostgreSQL
  * away) wait for up to the backend's close_wait_ms from the first time
@@ -482,6 +484,9 @@ db_open(const struct child_conf *conf, const char *name, int blobs)
 uint64_t
 db_close_at(struct db *db, uint64_t now)
 {
+	/* a batch the backend commits on its own: has it been written? */
+	if (db_settle(db, 1) == -1)
+		return now;		/* stalled now: the caller looks again */
 	if (db->pending == 0 || db->be->close_wait_ms == 0) {
 		db->close_by = 0;
 		return 0;
@@ -515,11 +520,33 @@ db_close(struct db *db)
 }
 
 /*
- * Commit the batch.  On failure (the database is away) the batch stays
- * pending, and the timer tries again about a second (retry_ms) later.
+ * A backend may commit in a thread of its own (SQLite's writer): a
+ * commit then only hands the batch over, and its outcome is known later,
+ * here (waiting for it if wait is set).  A batch that failed is pending
+ * again, as if its commit had failed at once.  -1 if one failed.
  */
-int
-db_commit(struct db *db)
+static int
+db_settle(struct db *db, int wait)
+{
+	unsigned	 n;
+
+	if (db->be->settle == NULL || (n = db->be->settle(db, wait)) == 0)
+		return 0;
+	if (db->pending == 0)
+		db->dirty_since = now_mono_ms();
+	db->pending += n;
+	db->failing = 1;
+	return -1;
+}
+
+/*
+ * Commit the batch; with wait, know that it is written (the backend may
+ * be writing it in a thread of its own, see db_settle()).  On failure
+ * (the database is away) the batch stays pending, and the timer tries
+ * again about a second (retry_ms) later.
+ */
+static int
+commit(struct db *db, int wait)
 {
 	unsigned	 n = db->pending;
 	uint64_t	 t0;
@@ -527,10 +554,14 @@ db_commit(struct db *db)
 
 	db->commit_now = 0;
 	if (n == 0)
-		return 0;
+		return wait ? db_settle(db, 1) : 0;
 	db->pending = 0;
 	t0 = stats_clock();
 	r = db->be->commit(db);
+	if (r == 0 && wait && db_settle(db, 1) == -1) {
+		stats_commit(t0, 0);
+		return -1;	/* pending again, by db_settle() */
+	}
 	stats_commit(t0, r == 0);
 	if (r == -1) {
 		db->pending = n;
@@ -542,10 +573,22 @@ db_commit(struct db *db)
 	return 0;
 }
 
+/*
+ * An event loop's commits need not wait for the batch to be written: the
+ * loop learns how it went through db_stalled(), each time round.  A
+ * caller without one (the tools) is told here.
+ */
+int
+db_commit(struct db *db)
+{
+	return commit(db, !db->loop_commits);
+}
+
 /* Has the backend asked the child to stop reading its clients? */
 int
 db_stalled(struct db *db)
 {
+	db_settle(db, 0);
 	return db->be->stalled != NULL && db->be->stalled(db);
 }
 
@@ -850,7 +893,7 @@ db_insert(struct db *db, struct table *t, const struct row *r)
 	/* without an event loop (the tools), commit early here */
 	if ((db->pending >= db->conf->commit_rows ||
 	    (db->commit_now && !db->loop_commits)) && !db->failing)
-		db_commit(db);
+		commit(db, 0);
 	return 0;
 }
 

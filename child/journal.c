@@ -33,6 +33,9 @@ struct jrec {
 };
 
 #define ADOPT_MIN	(64 * 1024)	/* vector bytes taken over, not copied */
+#ifndef SCAN_AHEAD
+#define SCAN_AHEAD	2048		/* bytes journal_scan() prefetches */
+#endif
 
 _Static_assert(sizeof(struct jrec) % 8 == 0, "rows' values must be aligned");
 
@@ -320,6 +323,30 @@ journal_next(struct journal *j, size_t *off, struct jentry *e)
 		if (!r.dropped) {
 			journal_get(j, *off, e);
 			*off += r.size;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int
+journal_scan(const struct journal *j, size_t *off, size_t *at,
+    enum jkind *kind, struct table **t)
+{
+	const struct jrec	*r;
+
+	for (; *off < j->b.len; *off += r->size) {
+		r = (const struct jrec *)(j->b.p + *off);
+		/*
+		 * The writer thread reads a journal the main thread wrote,
+		 * from the other core's cache: ask for it well ahead.
+		 */
+		__builtin_prefetch((const char *)r + SCAN_AHEAD);
+		if (!r->dropped) {
+			*at = *off;
+			*kind = r->kind;
+			*t = r->t;
+			*off += r->size;
 			return 1;
 		}
 	}

@@ -56,5 +56,11 @@ int	 journal_next(struct journal *, size_t *off, struct jentry *);
  * until the journal next changes.
  */
 void	 journal_row(struct journal *, size_t off, struct row *);
+/*
+ * Like journal_next(), without reading the entry: its offset, kind and
+ * table only (what queueing a row needs).
+ */
+int	 journal_scan(const struct journal *, size_t *off, size_t *at,
+	    enum jkind *, struct table **);
 
 #endif /* CHILD_JOURNAL_H */

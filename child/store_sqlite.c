@@ -26,7 +26,9 @@
  *
  * Copying the WAL back into the database (a checkpoint, with its two
  * fsyncs) is the checkpointer thread's job, so that ingest does not wait
- * for the disk; see struct ckpt.
+ * for the disk; see struct ckpt.  Inserting a batch's rows and committing
+ * them is the writer thread's, so that SQLite's work on one batch overlaps
+ * reading and decoding the next; see struct writer.
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -37,6 +39,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,9 @@
 #include "child/journal.h"
 
 #define JOURNAL_MAX	(8 * 1024 * 1024)	/* then commit early */
+#ifndef PIPE_BYTES
+#define PIPE_BYTES	(1024 * 1024)		/* ... or if the writer is idle */
+#endif
 #define BATCH_LOG	6
 #define BATCH_ROWS	(1 << BATCH_LOG)
 #define LOCK_FILE	".oml2-server.lock"
@@ -59,6 +65,7 @@ struct sqt {
 	sqlite3_stmt	*st[BATCH_LOG + 1];
 	int		 nf;		/* fields per row */
 	int		 batch;		/* rows per full batch, <= BATCH_ROWS */
+	int		 listed;	/* in sq->dirty */
 	int		 npend;
 	size_t		 pend[BATCH_ROWS];
 };
@@ -90,10 +97,55 @@ struct ckpt {
 	int		 err;		/* the last failure, for the writer to log */
 };
 
+/*
+ * The writer: a thread that makes a batch's writes and commits them
+ * while the event loop journals the next batch.  There are two redo
+ * journals: sq->j, which the main thread appends to, and w->j, the batch
+ * handed over; a commit swaps them (sq_commit()).  Only rows are left to
+ * the thread: anything else (a table, a sender, metadata) first waits for
+ * it to be idle and is made at once in the main thread, with the rows
+ * journaled before it, so that one thread at a time uses the connection
+ * and the metadata cache stays the main thread's.  Whatever else uses the
+ * connection (a commit, a replay, a query, the close) also waits for the
+ * thread to be idle first (w_idle()), and takes over the outcome of its
+ * last batch then: a batch that failed for a passing reason stalls the
+ * database with both journals' writes kept, as a failed commit does
+ * without the thread.  The thread never logs and never touches the
+ * counts: its warnings and the rows SQLite refused are handed back in
+ * struct writer.  The main thread learns that a batch is done on its next
+ * use of the database, or when the event loop next asks db_stalled()
+ * (each time round the loop, so at worst on the next timer tick).
+ * Without threads (a single-threaded SQLite) every write is made at once,
+ * in the main thread.
+ */
+struct writer {
+	pthread_t	 thread;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	int		 busy;		/* under mu: a batch is being made */
+	int		 stop;		/* under mu */
+	/* the thread's while busy, the main thread's otherwise */
+	struct journal	 j;		/* the batch */
+	size_t		 from;		/* its first write still to make */
+	int		 done;		/* a batch was made, not looked at */
+	int		 rc;		/* why it failed, or SQLITE_OK */
+	int		 lost;		/* its COMMIT failed for good */
+	uint64_t	 refused;	/* rows SQLite refused for good */
+	unsigned	 owed;		/* main: rows that failed, for db.c */
+	struct buf	 log;		/* warnings, lines, for the main thread */
+};
+
 struct sq {
 	sqlite3		*h;
 	char		*path;
 	struct ckpt	*ck;
+	struct writer	*w;
+	struct journal	*aj;		/* the journal the queues point into */
+	size_t		 applied;	/* sq->j's writes before it are made */
+	int		 in_writer;	/* the writer thread runs this code */
+	struct table	**dirty;	/* tables with rows queued */
+	int		 ndirty;
+	int		 dirtycap;
 	sqlite3_stmt	*meta_upd;	/* every row of a key */
 	sqlite3_stmt	*meta_upd1;	/* one row, by id */
 	sqlite3_stmt	*meta_ins;
@@ -117,6 +169,29 @@ static int	flush_all(struct db *);
 static void	sqt_free(struct table *);
 static void	queues_drop(struct db *);
 static void	sq_fail(struct db *);
+static void	w_idle(struct db *);
+static void	lose(struct db *, struct journal *, const char *);
+static void	sq_abandon(struct db *);
+
+/*
+ * A warning: logged, or, in the writer thread (log.c is not made for
+ * threads), kept for the main thread to log.
+ */
+static void PRINTFLIKE(2, 3)
+sq_warn(struct sq *sq, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 line[1024];
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (sq->in_writer) {
+		buf_adds(&sq->w->log, line);
+		buf_addc(&sq->w->log, '\n');
+	} else
+		log_warnx("%s", line);
+}
 
 static int
 sq_exec(struct db *db, const char *sql)
@@ -127,7 +202,8 @@ sq_exec(struct db *db, const char *sql)
 	if ((rc = sqlite3_exec(SQ(db)->h, sql, NULL, NULL, &err))
 	    != SQLITE_OK) {
 		SQ(db)->rc = rc;
-		log_warnx("%s: %s: %s", SQ(db)->path, sql, err ? err : "?");
+		sq_warn(SQ(db), "%s: %s: %s", SQ(db)->path, sql,
+		    err ? err : "?");
 		sqlite3_free(err);
 		return -1;
 	}
@@ -168,7 +244,7 @@ sq_prepare(struct db *db, const char *sql)
 	if ((rc = sqlite3_prepare_v3(SQ(db)->h, sql, -1,
 	    SQLITE_PREPARE_PERSISTENT, &st, NULL)) != SQLITE_OK) {
 		SQ(db)->rc = rc;
-		log_warnx("%s: prepare %s: %s", SQ(db)->path, sql,
+		sq_warn(SQ(db), "%s: prepare %s: %s", SQ(db)->path, sql,
 		    sqlite3_errmsg(SQ(db)->h));
 		return NULL;
 	}
@@ -185,7 +261,8 @@ sq_done(struct db *db, sqlite3_stmt *st)
 	sqlite3_clear_bindings(st);
 	if (r != SQLITE_DONE) {
 		SQ(db)->rc = r;
-		log_warnx("%s: %s", SQ(db)->path, sqlite3_errmsg(SQ(db)->h));
+		sq_warn(SQ(db), "%s: %s", SQ(db)->path,
+		    sqlite3_errmsg(SQ(db)->h));
 		return -1;
 	}
 	return 0;
@@ -307,9 +384,9 @@ wal_hook(void *arg, sqlite3 *h, const char *name, int frames)
 		pthread_mutex_unlock(&ck->mu);
 	}
 	if (err != 0)
-		log_warnx("%s: checkpoint: %s", sq->path, sqlite3_errstr(err));
+		sq_warn(sq, "%s: checkpoint: %s", sq->path, sqlite3_errstr(err));
 	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-		log_warnx("%s: checkpoint: %s", sq->path, sqlite3_errstr(rc));
+		sq_warn(sq, "%s: checkpoint: %s", sq->path, sqlite3_errstr(rc));
 	return SQLITE_OK;
 }
 
@@ -400,6 +477,274 @@ ckpt_stop(struct sq *sq)
 	sq->ck = NULL;
 }
 
+/* Rows SQLite refused for good: off the counts (the main thread's). */
+static void
+refused(struct db *db, uint64_t n)
+{
+	if (SQ(db)->in_writer)
+		SQ(db)->w->refused += n;
+	else {
+		db->rows -= n;
+		db->dropped += n;
+	}
+}
+
+static int	 sq_apply(struct db *, const struct jentry *, size_t);
+static int	 x_insert(struct db *, struct table *, size_t);
+
+/*
+ * Make journal j's writes from offset from on (the writer's: rows only).
+ * A row whose table cannot take rows for good is refused alone.  -1: a
+ * write failed for a passing reason (sq->rc).
+ */
+static int
+apply_from(struct db *db, struct journal *j, size_t from)
+{
+	struct sq	*sq = SQ(db);
+	struct jentry	 e;
+	struct table	*t;
+	enum jkind	 kind;
+	size_t		 off = from, at, o;
+
+	sq->aj = j;
+	while (journal_scan(j, &off, &at, &kind, &t)) {
+		if (kind == J_ROW && x_insert(db, t, at) == 0)
+			continue;
+		if (kind != J_ROW) {
+			o = at;
+			journal_next(j, &o, &e);
+			if (sq_apply(db, &e, at) == 0)
+				continue;
+		}
+		if (sq_transient(sq))
+			return -1;
+		if (kind == J_ROW) {
+			sq_warn(sq, "%s: insert into %s: %s", sq->path,
+			    t->schema.name, sqlite3_errmsg(sq->h));
+			journal_drop(j, at);
+			refused(db, 1);
+		}
+	}
+	return 0;
+}
+
+/* The writer thread's work: one batch, inserted and committed. */
+static void
+w_batch(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct writer	*w = sq->w;
+
+	sq->in_writer = 1;
+	w->rc = SQLITE_OK;
+	w->lost = 0;
+	if (apply_from(db, &w->j, w->from) == -1 || flush_all(db) == -1)
+		w->rc = sq->rc;
+	else if (sq_exec(db, "COMMIT") == -1) {
+		w->rc = sq->rc;
+		w->lost = !sq_transient(sq);
+	} else
+		sq_exec(db, "BEGIN");	/* if it fails, w_collect() retries */
+	sq->aj = &sq->j;
+	sq->in_writer = 0;
+	w->done = 1;
+}
+
+static void *
+w_main(void *arg)
+{
+	struct db	*db = arg;
+	struct writer	*w = SQ(db)->w;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->busy && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->stop)
+			break;
+		pthread_mutex_unlock(&w->mu);
+		w_batch(db);
+		pthread_mutex_lock(&w->mu);
+		__atomic_store_n(&w->busy, 0, __ATOMIC_RELAXED);
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void
+w_start(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct writer	*w;
+	sigset_t	 all, old;
+	int		 r;
+
+	if (!sqlite3_threadsafe())
+		return;
+	w = xcalloc(1, sizeof(*w));
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	sq->w = w;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&w->thread, NULL, w_main, db);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		log_warnx("%s: writer thread: %s; writing in this one",
+		    sq->path, strerror(r));
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w);
+		sq->w = NULL;
+	}
+}
+
+/* Wait for the writer to be idle; 1 if a batch then waits to be looked at. */
+static int
+w_wait(struct sq *sq, int wait)
+{
+	struct writer	*w = sq->w;
+	int		 busy;
+
+	pthread_mutex_lock(&w->mu);
+	while ((busy = w->busy) && wait)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	return !busy && w->done;
+}
+
+/*
+ * Take over the outcome of the writer's last batch (it is idle): log its
+ * warnings, count the rows SQLite refused; if it failed for a passing
+ * reason, the batch and what the main thread journaled since wait, in
+ * that order, in sq->j, and the database is stalled, as for a failed
+ * commit.  Returns the rows that wait again so, or 0.
+ */
+static unsigned
+w_collect(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct writer	*w = sq->w;
+	struct journal	 t;
+	struct jentry	 e;
+	size_t		 off = 0;
+	char		*p, *nl;
+
+	w->done = 0;
+	for (p = w->log.p; w->log.len > 0 && p < w->log.p + w->log.len;
+	    p = nl + 1) {
+		nl = memchr(p, '\n', w->log.p + w->log.len - p);
+		*nl = '\0';
+		log_warnx("%s", p);
+	}
+	w->log.len = 0;
+	refused(db, w->refused);
+	w->refused = 0;
+	if (w->rc == SQLITE_OK) {
+		journal_clear(&w->j);
+		if (sq->h != NULL && sqlite3_get_autocommit(sq->h))
+			sq_exec(db, "BEGIN");
+		return 0;
+	}
+	sq->rc = w->rc;
+	if (w->lost) {
+		lose(db, &w->j, "commit failed");
+		sq_abandon(db);
+		return 0;
+	}
+	while (journal_next(&sq->j, &off, &e))
+		journal_add(&w->j, &e);
+	t = sq->j;
+	sq->j = w->j;
+	w->j = t;
+	journal_clear(&w->j);
+	sq->applied = 0;
+	sq_fail(db);
+	return sq->j.rows > 0 ? sq->j.rows : 1;
+}
+
+/*
+ * Before the main thread uses the connection: the writer idle, its last
+ * batch's outcome taken over.  A batch that failed leaves the rows that
+ * wait in w->owed, for db.c (sq_settle()).
+ */
+static void
+w_idle(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+
+	if (sq->w != NULL && w_wait(sq, 1))
+		sq->w->owed += w_collect(db);
+}
+
+/*
+ * Hand sq->j's writes to the writer to be made and committed; sq->j
+ * starts again empty (the writer's last journal, cleared).  It is idle.
+ */
+static int
+w_commit(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+	struct writer	*w = sq->w;
+	struct journal	 t;
+
+	if (flush_all(db) == -1) {	/* (none queued, normally) */
+		sq_fail(db);
+		return -1;
+	}
+	t = w->j;
+	w->j = sq->j;
+	sq->j = t;
+	w->from = sq->applied;
+	sq->applied = 0;
+	pthread_mutex_lock(&w->mu);
+	__atomic_store_n(&w->busy, 1, __ATOMIC_RELAXED);
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+}
+
+static void
+w_stop(struct sq *sq)
+{
+	struct writer	*w = sq->w;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	journal_free(&w->j);
+	buf_free(&w->log);
+	free(w);
+	sq->w = NULL;
+}
+
+/*
+ * db.c's look at a batch handed to the writer (waiting for it if asked):
+ * the rows that failed to be written since it last looked, which now
+ * wait for a commit to write them again.
+ */
+static unsigned
+sq_settle(struct db *db, int wait)
+{
+	struct sq	*sq = SQ(db);
+	unsigned	 n;
+
+	if (sq == NULL || sq->w == NULL)
+		return 0;
+	if (w_wait(sq, wait))
+		sq->w->owed += w_collect(db);
+	n = sq->w->owed;
+	sq->w->owed = 0;
+	return n;
+}
+
 /*
  * Before SQLite's first use in this process: no memory statistics, which
  * cost a mutex and a count on every allocation and which nothing reads.
@@ -422,6 +767,7 @@ statements_free(struct db *db)
 	struct sq	*sq = SQ(db);
 	struct table	*t;
 
+	queues_drop(db);	/* the queues are the tables' statements' */
 	for (t = db->tables; t != NULL; t = t->next)
 		sqt_free(t);
 	sqlite3_finalize(sq->meta_upd);
@@ -517,6 +863,7 @@ sq_open(struct db *db)
 	sq_configure();
 	sq = xcalloc(1, sizeof(*sq));
 	sq->fd = -1;
+	sq->aj = &sq->j;
 	db->bh = sq;
 	xasprintf(&sq->path, "%s/%s.sq3", db->conf->datadir, db->name);
 	xasprintf(&db->uri, "file:%s", sq->path);
@@ -529,6 +876,7 @@ sq_open(struct db *db)
 		db->bh = NULL;
 		return -1;
 	}
+	w_start(db);
 	return 0;
 }
 
@@ -537,16 +885,21 @@ sq_open(struct db *db)
  * them are lost, and counted as dropped instead of stored.
  */
 static void
+lose(struct db *db, struct journal *j, const char *why)
+{
+	log_error("%s: %s: %u rows received since the last commit are lost",
+	    SQ(db)->path, why, j->rows);
+	db->rows -= j->rows;
+	db->dropped += j->rows;
+	journal_clear(j);
+}
+
+static void
 sq_lose(struct db *db, const char *why)
 {
-	struct sq	*sq = SQ(db);
-
-	log_error("%s: %s: %u rows received since the last commit are lost",
-	    sq->path, why, sq->j.rows);
-	db->rows -= sq->j.rows;
-	db->dropped += sq->j.rows;
-	journal_clear(&sq->j);
-	sq->failing = 0;
+	lose(db, &SQ(db)->j, why);
+	SQ(db)->applied = 0;
+	SQ(db)->failing = 0;
 }
 
 /* Has the database file lost its last name (deleted, or its directory)? */
@@ -584,6 +937,8 @@ sq_close(struct db *db)
 
 	if (sq == NULL)
 		return;
+	w_idle(db);
+	w_stop(sq);
 	if (sq->h != NULL && sq_deleted(sq)) {
 		file_lost(db);		/* and what waits has nowhere to go */
 		if (sq->j.rows > 0)
@@ -591,6 +946,10 @@ sq_close(struct db *db)
 		journal_clear(&sq->j);
 		sqlite3_exec(sq->h, "ROLLBACK", NULL, NULL, NULL);
 	}
+	/* (db_close() committed first: nothing should be left unmade) */
+	if (sq->h != NULL && !sq->failing && !sq->gone &&
+	    apply_from(db, &sq->j, sq->applied) == -1)
+		sq_fail(db);
 	if (sq->h != NULL && !sq->failing && flush_all(db) == -1)
 		sq_fail(db);
 	statements_free(db);
@@ -615,6 +974,7 @@ sq_close(struct db *db)
 		    NULL);
 	}
 	sq_disconnect(sq);
+	free(sq->dirty);
 	free(sq->path);
 	free(sq);
 	db->bh = NULL;
@@ -654,6 +1014,7 @@ sq_replay(struct db *db)
 	}
 	if (flush_all(db) == -1)
 		goto fail;
+	sq->applied = sq->j.b.len;
 	return 0;
 fail:
 	sq_abandon(db);
@@ -753,6 +1114,7 @@ sq_reborn(struct db *db)
 	struct sq	*sq = SQ(db);
 	struct journal	 old;
 
+	w_idle(db);
 	if (sq->h != NULL) {
 		file_lost(db);
 		statements_free(db);
@@ -808,11 +1170,15 @@ sq_commit(struct db *db)
 {
 	struct sq	*sq = SQ(db);
 
+	w_idle(db);
 	/* gone for now: what waited is counted lost, nothing is pending */
 	if ((sq->gone || sq_deleted(sq)) && sq_reborn(db) == -1)
 		return sq->failing ? -1 : 0;
 	if (sq->failing && sq_replay(db) == -1)
 		return -1;
+	/* a replay is committed here, in this thread; a batch by the writer */
+	if (sq->w != NULL && !sq->failing)
+		return w_commit(db);
 	if (!sq->failing && flush_all(db) == -1) {
 		sq_fail(db);
 		return -1;
@@ -834,7 +1200,20 @@ sq_commit(struct db *db)
 		sq->failing = 0;
 	}
 	journal_clear(&sq->j);
+	sq->applied = 0;
 	return sq_exec(db, "BEGIN");
+}
+
+/*
+ * Commit soon, from the event loop: by then the connection has given back
+ * its input buffer, which a large row would otherwise keep beside the
+ * journal and SQLite's own copy.
+ */
+static void
+batch_full(struct db *db)
+{
+	if (journal_bytes(&SQ(db)->j) >= JOURNAL_MAX)
+		db->commit_now = 1;
 }
 
 /*
@@ -850,17 +1229,34 @@ sq_write(struct db *db, const struct jentry *e)
 
 	if (sq_usable(db) == -1)
 		return -1;
+	/*
+	 * With the writer, a row is only journaled: the writer makes it
+	 * with its batch.  Anything else is made now, after the rows
+	 * before it, with the writer idle.
+	 */
+	if (sq->w != NULL && e->kind == J_ROW && !sq->failing) {
+		journal_add(&sq->j, e);
+		/*
+		 * A writer with nothing to do gets the batch early: smaller
+		 * batches while it keeps up, larger ones when it does not.
+		 */
+		if (journal_bytes(&sq->j) >= PIPE_BYTES &&
+		    !__atomic_load_n(&sq->w->busy, __ATOMIC_RELAXED))
+			db->commit_now = 1;
+		batch_full(db);
+		return 0;
+	}
+	if (sq->w != NULL) {
+		w_idle(db);
+		if (!sq->failing && apply_from(db, &sq->j, sq->applied) == -1)
+			sq_fail(db);
+	}
 	journal_add(&sq->j, e);
 	if (sq->failing)
 		return 0;
 	if (sq_apply(db, e, sq->j.last) == 0) {
-		/*
-		 * Commit soon, from the event loop: by then the connection
-		 * has given back its input buffer, which a large row would
-		 * otherwise keep beside the journal and SQLite's own copy.
-		 */
-		if (journal_bytes(&sq->j) >= JOURNAL_MAX)
-			db->commit_now = 1;
+		sq->applied = sq->j.b.len;
+		batch_full(db);
 		return 0;
 	}
 	if (sq_transient(sq)) {
@@ -885,7 +1281,10 @@ sq_table_rows(struct db *db, const struct table *t)
 	char		*sql;
 	int64_t		 n = -1;
 
-	if (SQ(db) == NULL || SQ(db)->h == NULL || SQ(db)->failing)
+	if (SQ(db) == NULL)
+		return -1;
+	w_idle(db);
+	if (SQ(db)->h == NULL || SQ(db)->failing)
 		return -1;
 	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
 	    t->schema.name);
@@ -903,6 +1302,7 @@ sq_stall_cause(struct db *db)
 {
 	if (SQ(db) == NULL)
 		return CAUSE_ERROR;
+	w_idle(db);
 	switch (SQ(db)->rc & 0xff) {
 	case SQLITE_FULL:
 		return CAUSE_DISK_FULL;
@@ -924,6 +1324,7 @@ sq_tables(struct db *db, char ***names, int *n)
 	sqlite3_stmt	*st;
 	int		 r;
 
+	w_idle(db);
 	if (!SQ(db)->failing && flush_all(db) == -1)
 		sq_fail(db);
 	st = sq_prepare(db, "SELECT name FROM sqlite_master WHERE "
@@ -962,6 +1363,7 @@ meta_load(struct db *db)
 
 	if (db->meta_loaded)
 		return 0;
+	w_idle(db);
 	st = sq_prepare(db, "SELECT count(*) FROM sqlite_master WHERE "
 	    "type='table' AND name='_experiment_metadata' COLLATE NOCASE");
 	if (st == NULL)
@@ -1079,6 +1481,7 @@ sq_sender(struct db *db, const char *name, int *id)
 
 	if (sq_usable(db) == -1)
 		return -1;
+	w_idle(db);
 	if ((sq->snd_get == NULL && (sq->snd_get = sq_prepare(db,
 	    "SELECT id FROM _senders WHERE name=?")) == NULL) ||
 	    (sq->snd_max == NULL && (sq->snd_max = sq_prepare(db,
@@ -1195,7 +1598,8 @@ sqt_free(struct table *t)
 static void
 sq_table_free(struct db *db, struct table *t)
 {
-	(void)db;
+	if (SQ(db) != NULL)
+		w_idle(db);
 	sqt_free(t);
 }
 
@@ -1262,7 +1666,7 @@ run_rows(struct sq *sq, struct sqt *q, sqlite3_stmt *st, int first, int k)
 	int		 r, i, col = 1, rc;
 
 	for (r = first; r < first + (1 << k); r++) {
-		journal_row(&sq->j, q->pend[r], &row);
+		journal_row(sq->aj, q->pend[r], &row);
 		sqlite3_bind_int(st, col++, row.sender);
 		sqlite3_bind_int(st, col++, row.seq);
 		if (isnan(row.ts_client))
@@ -1320,31 +1724,42 @@ flush(struct db *db, struct table *t)
 					rc = -1;
 					break;
 				}
-				log_warnx("%s: insert into %s: %s", sq->path,
+				sq_warn(sq, "%s: insert into %s: %s", sq->path,
 				    t->schema.name, sqlite3_errmsg(sq->h));
-				journal_drop(&sq->j, q->pend[r]);
+				journal_drop(sq->aj, q->pend[r]);
 				lost++;
 			}
 			first += 1 << k;
 		}
 	}
 	q->npend = 0;
-	if (lost > 0) {
+	if (lost > 0 && sq->in_writer)
+		sq->w->refused += (uint64_t)lost;
+	else if (lost > 0) {
 		db->rows -= (uint64_t)lost;
 		db->dropped += (uint64_t)lost;
 	}
 	return rc;
 }
 
+/*
+ * Insert every queued row.  The tables with rows queued are listed in
+ * sq->dirty, not found on db->tables, which is the main thread's.
+ */
 static int
 flush_all(struct db *db)
 {
-	struct table	*t;
+	struct sq	*sq = SQ(db);
+	struct sqt	*q;
+	int		 i;
 
-	for (t = db->tables; t != NULL; t = t->next)
-		if (t->be != NULL && ((struct sqt *)t->be)->npend > 0 &&
-		    flush(db, t) == -1)
+	for (i = 0; i < sq->ndirty; i++) {
+		q = sq->dirty[i]->be;
+		if (q->npend > 0 && flush(db, sq->dirty[i]) == -1)
 			return -1;
+		q->listed = 0;
+	}
+	sq->ndirty = 0;
 	return 0;
 }
 
@@ -1352,23 +1767,37 @@ flush_all(struct db *db)
 static void
 queues_drop(struct db *db)
 {
-	struct table	*t;
+	struct sq	*sq = SQ(db);
 	struct sqt	*q;
+	int		 i;
 
-	for (t = db->tables; t != NULL; t = t->next)
-		if ((q = t->be) != NULL)
-			q->npend = 0;
+	for (i = 0; i < sq->ndirty; i++) {
+		q = sq->dirty[i]->be;
+		q->npend = 0;
+		q->listed = 0;
+	}
+	sq->ndirty = 0;
 }
 
 /* Queue the row journaled at offset at; a full queue is inserted. */
 static int
 x_insert(struct db *db, struct table *t, size_t at)
 {
+	struct sq	*sq = SQ(db);
 	struct sqt	*q;
 
 	if (t->be == NULL && sq_table_prepare(db, t) == -1)
 		return -1;
 	q = t->be;
+	if (!q->listed) {
+		if (sq->ndirty == sq->dirtycap) {
+			sq->dirtycap = sq->dirtycap ? 2 * sq->dirtycap : 8;
+			sq->dirty = xreallocarray(sq->dirty,
+			    (size_t)sq->dirtycap, sizeof(*sq->dirty));
+		}
+		sq->dirty[sq->ndirty++] = t;
+		q->listed = 1;
+	}
 	q->pend[q->npend] = at;
 	if (++q->npend == q->batch)
 		return flush(db, t);
@@ -1520,4 +1949,5 @@ const struct backend backend_sqlite = {
 	.stalled = sq_stalled,
 	.stall_cause = sq_stall_cause,
 	.table_rows = sq_table_rows,
+	.settle = sq_settle,
 };
