@@ -164,7 +164,7 @@ struct sq {
 
 #define SQ(db)	((struct sq *)(db)->bh)
 
-static int	flush(struct db *, struct table *);
+static int	queue_flush(struct db *, struct table *);
 static int	flush_all(struct db *);
 static void	sqt_free(struct table *);
 static void	queues_drop(struct db *);
@@ -1698,7 +1698,7 @@ run_rows(struct sq *sq, struct sqt *q, sqlite3_stmt *st, int first, int k)
  * the journal.
  */
 static int
-flush(struct db *db, struct table *t)
+queue_flush(struct db *db, struct table *t)
 {
 	struct sq	*sq = SQ(db);
 	struct sqt	*q = t->be;
@@ -1755,7 +1755,7 @@ flush_all(struct db *db)
 
 	for (i = 0; i < sq->ndirty; i++) {
 		q = sq->dirty[i]->be;
-		if (q->npend > 0 && flush(db, sq->dirty[i]) == -1)
+		if (q->npend > 0 && queue_flush(db, sq->dirty[i]) == -1)
 			return -1;
 		q->listed = 0;
 	}
@@ -1800,7 +1800,7 @@ x_insert(struct db *db, struct table *t, size_t at)
 	}
 	q->pend[q->npend] = at;
 	if (++q->npend == q->batch)
-		return flush(db, t);
+		return queue_flush(db, t);
 	return 0;
 }
 
