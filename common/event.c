@@ -22,7 +22,9 @@ static size_t	 ngrave, gravecap;
 void
 ev_init(void)
 {
-	ngrave = 0;
+	/* forked: what the parent was about to free is this process's to free */
+	while (ngrave > 0)
+		free(grave[--ngrave]);
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 }
