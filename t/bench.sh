@@ -198,6 +198,9 @@ run_bursts() {
 	    die "bursts: rows missing"
 	bad=$(grep -c -E 'WARN|ERROR' "$d/log" | tr -d ' ')
 	bad=$((bad - $(grep -c 'running as root' "$d/log")))
+	# the figure is a count: show what was warned about
+	grep -E 'WARN|ERROR' "$d/log" | grep -v 'running as root' |
+	    head -n 3 | sed 's/^/  bursts: /' >&2
 	echo "$(calc "$clients * $n / ($t1 - $t0)") $(peak_mem)" \
 	    "all $((clients * n)) rows stored, $bad warnings, 0 clients refused"
 	stop_server
