@@ -15,21 +15,52 @@
 
 #include "child/journal.h"
 
+/*
+ * An entry's fixed part.  Kept small: the writer thread reads every
+ * entry the main thread wrote, from the other core's cache.  An entry
+ * with vectors taken over has a struct jext next, then (as for any row)
+ * its values as struct jval, then the bytes of its strings and blobs.
+ */
 struct jrec {
-	size_t		 size;		/* of the whole entry */
-	enum jkind	 kind;
+	uint64_t	 size;		/* of the whole entry */
+	uint8_t		 kind;		/* enum jkind */
+	uint8_t		 dropped;
+	uint8_t		 ext;		/* a struct jext follows */
+	uint8_t		 pad;
+	uint32_t	 n;		/* J_ROW: values; else a's length */
 	struct table	*t;
-	int		 id;
-	int		 dropped;
-	int		 n;		/* row values */
-	size_t		 alen;		/* with their NULs */
-	size_t		 blen;
-	int		 sender;
-	int32_t		 seq;
-	double		 ts_client;
-	double		 ts_server;
-	char		*ext;		/* the row's vectors, taken over */
-	size_t		 extlen;
+	union {
+		struct {
+			int32_t		 sender;
+			int32_t		 seq;
+			double		 ts_client;
+			double		 ts_server;
+		} r;
+		struct {
+			int		 id;
+			uint32_t	 blen;
+		} o;
+	} u;
+};
+
+struct jext {
+	char		*p;		/* the row's vectors, taken over */
+	size_t		 len;
+};
+
+/* A value as journaled: a string's pointer is rebuilt when it is read. */
+struct jval {
+	union {
+		int32_t		 i32;
+		uint32_t	 u32;
+		int64_t		 i64;
+		uint64_t	 u64;
+		double		 d;
+		int		 b;
+		uint64_t	 len;	/* strings, blobs, vectors */
+	} u;
+	uint32_t	 type;
+	uint32_t	 null;
 };
 
 #define ADOPT_MIN	(64 * 1024)	/* vector bytes taken over, not copied */
@@ -38,12 +69,20 @@ struct jrec {
 #endif
 
 _Static_assert(sizeof(struct jrec) % 8 == 0, "rows' values must be aligned");
+_Static_assert(sizeof(struct jext) % 8 == 0, "rows' values must be aligned");
+_Static_assert(sizeof(struct jval) == 16, "a journaled value is 16 bytes");
+
+static int
+type_has_bytes(int type)
+{
+	return type == OML_STRING || type == OML_BLOB ||
+	    oml_type_is_vector(type);
+}
 
 static int
 has_bytes(const struct oml_value *v)
 {
-	return v->type == OML_STRING || v->type == OML_BLOB ||
-	    oml_type_is_vector(v->type);
+	return type_has_bytes(v->type);
 }
 
 /*
@@ -78,15 +117,30 @@ inline_len(const struct oml_value *v, int adopted)
 	return v->u.s.len;
 }
 
+static struct jext *
+rec_ext(const struct jrec *r)
+{
+	return r->ext ? (struct jext *)(r + 1) : NULL;
+}
+
+static struct jval *
+rec_vals(const struct jrec *r)
+{
+	return (struct jval *)((char *)(r + 1) +
+	    (r->ext ? sizeof(struct jext) : 0));
+}
+
 static void
 ext_free(struct journal *j, struct jrec *r)
 {
-	if (r->ext == NULL)
+	struct jext	*x = rec_ext(r);
+
+	if (x == NULL || x->p == NULL)
 		return;
-	free(r->ext);
-	r->ext = NULL;
+	free(x->p);
+	x->p = NULL;
 	j->next--;
-	j->extbytes -= r->extlen;
+	j->extbytes -= x->len;
 }
 
 static char *
@@ -104,35 +158,50 @@ add_row(struct journal *j, const struct jentry *e)
 	const struct oml_value	*v = e->row.v;
 	struct buf		*ext = adoptable(&e->row);
 	struct jrec		*r;
-	size_t			 size, vsize = (size_t)e->row.n * sizeof(*v);
+	struct jval		*jv;
+	struct jext		*x;
+	size_t			 size;
 	char			*p;
 	int			 i, n = e->row.n;
 
-	size = sizeof(*r) + vsize;
+	size = sizeof(*r) + (size_t)n * sizeof(*jv) +
+	    (ext != NULL ? sizeof(*x) : 0);
 	for (i = 0; i < n; i++)
 		size += inline_len(&v[i], ext != NULL);
 	size = (size + 7) & ~(size_t)7;
 	buf_reserve(&j->b, size);
 	r = (struct jrec *)(j->b.p + j->b.len);
-	memset(r, 0, sizeof(*r));
 	r->size = size;
 	r->kind = J_ROW;
+	r->dropped = 0;
+	r->ext = ext != NULL;
+	r->pad = 0;
+	r->n = (uint32_t)n;
 	r->t = e->t;
-	r->n = n;
-	r->sender = e->row.sender;
-	r->seq = e->row.seq;
-	r->ts_client = e->row.ts_client;
-	r->ts_server = e->row.ts_server;
-	p = put((char *)(r + 1), v, vsize);
+	r->u.r.sender = e->row.sender;
+	r->u.r.seq = e->row.seq;
+	r->u.r.ts_client = e->row.ts_client;
+	r->u.r.ts_server = e->row.ts_server;
+	jv = rec_vals(r);
+	for (i = 0; i < n; i++) {
+		if (has_bytes(&v[i]))
+			jv[i].u.len = v[i].u.s.len;
+		else
+			memcpy(&jv[i].u, &v[i].u, sizeof(jv[i].u));
+		jv[i].type = (uint32_t)v[i].type;
+		jv[i].null = (uint32_t)v[i].null;
+	}
+	p = (char *)(jv + n);
 	for (i = 0; i < n; i++)
 		p = put(p, v[i].u.s.p, inline_len(&v[i], ext != NULL));
 	if (ext != NULL) {
 		/* the values point into it: it stays where it is */
-		r->ext = ext->p;
-		r->extlen = ext->len;
+		x = rec_ext(r);
+		x->p = ext->p;
+		x->len = ext->len;
 		buf_init(ext);
 		j->next++;
-		j->extbytes += r->extlen;
+		j->extbytes += x->len;
 	}
 	j->last = j->b.len;
 	j->b.len += size;
@@ -143,7 +212,7 @@ void
 journal_add(struct journal *j, const struct jentry *e)
 {
 	struct jrec	 r;
-	size_t		 size;
+	size_t		 size, alen, blen;
 	char		*p;
 
 	if (e->kind == J_ROW) {
@@ -151,18 +220,22 @@ journal_add(struct journal *j, const struct jentry *e)
 		return;
 	}
 	memset(&r, 0, sizeof(r));
+	alen = e->a != NULL ? strlen(e->a) + 1 : 0;
+	blen = e->b != NULL ? strlen(e->b) + 1 : 0;
+	if (alen > UINT32_MAX || blen > UINT32_MAX)
+		fatalx("journal: a string of %zu bytes", alen + blen);
 	r.kind = e->kind;
 	r.t = e->t;
-	r.id = e->id;
-	r.alen = e->a != NULL ? strlen(e->a) + 1 : 0;
-	r.blen = e->b != NULL ? strlen(e->b) + 1 : 0;
-	size = (sizeof(r) + r.alen + r.blen + 7) & ~(size_t)7;
+	r.u.o.id = e->id;
+	r.n = (uint32_t)alen;
+	r.u.o.blen = (uint32_t)blen;
+	size = (sizeof(r) + alen + blen + 7) & ~(size_t)7;
 	r.size = size;
 	buf_reserve(&j->b, size);
 	p = j->b.p + j->b.len;
 	p = put(p, &r, sizeof(r));
-	p = put(p, e->a, r.alen);
-	put(p, e->b, r.blen);
+	p = put(p, e->a, alen);
+	put(p, e->b, blen);
 	j->last = j->b.len;
 	j->b.len += size;
 }
@@ -177,14 +250,14 @@ journal_bytes(const struct journal *j)
 void
 journal_undo(struct journal *j)
 {
-	struct jrec	 r;
+	struct jrec	*r;
 
 	if (j->b.len == 0)
 		return;
-	memcpy(&r, j->b.p + j->last, sizeof(r));
-	ext_free(j, &r);
+	r = (struct jrec *)(j->b.p + j->last);
+	ext_free(j, r);
 	j->b.len = j->last;
-	if (r.kind == J_ROW && !r.dropped)
+	if (r->kind == J_ROW && !r->dropped)
 		j->rows--;
 	/* the one before is not known; undo is for the entry just added */
 	j->last = 0;
@@ -193,14 +266,12 @@ journal_undo(struct journal *j)
 void
 journal_drop(struct journal *j, size_t off)
 {
-	struct jrec	 r;
+	struct jrec	*r = (struct jrec *)(j->b.p + off);
 
-	memcpy(&r, j->b.p + off, sizeof(r));
-	if (r.dropped)
+	if (r->dropped)
 		return;
-	r.dropped = 1;
-	memcpy(j->b.p + off, &r, sizeof(r));
-	if (r.kind == J_ROW)
+	r->dropped = 1;
+	if (r->kind == J_ROW)
 		j->rows--;
 }
 
@@ -208,12 +279,12 @@ journal_drop(struct journal *j, size_t off)
 static void
 ext_free_all(struct journal *j)
 {
-	struct jrec	 r;
+	struct jrec	*r;
 	size_t		 off;
 
-	for (off = 0; j->next > 0 && off < j->b.len; off += r.size) {
-		memcpy(&r, j->b.p + off, sizeof(r));
-		ext_free(j, &r);
+	for (off = 0; j->next > 0 && off < j->b.len; off += r->size) {
+		r = (struct jrec *)(j->b.p + off);
+		ext_free(j, r);
 	}
 }
 
@@ -239,50 +310,70 @@ journal_free(struct journal *j)
 	memset(j, 0, sizeof(*j));
 }
 
+/*
+ * Row r's values into v (room for r->n), their bytes' pointers rebuilt:
+ * into the entry, or into the vectors it took over.
+ */
+static void
+rec_values(const struct jrec *r, struct oml_value *v)
+{
+	const struct jval	*jv = rec_vals(r);
+	const struct jext	*x = rec_ext(r);
+	const char		*p = (const char *)(jv + r->n);
+	const char		*xp = x != NULL ? x->p : NULL;
+	uint32_t		 i;
+
+	for (i = 0; i < r->n; i++) {
+		v[i].type = (enum oml_type)jv[i].type;
+		v[i].null = (int)jv[i].null;
+		if (!type_has_bytes(v[i].type)) {
+			memcpy(&v[i].u, &jv[i].u, sizeof(jv[i].u));
+			continue;
+		}
+		v[i].u.s.len = (size_t)jv[i].u.len;
+		if (xp != NULL && oml_type_is_vector(v[i].type)) {
+			v[i].u.s.p = v[i].u.s.len > 0 ? xp : "";
+			xp += v[i].u.s.len;
+			continue;
+		}
+		v[i].u.s.p = v[i].u.s.len > 0 ? p : "";
+		p += v[i].u.s.len;
+	}
+}
+
+static void
+vals_room(struct journal *j, uint32_t n)
+{
+	if ((int)n > j->nvals) {
+		j->vals = xreallocarray(j->vals, n, sizeof(*j->vals));
+		j->nvals = (int)n;
+	}
+}
+
 static void
 journal_get(struct journal *j, size_t off, struct jentry *e)
 {
-	struct jrec	 r;
-	const char	*p, *x;
-	int		 i;
+	const struct jrec	*r = (const struct jrec *)(j->b.p + off);
+	const char		*p = (const char *)(r + 1);
 
-	memcpy(&r, j->b.p + off, sizeof(r));
-	p = j->b.p + off + sizeof(r);
-	x = r.ext;
 	memset(e, 0, sizeof(*e));
 	e->at = off;
-	e->kind = r.kind;
-	e->t = r.t;
-	e->id = r.id;
-	e->a = r.alen ? p : NULL;
-	p += r.alen;
-	e->b = r.blen ? p : NULL;
-	p += r.blen;
-	if (r.n > j->nvals) {
-		j->vals = xreallocarray(j->vals, (size_t)r.n,
-		    sizeof(*j->vals));
-		j->nvals = r.n;
+	e->kind = r->kind;
+	e->t = r->t;
+	if (r->kind != J_ROW) {
+		e->id = r->u.o.id;
+		e->a = r->n ? p : NULL;
+		p += r->n;
+		e->b = r->u.o.blen ? p : NULL;
+		return;
 	}
-	if (r.n > 0) {
-		memcpy(j->vals, p, (size_t)r.n * sizeof(*j->vals));
-		p += (size_t)r.n * sizeof(*j->vals);
-	}
-	for (i = 0; i < r.n; i++) {
-		if (!has_bytes(&j->vals[i]))
-			continue;
-		if (x != NULL && oml_type_is_vector(j->vals[i].type)) {
-			j->vals[i].u.s.p = j->vals[i].u.s.len > 0 ? x : "";
-			x += j->vals[i].u.s.len;
-			continue;
-		}
-		j->vals[i].u.s.p = j->vals[i].u.s.len > 0 ? p : "";
-		p += j->vals[i].u.s.len;
-	}
-	e->row.sender = r.sender;
-	e->row.seq = r.seq;
-	e->row.ts_client = r.ts_client;
-	e->row.ts_server = r.ts_server;
-	e->row.n = r.n;
+	vals_room(j, r->n);
+	rec_values(r, j->vals);
+	e->row.sender = r->u.r.sender;
+	e->row.seq = r->u.r.seq;
+	e->row.ts_client = r->u.r.ts_client;
+	e->row.ts_server = r->u.r.ts_server;
+	e->row.n = (int)r->n;
 	e->row.v = j->vals;
 }
 
@@ -290,39 +381,27 @@ void
 journal_row(struct journal *j, size_t off, struct row *row)
 {
 	const struct jrec	*r = (const struct jrec *)(j->b.p + off);
-	struct oml_value	*v = (struct oml_value *)(r + 1);
-	const char		*p = (const char *)(v + r->n), *x = r->ext;
-	int			 i;
 
-	for (i = 0; i < r->n; i++) {
-		if (!has_bytes(&v[i]))
-			continue;
-		if (x != NULL && oml_type_is_vector(v[i].type)) {
-			v[i].u.s.p = v[i].u.s.len > 0 ? x : "";
-			x += v[i].u.s.len;
-			continue;
-		}
-		v[i].u.s.p = v[i].u.s.len > 0 ? p : "";
-		p += v[i].u.s.len;
-	}
-	row->sender = r->sender;
-	row->seq = r->seq;
-	row->ts_client = r->ts_client;
-	row->ts_server = r->ts_server;
-	row->n = r->n;
-	row->v = v;
+	vals_room(j, r->n);
+	rec_values(r, j->vals);
+	row->sender = r->u.r.sender;
+	row->seq = r->u.r.seq;
+	row->ts_client = r->u.r.ts_client;
+	row->ts_server = r->u.r.ts_server;
+	row->n = (int)r->n;
+	row->v = j->vals;
 }
 
 int
 journal_next(struct journal *j, size_t *off, struct jentry *e)
 {
-	struct jrec	 r;
+	const struct jrec	*r;
 
-	for (; *off < j->b.len; *off += r.size) {
-		memcpy(&r, j->b.p + *off, sizeof(r));
-		if (!r.dropped) {
+	for (; *off < j->b.len; *off += r->size) {
+		r = (const struct jrec *)(j->b.p + *off);
+		if (!r->dropped) {
 			journal_get(j, *off, e);
-			*off += r.size;
+			*off += r->size;
 			return 1;
 		}
 	}
@@ -337,11 +416,13 @@ journal_scan(const struct journal *j, size_t *off, size_t *at,
 
 	for (; *off < j->b.len; *off += r->size) {
 		r = (const struct jrec *)(j->b.p + *off);
+#if SCAN_AHEAD > 0
 		/*
 		 * The writer thread reads a journal the main thread wrote,
 		 * from the other core's cache: ask for it well ahead.
 		 */
 		__builtin_prefetch((const char *)r + SCAN_AHEAD);
+#endif
 		if (!r->dropped) {
 			*at = *off;
 			*kind = r->kind;

@@ -52,8 +52,9 @@ void	 journal_free(struct journal *);
 int	 journal_next(struct journal *, size_t *off, struct jentry *);
 /* The entry at off (the last one added is at j->last). */
 /*
- * The row at off, read in place, without copies: its values stay valid
- * until the journal next changes.
+ * The row at off: its values (in the journal's one array, as for
+ * journal_next()) stay valid until the journal is next read or changed,
+ * the bytes they point to until it next changes.
  */
 void	 journal_row(struct journal *, size_t off, struct row *);
 /*
