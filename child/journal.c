@@ -72,11 +72,24 @@ _Static_assert(sizeof(struct jrec) % 8 == 0, "rows' values must be aligned");
 _Static_assert(sizeof(struct jext) % 8 == 0, "rows' values must be aligned");
 _Static_assert(sizeof(struct jval) == 16, "a journaled value is 16 bytes");
 
+/* The types whose values have bytes of their own, and the vectors. */
+#define VECTORS		((1u << OML_VINT32) | (1u << OML_VUINT32) | \
+			    (1u << OML_VINT64) | (1u << OML_VUINT64) | \
+			    (1u << OML_VDOUBLE) | (1u << OML_VBOOL))
+#define WITH_BYTES	((1u << OML_STRING) | (1u << OML_BLOB) | VECTORS)
+
+_Static_assert(OML_TYPE_MAX <= 32, "a type is a bit of a word");
+
 static int
-type_has_bytes(int type)
+type_has_bytes(unsigned type)
 {
-	return type == OML_STRING || type == OML_BLOB ||
-	    oml_type_is_vector(type);
+	return type < OML_TYPE_MAX && (WITH_BYTES >> type & 1);
+}
+
+static int
+type_is_vector(unsigned type)
+{
+	return type < OML_TYPE_MAX && (VECTORS >> type & 1);
 }
 
 static int
@@ -112,7 +125,7 @@ adoptable(const struct row *row)
 static size_t
 inline_len(const struct oml_value *v, int adopted)
 {
-	if (!has_bytes(v) || (adopted && oml_type_is_vector(v->type)))
+	if (!has_bytes(v) || (adopted && type_is_vector(v->type)))
 		return 0;
 	return v->u.s.len;
 }
@@ -183,17 +196,17 @@ add_row(struct journal *j, const struct jentry *e)
 	r->u.r.ts_client = e->row.ts_client;
 	r->u.r.ts_server = e->row.ts_server;
 	jv = rec_vals(r);
+	p = (char *)(jv + n);
 	for (i = 0; i < n; i++) {
-		if (has_bytes(&v[i]))
-			jv[i].u.len = v[i].u.s.len;
-		else
-			memcpy(&jv[i].u, &v[i].u, sizeof(jv[i].u));
 		jv[i].type = (uint32_t)v[i].type;
 		jv[i].null = (uint32_t)v[i].null;
-	}
-	p = (char *)(jv + n);
-	for (i = 0; i < n; i++)
+		if (!has_bytes(&v[i])) {
+			memcpy(&jv[i].u, &v[i].u, sizeof(jv[i].u));
+			continue;
+		}
+		jv[i].u.len = v[i].u.s.len;
 		p = put(p, v[i].u.s.p, inline_len(&v[i], ext != NULL));
+	}
 	if (ext != NULL) {
 		/* the values point into it: it stays where it is */
 		x = rec_ext(r);
@@ -326,12 +339,12 @@ rec_values(const struct jrec *r, struct oml_value *v)
 	for (i = 0; i < r->n; i++) {
 		v[i].type = (enum oml_type)jv[i].type;
 		v[i].null = (int)jv[i].null;
-		if (!type_has_bytes(v[i].type)) {
+		if (!type_has_bytes(jv[i].type)) {
 			memcpy(&v[i].u, &jv[i].u, sizeof(jv[i].u));
 			continue;
 		}
 		v[i].u.s.len = (size_t)jv[i].u.len;
-		if (xp != NULL && oml_type_is_vector(v[i].type)) {
+		if (xp != NULL && type_is_vector(jv[i].type)) {
 			v[i].u.s.p = v[i].u.s.len > 0 ? xp : "";
 			xp += v[i].u.s.len;
 			continue;
