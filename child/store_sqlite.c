@@ -56,6 +56,7 @@
 #define BATCH_ROWS	(1 << BATCH_LOG)
 #define LOCK_FILE	".oml2-server.lock"
 #define REBORN_MS	1000	/* between tries to make a deleted file again */
+#define SQ_LINES	128	/* two cache lines */
 
 /*
  * A table's statements (for 1, 2, 4 ... BATCH_ROWS rows) and queue: the
@@ -153,8 +154,13 @@ struct sq {
 	sqlite3_stmt	*snd_max;
 	sqlite3_stmt	*snd_ins;
 	int		 rc;		/* of the last failure */
-	struct journal	 j;		/* writes since the last commit */
-	int		 failing;	/* stalled until the journal is written */
+	/*
+	 * The main thread writes it for every row, while the writer thread
+	 * reads the fields above for every row: apart, in lines of their
+	 * own (and their neighbours, which the hardware fetches in pairs).
+	 */
+	_Alignas(SQ_LINES) struct journal j;	/* writes since the last commit */
+	_Alignas(SQ_LINES) int failing;	/* stalled until the journal is written */
 	uint64_t	 fail_since;
 	int		 snd_next;	/* no sender id below this is free */
 	int		 fd;		/* the file: fstat(), flock(); or -1 */
@@ -565,7 +571,7 @@ w_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		w_batch(db);
 		pthread_mutex_lock(&w->mu);
-		__atomic_store_n(&w->busy, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&w->busy, 0, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&w->cv);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -607,6 +613,13 @@ w_wait(struct sq *sq, int wait)
 	struct writer	*w = sq->w;
 	int		 busy;
 
+	/*
+	 * Not waiting (each time round the event loop): a look without the
+	 * lock.  The thread clears busy last, with release order, so that
+	 * its batch's outcome is seen with it.
+	 */
+	if (!wait && __atomic_load_n(&w->busy, __ATOMIC_ACQUIRE))
+		return 0;
 	pthread_mutex_lock(&w->mu);
 	while ((busy = w->busy) && wait)
 		pthread_cond_wait(&w->cv, &w->mu);
@@ -861,7 +874,9 @@ sq_open(struct db *db)
 	struct sq	*sq;
 
 	sq_configure();
-	sq = xcalloc(1, sizeof(*sq));
+	if ((sq = aligned_alloc(SQ_LINES, sizeof(*sq))) == NULL)
+		fatal("aligned_alloc");
+	memset(sq, 0, sizeof(*sq));
 	sq->fd = -1;
 	sq->aj = &sq->j;
 	db->bh = sq;
