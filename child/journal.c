@@ -165,17 +165,17 @@ put(char *p, const void *src, size_t len)
 }
 
 /* journal_add() for a row: the path every row takes, kept short. */
-static void
-add_row(struct journal *j, const struct jentry *e)
+void
+journal_row_add(struct journal *j, struct table *t, const struct row *row)
 {
-	const struct oml_value	*v = e->row.v;
-	struct buf		*ext = adoptable(&e->row);
+	const struct oml_value	*v = row->v;
+	struct buf		*ext = adoptable(row);
 	struct jrec		*r;
 	struct jval		*jv;
 	struct jext		*x;
 	size_t			 size;
 	char			*p;
-	int			 i, n = e->row.n;
+	int			 i, n = row->n;
 
 	size = sizeof(*r) + (size_t)n * sizeof(*jv) +
 	    (ext != NULL ? sizeof(*x) : 0);
@@ -190,11 +190,11 @@ add_row(struct journal *j, const struct jentry *e)
 	r->ext = ext != NULL;
 	r->pad = 0;
 	r->n = (uint32_t)n;
-	r->t = e->t;
-	r->u.r.sender = e->row.sender;
-	r->u.r.seq = e->row.seq;
-	r->u.r.ts_client = e->row.ts_client;
-	r->u.r.ts_server = e->row.ts_server;
+	r->t = t;
+	r->u.r.sender = row->sender;
+	r->u.r.seq = row->seq;
+	r->u.r.ts_client = row->ts_client;
+	r->u.r.ts_server = row->ts_server;
 	jv = rec_vals(r);
 	p = (char *)(jv + n);
 	for (i = 0; i < n; i++) {
@@ -229,7 +229,7 @@ journal_add(struct journal *j, const struct jentry *e)
 	char		*p;
 
 	if (e->kind == J_ROW) {
-		add_row(j, e);
+		journal_row_add(j, e->t, &e->row);
 		return;
 	}
 	memset(&r, 0, sizeof(r));

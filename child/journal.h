@@ -39,6 +39,8 @@ struct journal {
 };
 
 void	 journal_add(struct journal *, const struct jentry *);
+/* journal_add() of a J_ROW entry. */
+void	 journal_row_add(struct journal *, struct table *, const struct row *);
 size_t	 journal_bytes(const struct journal *);
 void	 journal_undo(struct journal *);	/* forget the last entry */
 /* A row refused for good: skipped by journal_next(), not in rows. */

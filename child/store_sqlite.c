@@ -1232,6 +1232,22 @@ batch_full(struct db *db)
 }
 
 /*
+ * A row journaled for the writer.  A writer with nothing to do gets the
+ * batch early: smaller batches while it keeps up, larger ones when it
+ * does not.
+ */
+static void
+pipe_row(struct db *db)
+{
+	struct sq	*sq = SQ(db);
+
+	if (journal_bytes(&sq->j) >= PIPE_BYTES &&
+	    !__atomic_load_n(&sq->w->busy, __ATOMIC_RELAXED))
+		db->commit_now = 1;
+	batch_full(db);
+}
+
+/*
  * Record a write in the journal, then make it, unless the database is
  * failing (the journal is written later).  A write refused for a passing
  * reason stays in the journal and stalls the database; one refused for
@@ -1250,15 +1266,8 @@ sq_write(struct db *db, const struct jentry *e)
 	 * before it, with the writer idle.
 	 */
 	if (sq->w != NULL && e->kind == J_ROW && !sq->failing) {
-		journal_add(&sq->j, e);
-		/*
-		 * A writer with nothing to do gets the batch early: smaller
-		 * batches while it keeps up, larger ones when it does not.
-		 */
-		if (journal_bytes(&sq->j) >= PIPE_BYTES &&
-		    !__atomic_load_n(&sq->w->busy, __ATOMIC_RELAXED))
-			db->commit_now = 1;
-		batch_full(db);
+		journal_row_add(&sq->j, e->t, &e->row);
+		pipe_row(db);
 		return 0;
 	}
 	if (sq->w != NULL) {
@@ -1822,8 +1831,19 @@ x_insert(struct db *db, struct table *t, size_t at)
 static int
 sq_insert(struct db *db, struct table *t, const struct row *r)
 {
-	struct jentry	 e = { .kind = J_ROW, .t = t, .row = *r };
+	struct sq	*sq = SQ(db);
+	struct jentry	 e;
 
+	/* the path of every row, as in sq_write(), without a struct jentry */
+	if (sq->w != NULL && !sq->failing && !sq->gone) {
+		journal_row_add(&sq->j, t, r);
+		pipe_row(db);
+		return 0;
+	}
+	memset(&e, 0, sizeof(e));
+	e.kind = J_ROW;
+	e.t = t;
+	e.row = *r;
 	return sq_write(db, &e);
 }
 
