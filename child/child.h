@@ -96,11 +96,10 @@ struct backend {
 	/* why it cannot write now, an enum stats_cause (may be NULL) */
 	int	(*stall_cause)(struct db *);
 	/*
-	 * Rows in table t now, as its highest oml_tuple_id (the row count
-	 * unless rows were deleted): -1 if it cannot be told without
-	 * waiting (may be NULL).
+	 * The one integer query sql answers now, or -1 if it cannot be
+	 * run without waiting or fails (may be NULL).
 	 */
-	int64_t	(*table_rows)(struct db *, const struct table *);
+	int64_t	(*query_int)(struct db *, const char *sql);
 	/*
 	 * Commits made in a thread of the backend's own (may be NULL): the
 	 * rows of those that failed since it was last asked (they wait for

@@ -163,39 +163,53 @@ conn_figures(const struct conn *c, struct conn_fig *f)
 	f->dropped = c->dropped;
 }
 
-/* Record why the connection must close; returns -1 for convenience. */
+static int	 fail(struct conn *, const char *, ...) PRINTFLIKE(2, 3);
+static int	 fail_limit(struct conn *, const char *, ...) PRINTFLIKE(2, 3);
+
+/*
+ * Record why the connection must close, and whether for a limit (logged
+ * as one) or the protocol; returns -1 for convenience.
+ */
+static int
+vfail(struct conn *c, int limit, const char *fmt, va_list ap)
+{
+	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	c->limit = limit;
+	return -1;
+}
+
 static int
 fail(struct conn *c, const char *fmt, ...)
 {
 	va_list	 ap;
+	int	 r;
 
 	va_start(ap, fmt);
-	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	r = vfail(c, 0, fmt, ap);
 	va_end(ap);
-	return -1;
+	return r;
 }
 
-/* The same for a limit the client went past (logged as a limit). */
 static int
 fail_limit(struct conn *c, const char *fmt, ...)
 {
 	va_list	 ap;
+	int	 r;
 
 	va_start(ap, fmt);
-	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	r = vfail(c, 1, fmt, ap);
 	va_end(ap);
-	c->limit = 1;
-	return -1;
+	return r;
 }
 
-/* The same, for the experiment's process (the budgets, in child.c). */
+/* The same, for the experiment's process (its budgets: limits). */
 void
 conn_set_why(struct conn *c, const char *fmt, ...)
 {
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	vfail(c, 1, fmt, ap);
 	va_end(ap);
 }
 

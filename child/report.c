@@ -15,26 +15,9 @@
 #include "child/child.h"
 
 #define QUEUE_MAX	(1024 * 1024)
-#define MSG_REPORT_MAX	(sizeof(struct msg_report) + REPORT_MAX_ADDRESS + \
-			    2 * REPORT_MAX_NAME + REPORT_MAX_DOMAIN + \
-			    REPORT_MAX_MESSAGE)
 
 static uint64_t		 dropped;	/* in the current run of drops */
 static uint64_t		 dropped_total;
-
-/* Append s, cut to max bytes, and record its length. */
-static size_t
-put(char *p, struct msg_report *r, enum report_str i, const char *s,
-    size_t max)
-{
-	size_t	 n = strlen(s);
-
-	if (n > max)
-		n = max;
-	memcpy(p, s, n);
-	r->len[i] = (uint16_t)n;
-	return n;
-}
 
 static void
 drop(const char *why)
@@ -51,19 +34,10 @@ report(enum report_event ev, const char *peer, uint16_t port,
     const char *node, const char *domain, const char *app,
     const char *message)
 {
-	char			 m[MSG_REPORT_MAX];
-	struct msg_report	 r;
-	uint32_t		 n = sizeof(r);
+	char	 m[MSG_REPORT_MAX];
+	size_t	 n;
 
-	memset(&r, 0, sizeof(r));
-	r.event = ev;
-	r.port = port;
-	n += put(m + n, &r, RS_ADDRESS, peer, REPORT_MAX_ADDRESS);
-	n += put(m + n, &r, RS_NODE, node, REPORT_MAX_NAME);
-	n += put(m + n, &r, RS_DOMAIN, domain, REPORT_MAX_DOMAIN);
-	n += put(m + n, &r, RS_APP, app, REPORT_MAX_NAME);
-	n += put(m + n, &r, RS_MESSAGE, message, REPORT_MAX_MESSAGE);
-	memcpy(m, &r, sizeof(r));
+	n = msg_report_make(m, ev, port, peer, node, domain, app, message);
 	if (chan_queued(exp_chan(), MSG_REPORT) + n > QUEUE_MAX) {
 		drop("the master is not keeping up");
 		return;

@@ -1442,28 +1442,23 @@ pg_stalled(struct db *db)
 
 /*
  * Only between transactions: a streamed batch, the schema lock or an
- * open transaction is not disturbed for an operator's question.  The
- * primary key's index makes max() one descent.
+ * open transaction is not disturbed for an operator's question.
  */
 static int64_t
-pg_table_rows(struct db *db, const struct table *t)
+pg_query_int(struct db *db, const char *sql)
 {
 	struct pg	*pg = PG(db);
 	PGresult	*res;
-	char		*sql;
 	int64_t		 n = -1;
 
 	if (pg == NULL || pg->c == NULL || pg->streaming != NULL ||
 	    pg->locked || PQtransactionStatus(pg->c) != PQTRANS_IDLE)
 		return -1;
-	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
-	    t->schema.name);
 	res = PQexec(pg->c, sql);
 	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
 	    PQntuples(res) == 1)
 		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	free(sql);
 	return n;
 }
 
@@ -1552,5 +1547,5 @@ const struct backend backend_pg = {
 	.lock = pg_lock,
 	.stalled = pg_stalled,
 	.stall_cause = pg_stall_cause,
-	.table_rows = pg_table_rows,
+	.query_int = pg_query_int,
 };

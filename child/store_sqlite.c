@@ -578,6 +578,20 @@ w_main(void *arg)
 	return NULL;
 }
 
+/* Free the writer's state; its thread is gone or never started. */
+static void
+w_free(struct sq *sq)
+{
+	struct writer	*w = sq->w;
+
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	journal_free(&w->j);
+	buf_free(&w->log);
+	free(w);
+	sq->w = NULL;
+}
+
 static void
 w_start(struct db *db)
 {
@@ -599,10 +613,7 @@ w_start(struct db *db)
 	if (r != 0) {
 		log_warnx("%s: writer thread: %s; writing in this one",
 		    sq->path, strerror(r));
-		pthread_mutex_destroy(&w->mu);
-		pthread_cond_destroy(&w->cv);
-		free(w);
-		sq->w = NULL;
+		w_free(sq);
 	}
 }
 
@@ -730,12 +741,7 @@ w_stop(struct sq *sq)
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
-	journal_free(&w->j);
-	buf_free(&w->log);
-	free(w);
-	sq->w = NULL;
+	w_free(sq);
 }
 
 /*
@@ -1297,12 +1303,11 @@ sq_stalled(struct db *db)
 	return SQ(db) != NULL && SQ(db)->failing;
 }
 
-/* max(rowid) is one descent of the table's B-tree, whatever its size. */
+/* With the writer idle, so that one thread at a time uses the connection. */
 static int64_t
-sq_table_rows(struct db *db, const struct table *t)
+sq_query_int(struct db *db, const char *sql)
 {
 	sqlite3_stmt	*st;
-	char		*sql;
 	int64_t		 n = -1;
 
 	if (SQ(db) == NULL)
@@ -1310,14 +1315,11 @@ sq_table_rows(struct db *db, const struct table *t)
 	w_idle(db);
 	if (SQ(db)->h == NULL || SQ(db)->failing)
 		return -1;
-	xasprintf(&sql, "SELECT coalesce(max(oml_tuple_id), 0) FROM \"%s\"",
-	    t->schema.name);
 	if (sqlite3_prepare_v2(SQ(db)->h, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
-	free(sql);
 	return n;
 }
 
@@ -1983,6 +1985,6 @@ const struct backend backend_sqlite = {
 	.lock = NULL,
 	.stalled = sq_stalled,
 	.stall_cause = sq_stall_cause,
-	.table_rows = sq_table_rows,
+	.query_int = sq_query_int,
 	.settle = sq_settle,
 };

@@ -42,9 +42,6 @@
 
 #define M2C	MSG_TO_CHILD
 #define C2M	MSG_TO_MASTER
-#define REPORT_MAX	(sizeof(struct msg_report) + REPORT_MAX_ADDRESS + \
-			    2 * REPORT_MAX_NAME + REPORT_MAX_DOMAIN + \
-			    REPORT_MAX_MESSAGE)
 
 struct msg_spec {
 	const char	*name;
@@ -67,7 +64,7 @@ static const struct msg_spec msg_table[MSG_TYPE_MAX] = {
 	[MSG_STATUS] =	   { "status", C2M, sizeof(struct msg_status),
 			     sizeof(struct msg_status), 0 },
 	[MSG_REPORT] =	   { "report", C2M, sizeof(struct msg_report),
-			     REPORT_MAX, 0 },
+			     MSG_REPORT_MAX, 0 },
 	[MSG_LOGREOPEN] =  { "log-reopen", M2C, 0, 0, 1 },
 	[MSG_LOCK] =	   { "lock", C2M, 0, 0, 2 },	/* fd if any */
 	[MSG_STATS] =	   { "stats", C2M, sizeof(struct msg_stats),
@@ -77,7 +74,7 @@ static const struct msg_spec msg_table[MSG_TYPE_MAX] = {
 			     MSG_MAXPAYLOAD, 0 },
 	[MSG_CLOSE] =	   { "close", M2C, 0, 0, 0 },
 	[MSG_EVENT] =	   { "event", M2C, sizeof(struct msg_report),
-			     REPORT_MAX, 0 },
+			     MSG_REPORT_MAX, 0 },
 	[MSG_SINK] =	   { "sink", M2C, 4, 4, 1 },
 };
 
@@ -95,6 +92,41 @@ const uint64_t stats_bucket_us[STATS_BUCKETS - 1] = {
 	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
 	1000000, 10000000
 };
+
+/* Append s (NULL: empty), cut to max bytes, and record its length. */
+static size_t
+report_put(char *p, struct msg_report *r, enum report_str i, const char *s,
+    size_t max)
+{
+	size_t	 n = s != NULL ? strlen(s) : 0;
+
+	if (n > max)
+		n = max;
+	if (n > 0)
+		memcpy(p, s, n);
+	r->len[i] = (uint16_t)n;
+	return n;
+}
+
+size_t
+msg_report_make(char *m, enum report_event ev, uint16_t port,
+    const char *address, const char *node, const char *domain,
+    const char *app, const char *message)
+{
+	struct msg_report	 r;
+	size_t			 n = sizeof(r);
+
+	memset(&r, 0, sizeof(r));
+	r.event = ev;
+	r.port = port;
+	n += report_put(m + n, &r, RS_ADDRESS, address, REPORT_MAX_ADDRESS);
+	n += report_put(m + n, &r, RS_NODE, node, REPORT_MAX_NAME);
+	n += report_put(m + n, &r, RS_DOMAIN, domain, REPORT_MAX_DOMAIN);
+	n += report_put(m + n, &r, RS_APP, app, REPORT_MAX_NAME);
+	n += report_put(m + n, &r, RS_MESSAGE, message, REPORT_MAX_MESSAGE);
+	memcpy(m, &r, sizeof(r));
+	return n;
+}
 
 const char *
 msg_name(uint32_t type)

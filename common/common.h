@@ -256,6 +256,13 @@ struct msg_report {
 	uint16_t	port;
 	uint16_t	len[RS_MAX];
 };
+#define MSG_REPORT_MAX	(sizeof(struct msg_report) + REPORT_MAX_ADDRESS + \
+			    2 * REPORT_MAX_NAME + REPORT_MAX_DOMAIN + \
+			    REPORT_MAX_MESSAGE)
+/* Build one into m (MSG_REPORT_MAX bytes), strings cut; NULL is "". */
+size_t	 msg_report_make(char *m, enum report_event, uint16_t port,
+	    const char *address, const char *node, const char *domain,
+	    const char *app, const char *message);
 
 /*
  * The figures an experiment's process pushes to the master (MSG_STATS),

@@ -274,43 +274,18 @@ forward(const char *data, size_t len)
 	rp.run = 0;
 }
 
-/* Append s, cut to max bytes, and record its length. */
-static size_t
-put(char *p, struct msg_report *m, enum report_str i, const char *s,
-    size_t max)
-{
-	size_t	 n = strlen(s);
-
-	if (n > max)
-		n = max;
-	memcpy(p, s, n);
-	m->len[i] = (uint16_t)n;
-	return n;
-}
-
 /* One of the master's own events. */
 void
 report_event(enum report_event ev, const char *address, uint16_t port,
     const char *domain, const char *message)
 {
-	char			 d[sizeof(struct msg_report) +
-				    REPORT_MAX_ADDRESS + REPORT_MAX_DOMAIN +
-				    REPORT_MAX_MESSAGE];
-	struct msg_report	 m;
-	size_t			 n = sizeof(m);
+	char	 d[MSG_REPORT_MAX];
+	size_t	 n;
 
 	if (!rp.on)
 		return;
-	memset(&m, 0, sizeof(m));
-	m.event = ev;
-	m.port = port;
-	n += put(d + n, &m, RS_ADDRESS, address, REPORT_MAX_ADDRESS);
-	n += put(d + n, &m, RS_DOMAIN, domain ? domain : "",
-	    REPORT_MAX_DOMAIN);
-	n += put(d + n, &m, RS_MESSAGE, message ? message : "",
-	    REPORT_MAX_MESSAGE);
-	/* the strings go in the order of len[]: node and app are empty */
-	memcpy(d, &m, sizeof(m));
+	n = msg_report_make(d, ev, port, address, NULL, domain, NULL,
+	    message);
 	forward(d, n);
 }
 
