@@ -30,6 +30,47 @@ ms() {
 	[ "${#lines[@]}" -eq 2 ]
 }
 
+@test "rows carry ids reserved ahead from their table's sequence, in the order they came, and the sequence goes on from the last row once the database closes" {
+	start_server
+	bg send -e blk -n 5000 -S first -H 60000
+	wait_q blk "SELECT count(*) FROM gen" 5000
+	# PostgreSQL's own nextval() would leave last_value at the last row
+	run q blk "SELECT last_value > 5000 FROM gen_oml_tuple_id_seq"
+	[ "$output" = t ]
+	run q blk "SELECT min(oml_tuple_id), max(oml_tuple_id), count(*) FILTER (WHERE d <> 1) FROM (SELECT oml_tuple_id, oml_tuple_id - lag(oml_tuple_id) OVER (ORDER BY oml_seq) d FROM gen) x"
+	[ "$output" = "1|5000|0" ]
+	stop_server
+	grep -q 'blk closed: 5000 rows stored' "$LOG"
+	run q blk "SELECT last_value, is_called FROM gen_oml_tuple_id_seq"
+	[ "$output" = "5001|f" ]
+	LOG=$T/second.log
+	start_server
+	send -e blk -n 10 -S second
+	wait_q blk "SELECT min(oml_tuple_id), max(oml_tuple_id) FROM gen WHERE oml_sender_id = (SELECT id FROM _senders WHERE name = 'second')" "5001|5010"
+	# a table whose name PostgreSQL must quote, near its 63 bytes
+	local long=Gen_$(printf 'x%.0s' {1..55})
+	send -e blk -n 300 -s "1 $long n:int32"
+	wait_q blk "SELECT count(*), min(oml_tuple_id), max(oml_tuple_id) FROM \"$long\"" "300|1|300"
+	log_lacks 'rows dropped|row from sender|already taken'
+}
+
+@test "another writer beside the server costs no row: its nextval() goes past the server's block, and ids it chose inside it make the server take new ones" {
+	start_server
+	bg send -e clash -n 100 -S first -H 60000
+	wait_q clash "SELECT count(*) FROM gen" 100
+	pg_query clash "INSERT INTO gen (oml_sender_id, oml_seq, oml_ts_client, oml_ts_server, n, x, s) SELECT 99, i, 0, 0, 0, 0, 'nextval' FROM generate_series(1, 10) i" >/dev/null
+	run q clash "SELECT min(oml_tuple_id) > (SELECT max(oml_tuple_id) FROM gen WHERE s <> 'nextval') FROM gen WHERE s = 'nextval'"
+	[ "$output" = t ]
+	# ids the server has reserved but not used yet, taken by hand
+	pg_query clash "INSERT INTO gen (oml_tuple_id, oml_sender_id, oml_seq, oml_ts_client, oml_ts_server, n, x, s) SELECT i, 98, i, 0, 0, 0, 0, 'chosen' FROM generate_series(101, 150) i" >/dev/null
+	send -e clash -n 50 -S second
+	wait_q clash "SELECT count(*) FROM gen WHERE oml_sender_id = (SELECT id FROM _senders WHERE name = 'second')" 50
+	wait_log 'database clash: table gen: row ids already taken by another writer; reserving new ones'
+	run q clash "SELECT count(*) FROM gen"
+	[ "$output" = 210 ]
+	log_lacks 'rows dropped|row from sender'
+}
+
 @test "an older server's table with 32-bit row ids is filled to its last id, then its rows are dropped with one clear log line" {
 	# 47 ids left in gen's sequence
 	old_db old "CREATE TABLE \"gen\" (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, \"n\" INT4, \"x\" FLOAT8, \"s\" TEXT); INSERT INTO _experiment_metadata (key, value) VALUES ('table__experiment_metadata', '0 _experiment_metadata subject:string key:string value:string'), ('start_time', '1400000000'), ('table_gen', '1 gen n:int32 x:double s:string'); SELECT setval('gen_oml_tuple_id_seq', 2147483600)" >/dev/null

@@ -24,8 +24,9 @@
 # binary: every scenario of the server runs with it too, and the summary
 # shows both), BENCH_CEILING (t/ceiling's options, skipping the search),
 # BENCH_DIR (scratch space, default $TMPDIR or /tmp), OML2_SERVER (the
-# binary), BENCH_MAIN (run just one function, such as run_idle or
-# pg_scenario, while working on this file).  InfluxDB and VictoriaMetrics
+# binary), BENCH_MAIN (run just one function, such as run_idle,
+# pg_scenario or "run_sqlite four 4 4 -b 4000000", while working on this
+# file; the ceiling and the baseline are then taken as 1).  InfluxDB and VictoriaMetrics
 # come from `make deps-bench`; without them their scenario is skipped.
 set -u
 
@@ -818,4 +819,14 @@ pg_scenario() {
 	done
 }
 
-"${BENCH_MAIN:-main}"
+if [ "${BENCH_MAIN:-main}" = main ]; then
+	main
+else
+	# One function alone: what main would have set up, with the ceiling
+	# and the baseline taken as 1 (their ratios are then plain rates).
+	declare -A SRV=([now]=$SERVER) rate mast chld big lat blob pg
+	CEIL=1 BASE=1
+	ulimit -n 4096 2>/dev/null
+	# (split into words: a function and its arguments)
+	$BENCH_MAIN
+fi
