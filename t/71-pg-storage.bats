@@ -71,6 +71,25 @@ ms() {
 	log_lacks 'rows dropped|row from sender'
 }
 
+@test "kill -9 of an experiment process mid-stream keeps every committed row; the ids its open batch held stay unused, and the next rows come after them" {
+	start_server
+	bg send -e k9 -n 200000 -B 1000 -p 20
+	local client=$BG committed pid n
+	wait_for 20 eval '[ "$(q k9 "SELECT count(*) FROM gen" 2>/dev/null || echo 0)" -ge 5000 ]'
+	committed=$(q k9 "SELECT count(*) FROM gen")
+	pid=$(exp_pid k9)
+	kill -KILL "$pid"
+	wait_log "experiment k9 process $pid killed by signal 9"
+	kill "$client" 2>/dev/null || true
+	n=$(q k9 "SELECT count(*) FROM gen")
+	echo "# rows committed before the kill: $committed, found after: $n" >&3
+	[ "$n" -ge "$committed" ]
+	# what survived is exactly the first n rows the client sent
+	[ "$(q k9 'SELECT max(n), count(DISTINCT n), count(DISTINCT oml_tuple_id) FROM gen')" = "$n|$n|$n" ]
+	send -e k9 -n 5 -S again
+	wait_q k9 "SELECT count(*), min(oml_tuple_id) > (SELECT max(oml_tuple_id) FROM gen WHERE oml_sender_id <> (SELECT id FROM _senders WHERE name = 'again')) FROM gen WHERE oml_sender_id = (SELECT id FROM _senders WHERE name = 'again')" "5|t"
+}
+
 @test "an older server's table with 32-bit row ids is filled to its last id, then its rows are dropped with one clear log line" {
 	# 47 ids left in gen's sequence
 	old_db old "CREATE TABLE \"gen\" (oml_tuple_id SERIAL PRIMARY KEY, oml_sender_id INT4, oml_seq INT4, oml_ts_client FLOAT8, oml_ts_server FLOAT8, \"n\" INT4, \"x\" FLOAT8, \"s\" TEXT); INSERT INTO _experiment_metadata (key, value) VALUES ('table__experiment_metadata', '0 _experiment_metadata subject:string key:string value:string'), ('start_time', '1400000000'), ('table_gen', '1 gen n:int32 x:double s:string'); SELECT setval('gen_oml_tuple_id_seq', 2147483600)" >/dev/null
