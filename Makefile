@@ -205,6 +205,7 @@ t/fuzz/bin/fuzz_%: $(O)/t/fuzz/fuzz_%.o $(LIB_OBJ)
 	$(CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ -lbsd -lm
 
 $(O)/t/fuzz/fuzz_%.o: t/fuzz/fuzz.h
+$(O)/t/unit_proto.o $(O)/t/unit_chan.o: t/check.h
 .SECONDARY: $(patsubst %,$(O)/t/fuzz/fuzz_%.o,$(FUZZERS))
 
 fuzz: fuzz-build

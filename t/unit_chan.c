@@ -18,21 +18,7 @@
 
 #include "common/common.h"
 
-static int		 nchecks, nfailed;
-static const char	*section;
-
-#define CHECK(c)	check_at(!!(c), #c, __LINE__)
-
-static int
-check_at(int ok, const char *expr, int line)
-{
-	nchecks++;
-	if (!ok) {
-		nfailed++;
-		fprintf(stderr, "FAIL [%s] line %d: %s\n", section, line, expr);
-	}
-	return ok;
-}
+#include "t/check.h"
 
 /* A datagram as a broken or hostile peer would make it. */
 static void

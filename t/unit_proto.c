@@ -16,24 +16,11 @@
 
 #include "proto/proto.h"
 
-static int		 nchecks, nfailed;
-static const char	*section;
+#include "t/check.h"
 
-#define CHECK(c)	check_at(!!(c), #c, __LINE__)
 #define CHECK_MEM(p, n, w, wn) \
 	check_mem_at((p), (n), (w), (wn), #p, __LINE__)
 #define CHECK_STR(p, n, s)	CHECK_MEM((p), (n), (s), strlen(s))
-
-static int
-check_at(int ok, const char *expr, int line)
-{
-	nchecks++;
-	if (!ok) {
-		nfailed++;
-		fprintf(stderr, "FAIL [%s] line %d: %s\n", section, line, expr);
-	}
-	return ok;
-}
 
 static void
 show(const char *tag, const void *p, size_t n)
