@@ -722,14 +722,14 @@ ids_left(struct db *db, struct table *t)
 	b->room = SIZE_MAX;
 	res = run(db, "SELECT CASE a.atttypid WHEN 'pg_catalog.int4'::"
 	    "pg_catalog.regtype THEN 4 WHEN 'pg_catalog.int8'::"
-	    "pg_catalog.regtype THEN 8 ELSE 0 END, (SELECT COALESCE(s.last_value, "
-	    "s.start_value - s.increment_by) FROM pg_catalog.pg_sequences s "
-	    "WHERE format('%I.%I', s.schemaname, s.sequencename) = "
-	    "pg_catalog.pg_get_serial_sequence(format('%I', $1::text), "
-	    "'oml_tuple_id')), pg_catalog.pg_get_serial_sequence(format('%I', "
-	    "$1::text), 'oml_tuple_id') FROM pg_catalog.pg_attribute a WHERE "
-	    "a.attrelid = pg_catalog.to_regclass(format('%I', $1::text)) AND "
-	    "a.attname = 'oml_tuple_id'", 1, pv, PGRES_TUPLES_OK);
+	    "pg_catalog.regtype THEN 8 ELSE 0 END, (SELECT COALESCE("
+	    "s.last_value, s.start_value - s.increment_by) FROM "
+	    "pg_catalog.pg_sequences s WHERE format('%I.%I', s.schemaname, "
+	    "s.sequencename) = q.seq), q.seq FROM pg_catalog.pg_attribute a, "
+	    "LATERAL (SELECT pg_catalog.pg_get_serial_sequence(format('%I', "
+	    "$1::text), 'oml_tuple_id') AS seq) q WHERE a.attrelid = "
+	    "pg_catalog.to_regclass(format('%I', $1::text)) AND a.attname = "
+	    "'oml_tuple_id'", 1, pv, PGRES_TUPLES_OK);
 	if (res == NULL)
 		return PG(db)->c == NULL ? -1 : 0;
 	/* (a NULL reads as "") */
